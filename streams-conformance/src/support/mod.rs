@@ -1,0 +1,198 @@
+//! What every case gets: a [`TestContext`] over a fresh namespace, and the
+//! runner that cleans up after it, pass or fail.
+
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use futures::FutureExt;
+use streams_core::{
+    ConsumerGroupConfig, DlqConfig, Manager, ManagerConfig, StreamBackend, StreamMessage,
+};
+
+/// The backend type every case runs against.
+pub type DynBackend = Arc<dyn StreamBackend>;
+
+/// The manager type every case uses.
+pub type TestManager = Manager<DynBackend>;
+
+/// Longest a single case may run before it counts as hung.
+pub const CASE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A backend under test, as the suite sees it. One value serves one case.
+#[async_trait]
+pub trait TestBackend: Send + Sync + 'static {
+    /// The backend's name, for messages.
+    fn name(&self) -> &'static str;
+
+    /// A connection to this case's data. Each call may open a new connection,
+    /// but every connection sees the same streams (two managers on one backend).
+    async fn connect(&self) -> DynBackend;
+
+    /// Removes every key under `namespace`. Called after the case, pass or fail.
+    async fn cleanup(&self, namespace: &str);
+}
+
+/// What a case works with: a fresh namespace on the backend under test.
+pub struct TestContext {
+    /// The key prefix of this case; every manager made here uses it.
+    pub namespace: String,
+    backend: DynBackend,
+    harness: Arc<dyn TestBackend>,
+}
+
+impl std::fmt::Debug for TestContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestContext")
+            .field("namespace", &self.namespace)
+            .field("backend", &self.harness.name())
+            .finish()
+    }
+}
+
+impl TestContext {
+    /// The backend's name.
+    pub fn backend_name(&self) -> &'static str {
+        self.harness.name()
+    }
+
+    /// The case's backend connection.
+    pub fn backend(&self) -> DynBackend {
+        Arc::clone(&self.backend)
+    }
+
+    /// Another connection to the same data.
+    pub async fn second_backend(&self) -> DynBackend {
+        self.harness.connect().await
+    }
+
+    /// A key of this case's namespace.
+    pub fn key(&self, name: &str) -> String {
+        format!("{}:{name}", self.namespace)
+    }
+
+    /// The manager configuration of this case: its namespace, a consumer id,
+    /// and a short backoff so retry cases finish quickly.
+    pub fn config(&self, consumer: &str) -> ManagerConfig {
+        ManagerConfig::default()
+            .with_namespace(self.namespace.clone())
+            .with_consumer_id(consumer)
+            .with_dlq(
+                DlqConfig::default()
+                    .with_retry_backoff(Duration::from_millis(200))
+                    .with_backoff_cap(Duration::from_secs(5)),
+            )
+    }
+
+    /// A manager for `consumer` on the case's connection.
+    pub fn manager(&self, consumer: &str) -> TestManager {
+        self.manager_with(self.config(consumer))
+    }
+
+    /// A manager with the given configuration on the case's connection.
+    /// The namespace is forced to the case's.
+    pub fn manager_with(&self, config: ManagerConfig) -> TestManager {
+        let config = config.with_namespace(self.namespace.clone());
+        Manager::new(self.backend(), config).expect("valid test configuration")
+    }
+
+    /// A manager for `consumer` on a second connection to the same data.
+    pub async fn second_manager(&self, consumer: &str) -> TestManager {
+        Manager::new(self.second_backend().await, self.config(consumer))
+            .expect("valid test configuration")
+    }
+
+    /// A group config with a short block, so empty reads return quickly.
+    pub fn group(&self, name: &str, streams: &[&str]) -> ConsumerGroupConfig {
+        ConsumerGroupConfig::new(name, streams.iter().copied())
+            .with_block(Duration::from_millis(100))
+    }
+}
+
+/// A unique namespace for one case.
+pub fn namespace_for(case: &str) -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    format!(
+        "xt-{}-{}-{n}-{case}",
+        std::process::id(),
+        streams_core::codec::random_u64() % 1_000_000
+    )
+}
+
+/// Runs one case against a backend: fresh namespace, overall timeout, and
+/// cleanup whether the case passes, fails or hangs.
+pub async fn run_case<H, F, Fut>(name: &str, harness: H, case: F)
+where
+    H: TestBackend,
+    F: FnOnce(Arc<TestContext>) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let harness: Arc<dyn TestBackend> = Arc::new(harness);
+    let namespace = namespace_for(name);
+    let backend = harness.connect().await;
+    let ctx = Arc::new(TestContext {
+        namespace: namespace.clone(),
+        backend,
+        harness: Arc::clone(&harness),
+    });
+    let started = Instant::now();
+    let outcome =
+        tokio::time::timeout(CASE_TIMEOUT, AssertUnwindSafe(case(ctx)).catch_unwind()).await;
+    harness.cleanup(&namespace).await;
+    match outcome {
+        Ok(Ok(())) => {}
+        Ok(Err(panic)) => std::panic::resume_unwind(panic),
+        Err(_) => panic!(
+            "case `{name}` on {} hung: no result after {:?}",
+            harness.name(),
+            started.elapsed()
+        ),
+    }
+}
+
+/// Waits until `check` returns `Some`, polling every 10 ms, or panics after `within`.
+pub async fn eventually<T, F, Fut>(what: &str, within: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: not true within {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Reads from `group` until `n` messages have arrived, or panics after `within`.
+pub async fn read_n(
+    manager: &TestManager,
+    group: &str,
+    n: usize,
+    within: Duration,
+) -> Vec<StreamMessage> {
+    let deadline = Instant::now() + within;
+    let mut out = Vec::new();
+    while out.len() < n {
+        assert!(
+            Instant::now() < deadline,
+            "read {} of {n} messages from `{group}` within {within:?}",
+            out.len()
+        );
+        let batch = manager
+            .read_messages(group, None, Some(Duration::from_millis(50)))
+            .await
+            .expect("read_messages");
+        out.extend(batch);
+    }
+    out
+}

@@ -1,0 +1,485 @@
+//! The wire format: how messages become entry fields and back.
+//!
+//! An entry is a flat field map (see `docs/wire-format.md`):
+//!
+//! | field | meaning |
+//! |---|---|
+//! | `data` | the payload, a JSON object |
+//! | `ts` | creation time, RFC 3339 UTC; kept through retries |
+//! | `retry_count` | integer; absent means 0 |
+//! | `mid` | the producer's message id |
+//! | `error` | last error text (retries and DLQ) |
+//!
+//! Dead-letter entries add `origin_stream`, `origin_id`, `group`, `consumer`,
+//! `reason`, `failed_at`, `deliveries`, and, for entries that did not follow
+//! this format, a verbatim copy of every original field as `raw:<name>`.
+
+use std::cell::Cell;
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use serde_json::{Map, Value};
+
+use crate::backend::Fields;
+use crate::message::{DeadLetter, MessageStatus, RawFields, StreamMessage};
+
+/// Field names of the envelope.
+pub mod field {
+    /// The payload (JSON object).
+    pub const DATA: &str = "data";
+    /// Creation time.
+    pub const TS: &str = "ts";
+    /// Retry count.
+    pub const RETRY_COUNT: &str = "retry_count";
+    /// Producer message id.
+    pub const MID: &str = "mid";
+    /// Last error.
+    pub const ERROR: &str = "error";
+    /// DLQ: source stream.
+    pub const ORIGIN_STREAM: &str = "origin_stream";
+    /// DLQ: source entry id.
+    pub const ORIGIN_ID: &str = "origin_id";
+    /// DLQ: group.
+    pub const GROUP: &str = "group";
+    /// DLQ: consumer.
+    pub const CONSUMER: &str = "consumer";
+    /// DLQ: reason.
+    pub const REASON: &str = "reason";
+    /// DLQ: when.
+    pub const FAILED_AT: &str = "failed_at";
+    /// DLQ: delivery count.
+    pub const DELIVERIES: &str = "deliveries";
+    /// DLQ: prefix of verbatim copies of a malformed entry's fields.
+    pub const RAW_PREFIX: &str = "raw:";
+}
+
+/// Milliseconds since the Unix epoch, by this machine's clock.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// The current time, RFC 3339 UTC with milliseconds.
+pub fn now_rfc3339() -> String {
+    humantime::format_rfc3339_millis(SystemTime::now()).to_string()
+}
+
+/// A Unix time in milliseconds as RFC 3339 UTC.
+pub fn ms_to_rfc3339(ms: u64) -> String {
+    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
+}
+
+/// The milliseconds part of an entry id (`<ms>-<seq>`), if it has one.
+pub fn id_ms(id: &str) -> Option<u64> {
+    id.split_once('-').map_or(id, |(ms, _)| ms).parse().ok()
+}
+
+/// 64 random bits, from a per-thread generator seeded by the standard
+/// library's randomly keyed hasher.
+pub fn random_u64() -> u64 {
+    thread_local! {
+        static STATE: Cell<u64> = Cell::new({
+            let mut h = RandomState::new().build_hasher();
+            h.write_u64(now_ms());
+            h.finish() | 1
+        });
+    }
+    STATE.with(|s| {
+        // xorshift64*
+        let mut x = s.get();
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        s.set(x);
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    })
+}
+
+/// A new producer message id: unique per process run and send.
+pub fn new_mid() -> String {
+    static PROCESS: OnceLock<u64> = OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let process = *PROCESS.get_or_init(random_u64);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("{process:016x}-{n}")
+}
+
+/// The name of a JSON value's type, for error messages.
+pub fn json_type(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+fn put(fields: &mut Fields, name: &'static str, value: impl Into<Bytes>) {
+    fields.push((Bytes::from_static(name.as_bytes()), value.into()));
+}
+
+/// The fields of a new or retried message.
+///
+/// `data` is the payload already encoded as JSON. `retry_count` is written only
+/// when it is not 0.
+pub fn envelope_fields(
+    data: Bytes,
+    ts: &str,
+    retry_count: u32,
+    mid: Option<&str>,
+    error: Option<&str>,
+) -> Fields {
+    let mut fields = Fields::with_capacity(5);
+    put(&mut fields, field::DATA, data);
+    put(&mut fields, field::TS, ts.to_owned());
+    if retry_count > 0 {
+        put(&mut fields, field::RETRY_COUNT, retry_count.to_string());
+    }
+    if let Some(mid) = mid {
+        put(&mut fields, field::MID, mid.to_owned());
+    }
+    if let Some(error) = error {
+        put(&mut fields, field::ERROR, error.to_owned());
+    }
+    fields
+}
+
+/// The payload of a message, encoded as JSON.
+pub fn encode_data(data: &Map<String, Value>) -> Bytes {
+    // A map of JSON values always serializes.
+    Bytes::from(serde_json::to_vec(data).unwrap_or_else(|_| b"{}".to_vec()))
+}
+
+/// The fields of a dead-letter entry for `msg`.
+pub fn dlq_fields(msg: &StreamMessage, dead: &DeadLetter) -> Fields {
+    let mut fields = envelope_fields(
+        encode_data(&msg.data),
+        &msg.timestamp,
+        msg.retry_count,
+        msg.mid.as_deref(),
+        Some(msg.error.as_deref().unwrap_or(&dead.reason)),
+    );
+    put(
+        &mut fields,
+        field::ORIGIN_STREAM,
+        dead.origin_stream.clone(),
+    );
+    put(&mut fields, field::ORIGIN_ID, dead.origin_id.clone());
+    if let Some(group) = &dead.group {
+        put(&mut fields, field::GROUP, group.clone());
+    }
+    if let Some(consumer) = &dead.consumer {
+        put(&mut fields, field::CONSUMER, consumer.clone());
+    }
+    put(&mut fields, field::REASON, dead.reason.clone());
+    put(&mut fields, field::FAILED_AT, dead.failed_at.clone());
+    if let Some(n) = dead.deliveries {
+        put(&mut fields, field::DELIVERIES, n.to_string());
+    }
+    if let Some(raw) = &msg.raw {
+        for (name, value) in raw.fields() {
+            let mut prefixed = Vec::with_capacity(field::RAW_PREFIX.len() + name.len());
+            prefixed.extend_from_slice(field::RAW_PREFIX.as_bytes());
+            prefixed.extend_from_slice(name);
+            fields.push((Bytes::from(prefixed), value.clone()));
+        }
+    }
+    fields
+}
+
+fn text(v: &[u8]) -> Result<&str, std::str::Utf8Error> {
+    std::str::from_utf8(v)
+}
+
+fn lossy(v: &[u8]) -> String {
+    String::from_utf8_lossy(v).into_owned()
+}
+
+#[derive(Default)]
+struct DeadLetterParts {
+    origin_stream: Option<String>,
+    origin_id: Option<String>,
+    group: Option<String>,
+    consumer: Option<String>,
+    reason: Option<String>,
+    failed_at: Option<String>,
+    deliveries: Option<u64>,
+}
+
+/// Decodes an entry. Never panics; see [`StreamMessage::from_entry`].
+pub fn decode(stream: &str, id: &str, fields: &[(Bytes, Bytes)]) -> StreamMessage {
+    let mut msg = StreamMessage {
+        id: id.to_owned(),
+        stream: stream.to_owned(),
+        data: Map::new(),
+        timestamp: String::new(),
+        retry_count: 0,
+        status: MessageStatus::Pending,
+        error: None,
+        mid: None,
+        dead_letter: None,
+        delivery: None,
+        raw: None,
+    };
+    if fields
+        .iter()
+        .any(|(k, _)| k.as_ref() == field::DATA.as_bytes())
+    {
+        decode_envelope(&mut msg, fields);
+    } else {
+        decode_foreign(&mut msg, fields);
+    }
+    if msg.timestamp.is_empty() {
+        msg.timestamp = id_ms(id).map(ms_to_rfc3339).unwrap_or_default();
+    }
+    msg
+}
+
+fn decode_envelope(msg: &mut StreamMessage, fields: &[(Bytes, Bytes)]) {
+    let mut problems: Vec<String> = Vec::new();
+    let mut dead = DeadLetterParts::default();
+    let mut raw_copies = Fields::new();
+    let mut extra = false;
+    let string = |name: &str, v: &Bytes, problems: &mut Vec<String>| match text(v) {
+        Ok(s) => Some(s.to_owned()),
+        Err(_) => {
+            problems.push(format!("`{name}` is not valid UTF-8"));
+            Some(lossy(v))
+        }
+    };
+    for (k, v) in fields {
+        match k.as_ref() {
+            b"data" => match serde_json::from_slice::<Value>(v) {
+                Ok(Value::Object(map)) => msg.data = map,
+                Ok(other) => problems.push(format!(
+                    "`data` is a JSON {}, not an object",
+                    json_type(&other)
+                )),
+                Err(e) => problems.push(format!("`data` is not valid JSON: {e}")),
+            },
+            b"ts" => msg.timestamp = string("ts", v, &mut problems).unwrap_or_default(),
+            b"retry_count" => match text(v).ok().and_then(|s| s.parse::<u32>().ok()) {
+                Some(n) => msg.retry_count = n,
+                None => problems.push(format!(
+                    "`retry_count` is not a non-negative integer: {:?}",
+                    lossy(v)
+                )),
+            },
+            b"mid" => msg.mid = string("mid", v, &mut problems),
+            b"error" => msg.error = string("error", v, &mut problems),
+            b"origin_stream" => dead.origin_stream = string("origin_stream", v, &mut problems),
+            b"origin_id" => dead.origin_id = string("origin_id", v, &mut problems),
+            b"group" => dead.group = string("group", v, &mut problems),
+            b"consumer" => dead.consumer = string("consumer", v, &mut problems),
+            b"reason" => dead.reason = string("reason", v, &mut problems),
+            b"failed_at" => dead.failed_at = string("failed_at", v, &mut problems),
+            b"deliveries" => dead.deliveries = text(v).ok().and_then(|s| s.parse().ok()),
+            name if name.starts_with(field::RAW_PREFIX.as_bytes()) => {
+                raw_copies.push((k.slice(field::RAW_PREFIX.len()..), v.clone()))
+            }
+            _ => extra = true,
+        }
+    }
+    if let Some(origin_stream) = dead.origin_stream {
+        msg.dead_letter = Some(DeadLetter {
+            origin_stream,
+            origin_id: dead.origin_id.unwrap_or_default(),
+            group: dead.group,
+            consumer: dead.consumer,
+            reason: dead.reason.unwrap_or_default(),
+            failed_at: dead.failed_at.unwrap_or_default(),
+            deliveries: dead.deliveries,
+        });
+    }
+    if !problems.is_empty() {
+        msg.status = MessageStatus::Failed;
+        msg.error = Some(format!("malformed entry: {}", problems.join("; ")));
+        msg.data = string_view(fields).0;
+        msg.raw = Some(RawFields(fields.to_vec()));
+        return;
+    }
+    msg.status = if msg.dead_letter.is_some() {
+        MessageStatus::Dlq
+    } else if msg.retry_count > 0 {
+        MessageStatus::Retry
+    } else {
+        MessageStatus::Pending
+    };
+    if !raw_copies.is_empty() {
+        msg.raw = Some(RawFields(raw_copies));
+    } else if extra {
+        // Fields beyond the envelope: keep them so a move does not drop them.
+        msg.raw = Some(RawFields(fields.to_vec()));
+    }
+}
+
+/// Every field as a JSON string; reports whether the view lost anything.
+fn string_view(fields: &[(Bytes, Bytes)]) -> (Map<String, Value>, Vec<String>) {
+    let mut data = Map::new();
+    let mut problems = Vec::new();
+    for (k, v) in fields {
+        let name = match text(k) {
+            Ok(s) => s.to_owned(),
+            Err(_) => {
+                problems.push(format!("field name {:?} is not valid UTF-8", lossy(k)));
+                lossy(k)
+            }
+        };
+        let value = match text(v) {
+            Ok(s) => s.to_owned(),
+            Err(_) => {
+                problems.push(format!("field `{name}` is not valid UTF-8"));
+                lossy(v)
+            }
+        };
+        if data.insert(name.clone(), Value::String(value)).is_some() {
+            problems.push(format!("field `{name}` appears more than once"));
+        }
+    }
+    (data, problems)
+}
+
+fn decode_foreign(msg: &mut StreamMessage, fields: &[(Bytes, Bytes)]) {
+    let (data, problems) = string_view(fields);
+    msg.data = data;
+    if !problems.is_empty() {
+        msg.status = MessageStatus::Failed;
+        msg.error = Some(format!("malformed entry: {}", problems.join("; ")));
+        msg.raw = Some(RawFields(fields.to_vec()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn f(pairs: &[(&str, &[u8])]) -> Fields {
+        pairs
+            .iter()
+            .map(|(k, v)| {
+                (
+                    Bytes::copy_from_slice(k.as_bytes()),
+                    Bytes::copy_from_slice(v),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn envelope_round_trips() {
+        let data = json!({"agent_id": "cline-1", "nested": {"a": [1, 2.5, null, true]}});
+        let Value::Object(map) = data else { panic!() };
+        let fields = envelope_fields(
+            encode_data(&map),
+            "2026-01-01T00:00:00.000Z",
+            2,
+            Some("m1"),
+            Some("boom"),
+        );
+        let msg = decode("s", "5-1", &fields);
+        assert_eq!(msg.data, map);
+        assert_eq!(msg.timestamp, "2026-01-01T00:00:00.000Z");
+        assert_eq!(msg.retry_count, 2);
+        assert_eq!(msg.status, MessageStatus::Retry);
+        assert_eq!(msg.mid.as_deref(), Some("m1"));
+        assert_eq!(msg.error.as_deref(), Some("boom"));
+        assert!(msg.raw.is_none());
+    }
+
+    #[test]
+    fn retry_count_zero_is_not_written() {
+        let fields = envelope_fields(Bytes::from_static(b"{}"), "t", 0, None, None);
+        assert!(!fields.iter().any(|(k, _)| k.as_ref() == b"retry_count"));
+    }
+
+    #[test]
+    fn foreign_entries_become_strings() {
+        let msg = decode("s", "1700000000000-0", &f(&[("agent", b"py"), ("n", b"3")]));
+        assert_eq!(msg.status, MessageStatus::Pending);
+        assert_eq!(msg.data["agent"], "py");
+        assert_eq!(msg.data["n"], "3");
+        assert_eq!(msg.timestamp, "2023-11-14T22:13:20.000Z");
+        assert!(msg.raw.is_none());
+    }
+
+    #[test]
+    fn malformed_entries_fail_with_raw_fields() {
+        for (fields, needle) in [
+            (f(&[("data", b"not json")]), "not valid JSON"),
+            (f(&[("data", b"[1,2]")]), "JSON array"),
+            (f(&[("data", b"{}"), ("retry_count", b"-1")]), "retry_count"),
+            (f(&[("data", b"{}"), ("ts", b"\xff\xfe")]), "UTF-8"),
+            (f(&[("k", b"\xff")]), "UTF-8"),
+            (f(&[("k", b"1"), ("k", b"2")]), "more than once"),
+        ] {
+            let msg = decode("s", "1-1", &fields);
+            assert_eq!(msg.status, MessageStatus::Failed, "{fields:?}");
+            assert!(
+                msg.error.as_deref().unwrap().contains(needle),
+                "{:?}",
+                msg.error
+            );
+            assert_eq!(msg.raw.as_ref().unwrap().fields(), &fields[..]);
+        }
+    }
+
+    #[test]
+    fn garbage_never_panics() {
+        let mut seed = 7u64;
+        for _ in 0..2000 {
+            let n = (seed % 5) as usize;
+            let mut fields = Fields::new();
+            for _ in 0..n {
+                seed = seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                let k = match seed % 4 {
+                    0 => b"data".to_vec(),
+                    1 => b"retry_count".to_vec(),
+                    2 => b"ts".to_vec(),
+                    _ => seed.to_le_bytes().to_vec(),
+                };
+                fields.push((Bytes::from(k), Bytes::from(seed.to_be_bytes().to_vec())));
+            }
+            let _ = decode("s", "x", &fields);
+        }
+        let _ = decode("s", "", &[]);
+    }
+
+    #[test]
+    fn dlq_entry_round_trips_provenance_and_raw() {
+        let bad = f(&[("data", b"oops"), ("x", b"\xff")]);
+        let msg = decode("src", "9-9", &bad);
+        let dead = DeadLetter {
+            origin_stream: "src".into(),
+            origin_id: "9-9".into(),
+            group: Some("g".into()),
+            consumer: Some("c".into()),
+            reason: "undecodable".into(),
+            failed_at: "2026-01-01T00:00:00.000Z".into(),
+            deliveries: Some(2),
+        };
+        let fields = dlq_fields(&msg, &dead);
+        let back = decode("xnai:dlq", "10-0", &fields);
+        assert_eq!(back.status, MessageStatus::Dlq);
+        assert_eq!(back.dead_letter.as_ref(), Some(&dead));
+        assert_eq!(back.raw.unwrap().fields(), &bad[..]);
+    }
+
+    #[test]
+    fn mids_are_unique() {
+        let a = new_mid();
+        let b = new_mid();
+        assert_ne!(a, b);
+        assert_eq!(id_ms("17-3"), Some(17));
+        assert_eq!(id_ms("x"), None);
+    }
+}

@@ -1,0 +1,605 @@
+//! Configuration: consumer groups, the dead-letter queue, and the manager.
+//!
+//! Every type has the spec's defaults, `with_*` builder methods, and serde
+//! support. Durations serialize under the spec's field names and units
+//! (`block_ms`, `claim_idle_ms`, `max_retention_seconds`, ...).
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Result, StreamError};
+use crate::names::validate_name;
+
+/// A consumer group over one or more streams (the spec's `ConsumerGroupConfig`).
+///
+/// ```
+/// use std::time::Duration;
+/// use streams_core::{ConsumerGroupConfig, StreamType};
+///
+/// let config = ConsumerGroupConfig::new("agent_wavefront", [StreamType::AgentBus, StreamType::TaskUpdates])
+///     .with_block(Duration::from_millis(5000))
+///     .with_batch_size(10)
+///     .with_claim_idle(Duration::from_secs(60));
+/// assert_eq!(config.consumer_prefix, "consumer_");
+/// assert_eq!(config.streams, ["xnai:agent_bus", "xnai:task_updates"]);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ConsumerGroupConfig {
+    /// The group's name.
+    pub name: String,
+    /// The streams the group consumes. Default: none (at least one is required).
+    pub streams: Vec<String>,
+    /// Prefix of the consumer name used when the manager was given no explicit
+    /// consumer id: the consumer is then `<consumer_prefix><pid>`. Default `"consumer_"`.
+    pub consumer_prefix: String,
+    /// How long `read_messages` waits for new entries when none are ready.
+    /// Default 5 s. Serialized as `block_ms`.
+    #[serde(rename = "block_ms", with = "millis")]
+    pub block: Duration,
+    /// Most entries one read returns per stream (Redis `COUNT`). Default 10.
+    pub batch_size: usize,
+    /// How long an entry must sit unacknowledged before another consumer may
+    /// claim it. Default 60 s. Serialized as `claim_idle_ms`.
+    #[serde(rename = "claim_idle_ms", with = "millis")]
+    pub claim_idle: Duration,
+    /// Where a newly created group starts reading. Default
+    /// [`GroupStart::Beginning`], so entries sent before the group existed are
+    /// delivered too.
+    pub start: GroupStart,
+}
+
+impl Default for ConsumerGroupConfig {
+    fn default() -> Self {
+        Self {
+            name: String::new(),
+            streams: Vec::new(),
+            consumer_prefix: "consumer_".to_owned(),
+            block: Duration::from_millis(5000),
+            batch_size: 10,
+            claim_idle: Duration::from_millis(60_000),
+            start: GroupStart::Beginning,
+        }
+    }
+}
+
+impl ConsumerGroupConfig {
+    /// A group named `name` over `streams`, with the spec's defaults otherwise.
+    pub fn new<S: Into<String>>(
+        name: impl Into<String>,
+        streams: impl IntoIterator<Item = S>,
+    ) -> Self {
+        Self {
+            name: name.into(),
+            streams: streams.into_iter().map(Into::into).collect(),
+            ..Self::default()
+        }
+    }
+
+    /// Sets [`consumer_prefix`](Self::consumer_prefix).
+    #[must_use]
+    pub fn with_consumer_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.consumer_prefix = prefix.into();
+        self
+    }
+
+    /// Sets [`block`](Self::block).
+    #[must_use]
+    pub fn with_block(mut self, block: Duration) -> Self {
+        self.block = block;
+        self
+    }
+
+    /// Sets [`batch_size`](Self::batch_size).
+    #[must_use]
+    pub fn with_batch_size(mut self, batch_size: usize) -> Self {
+        self.batch_size = batch_size;
+        self
+    }
+
+    /// Sets [`claim_idle`](Self::claim_idle).
+    #[must_use]
+    pub fn with_claim_idle(mut self, claim_idle: Duration) -> Self {
+        self.claim_idle = claim_idle;
+        self
+    }
+
+    /// Sets [`start`](Self::start).
+    #[must_use]
+    pub fn with_start(mut self, start: GroupStart) -> Self {
+        self.start = start;
+        self
+    }
+
+    /// Checks names and ranges.
+    ///
+    /// # Errors
+    /// [`StreamError::InvalidName`] for a bad group or stream name,
+    /// [`StreamError::Config`] for no streams, a repeated stream or a zero batch size.
+    pub fn validate(&self) -> Result<()> {
+        validate_name("group", &self.name)?;
+        if self.streams.is_empty() {
+            return Err(StreamError::config(format!(
+                "consumer group `{}` has no streams",
+                self.name
+            )));
+        }
+        for (i, s) in self.streams.iter().enumerate() {
+            validate_name("stream", s)?;
+            if self.streams[..i].contains(s) {
+                return Err(StreamError::config(format!(
+                    "consumer group `{}` lists stream `{s}` twice",
+                    self.name
+                )));
+            }
+        }
+        if self.batch_size == 0 {
+            return Err(StreamError::config(format!(
+                "consumer group `{}` has batch_size 0",
+                self.name
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Where a new consumer group starts reading a stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GroupStart {
+    /// From the first entry still in the stream (Redis id `0`).
+    #[default]
+    Beginning,
+    /// Only entries added after the group is created (Redis id `$`).
+    New,
+}
+
+impl GroupStart {
+    /// The Redis id for `XGROUP CREATE`.
+    pub const fn as_id(self) -> &'static str {
+        match self {
+            Self::Beginning => "0",
+            Self::New => "$",
+        }
+    }
+}
+
+/// How dead-letter streams are laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DlqLayout {
+    /// One dead-letter stream for everything, named `dlq_prefix` (`xnai:dlq`).
+    #[default]
+    Shared,
+    /// One dead-letter stream per source stream, `<dlq_prefix>:{<stream>}`, in the
+    /// source stream's Redis Cluster slot, so a dead-letter move is one atomic script.
+    PerStream,
+}
+
+/// Retry and dead-letter policy (the spec's `DLQConfig`).
+///
+/// ```
+/// use std::time::Duration;
+/// use streams_core::DlqConfig;
+///
+/// let dlq = DlqConfig::default();
+/// assert_eq!(dlq.retry_limit, 3);
+/// assert_eq!(dlq.retry_backoff, Duration::from_secs(60));
+/// // backoff(n) = min(cap, base * 2^n)
+/// assert_eq!(dlq.backoff(0), Duration::from_secs(60));
+/// assert_eq!(dlq.backoff(2), Duration::from_secs(240));
+/// assert_eq!(dlq.backoff(30), dlq.backoff_cap);
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DlqConfig {
+    /// Whether failed messages may be dead-lettered. Default `true`. When
+    /// `false`, `send_to_dlq` fails with [`StreamError::DlqDisabled`] and the
+    /// message stays pending; nothing is dropped.
+    pub enabled: bool,
+    /// How long dead-letter entries are kept (trimmed by `MINID`). Default 24 h.
+    /// Serialized as `max_retention_seconds`.
+    #[serde(rename = "max_retention_seconds", with = "seconds")]
+    pub max_retention: Duration,
+    /// How many times a message may be retried. Default 3.
+    pub retry_limit: u32,
+    /// Base delay of the exponential backoff. Default 60 s.
+    /// Serialized as `retry_backoff_seconds`.
+    #[serde(rename = "retry_backoff_seconds", with = "seconds")]
+    pub retry_backoff: Duration,
+    /// Name (or prefix, with [`DlqLayout::PerStream`]) of the dead-letter stream.
+    /// Default `"xnai:dlq"`.
+    pub dlq_prefix: String,
+    /// Approximate maximum length of each dead-letter stream. Default 10 000.
+    pub max_len: u64,
+    /// Prefix of the per-group retry keys. Default `"xnai:retry"`.
+    pub retry_prefix: String,
+    /// Upper bound of the backoff delay. Default 1 h.
+    /// Serialized as `backoff_cap_seconds`.
+    #[serde(rename = "backoff_cap_seconds", with = "seconds")]
+    pub backoff_cap: Duration,
+    /// Random extra delay, as a fraction of the backoff (`0.0..=1.0`), added to
+    /// spread retries of many messages that failed together. It only ever
+    /// lengthens the delay. Default `0.0`.
+    pub jitter: f64,
+    /// Shared or per-stream dead-letter streams. Default [`DlqLayout::Shared`].
+    pub layout: DlqLayout,
+}
+
+impl Default for DlqConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_retention: Duration::from_secs(86_400),
+            retry_limit: 3,
+            retry_backoff: Duration::from_secs(60),
+            dlq_prefix: "xnai:dlq".to_owned(),
+            max_len: 10_000,
+            retry_prefix: "xnai:retry".to_owned(),
+            backoff_cap: Duration::from_secs(3600),
+            jitter: 0.0,
+            layout: DlqLayout::Shared,
+        }
+    }
+}
+
+impl DlqConfig {
+    /// The delay before retry number `retry_count + 1`:
+    /// `min(backoff_cap, retry_backoff * 2^retry_count)`, without jitter.
+    pub fn backoff(&self, retry_count: u32) -> Duration {
+        let factor = 1u32.checked_shl(retry_count).unwrap_or(u32::MAX);
+        self.retry_backoff
+            .checked_mul(factor)
+            .unwrap_or(Duration::MAX)
+            .min(self.backoff_cap)
+    }
+
+    /// Sets [`enabled`](Self::enabled).
+    #[must_use]
+    pub fn with_enabled(mut self, enabled: bool) -> Self {
+        self.enabled = enabled;
+        self
+    }
+
+    /// Sets [`max_retention`](Self::max_retention).
+    #[must_use]
+    pub fn with_max_retention(mut self, max_retention: Duration) -> Self {
+        self.max_retention = max_retention;
+        self
+    }
+
+    /// Sets [`retry_limit`](Self::retry_limit).
+    #[must_use]
+    pub fn with_retry_limit(mut self, retry_limit: u32) -> Self {
+        self.retry_limit = retry_limit;
+        self
+    }
+
+    /// Sets [`retry_backoff`](Self::retry_backoff).
+    #[must_use]
+    pub fn with_retry_backoff(mut self, retry_backoff: Duration) -> Self {
+        self.retry_backoff = retry_backoff;
+        self
+    }
+
+    /// Sets [`dlq_prefix`](Self::dlq_prefix).
+    #[must_use]
+    pub fn with_dlq_prefix(mut self, dlq_prefix: impl Into<String>) -> Self {
+        self.dlq_prefix = dlq_prefix.into();
+        self
+    }
+
+    /// Sets [`max_len`](Self::max_len).
+    #[must_use]
+    pub fn with_max_len(mut self, max_len: u64) -> Self {
+        self.max_len = max_len;
+        self
+    }
+
+    /// Sets [`retry_prefix`](Self::retry_prefix).
+    #[must_use]
+    pub fn with_retry_prefix(mut self, retry_prefix: impl Into<String>) -> Self {
+        self.retry_prefix = retry_prefix.into();
+        self
+    }
+
+    /// Sets [`backoff_cap`](Self::backoff_cap).
+    #[must_use]
+    pub fn with_backoff_cap(mut self, backoff_cap: Duration) -> Self {
+        self.backoff_cap = backoff_cap;
+        self
+    }
+
+    /// Sets [`jitter`](Self::jitter).
+    #[must_use]
+    pub fn with_jitter(mut self, jitter: f64) -> Self {
+        self.jitter = jitter;
+        self
+    }
+
+    /// Sets [`layout`](Self::layout).
+    #[must_use]
+    pub fn with_layout(mut self, layout: DlqLayout) -> Self {
+        self.layout = layout;
+        self
+    }
+
+    /// Checks ranges and names.
+    ///
+    /// # Errors
+    /// [`StreamError::Config`] or [`StreamError::InvalidName`] naming the bad value.
+    pub fn validate(&self) -> Result<()> {
+        validate_name("stream", &self.dlq_prefix)?;
+        validate_name("stream", &self.retry_prefix)?;
+        if !(0.0..=1.0).contains(&self.jitter) {
+            return Err(StreamError::config(format!(
+                "dlq jitter must be within 0.0..=1.0, got {}",
+                self.jitter
+            )));
+        }
+        if self.max_len == 0 {
+            return Err(StreamError::config("dlq max_len must be at least 1"));
+        }
+        Ok(())
+    }
+}
+
+/// Everything a [`Manager`](crate::Manager) needs besides its backend.
+///
+/// ```
+/// use streams_core::{DlqConfig, ManagerConfig};
+///
+/// let config = ManagerConfig::default()
+///     .with_consumer_id("cline-1")
+///     .with_namespace("tenant-a")
+///     .with_dlq(DlqConfig::default().with_retry_limit(5));
+/// assert_eq!(config.max_message_bytes, 1024 * 1024);
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ManagerConfig {
+    /// This process's consumer name. Default: `consumer_<pid>` (a second
+    /// manager in the same process gets `consumer_<pid>_2`, and so on, so two
+    /// managers never share one pending list by accident).
+    pub consumer_id: Option<String>,
+    /// Prefix for every key, so tenants or test cases can share one server.
+    /// Default: none.
+    pub namespace: Option<String>,
+    /// Retry and dead-letter policy.
+    pub dlq: DlqConfig,
+    /// Trim applied by `send_message` when it is given no `max_len`
+    /// (approximate `MAXLEN ~`). Default: none, streams are never trimmed on
+    /// send unless asked, because trimming drops entries a lagging group has
+    /// not read yet.
+    pub default_max_len: Option<u64>,
+    /// Largest accepted encoded payload (the `data` field). Default 1 MiB.
+    pub max_message_bytes: usize,
+    /// How often reads check for due retries besides the ones this manager
+    /// knows about. Default 500 ms. Serialized as `promote_interval_ms`.
+    #[serde(rename = "promote_interval_ms", with = "millis")]
+    pub promote_interval: Duration,
+    /// `COUNT` of each `XAUTOCLAIM` page. Default 100.
+    pub claim_page_size: usize,
+    /// The hash holding every group's configuration. Default `"xnai:groups"`.
+    pub registry_key: String,
+}
+
+impl Default for ManagerConfig {
+    fn default() -> Self {
+        Self {
+            consumer_id: None,
+            namespace: None,
+            dlq: DlqConfig::default(),
+            default_max_len: None,
+            max_message_bytes: 1024 * 1024,
+            promote_interval: Duration::from_millis(500),
+            claim_page_size: 100,
+            registry_key: "xnai:groups".to_owned(),
+        }
+    }
+}
+
+impl ManagerConfig {
+    /// Sets [`consumer_id`](Self::consumer_id).
+    #[must_use]
+    pub fn with_consumer_id(mut self, consumer_id: impl Into<String>) -> Self {
+        self.consumer_id = Some(consumer_id.into());
+        self
+    }
+
+    /// Sets [`namespace`](Self::namespace).
+    #[must_use]
+    pub fn with_namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.namespace = Some(namespace.into());
+        self
+    }
+
+    /// Sets [`dlq`](Self::dlq).
+    #[must_use]
+    pub fn with_dlq(mut self, dlq: DlqConfig) -> Self {
+        self.dlq = dlq;
+        self
+    }
+
+    /// Sets [`default_max_len`](Self::default_max_len).
+    #[must_use]
+    pub fn with_default_max_len(mut self, max_len: Option<u64>) -> Self {
+        self.default_max_len = max_len;
+        self
+    }
+
+    /// Sets [`max_message_bytes`](Self::max_message_bytes).
+    #[must_use]
+    pub fn with_max_message_bytes(mut self, bytes: usize) -> Self {
+        self.max_message_bytes = bytes;
+        self
+    }
+
+    /// Sets [`promote_interval`](Self::promote_interval).
+    #[must_use]
+    pub fn with_promote_interval(mut self, interval: Duration) -> Self {
+        self.promote_interval = interval;
+        self
+    }
+
+    /// Sets [`claim_page_size`](Self::claim_page_size).
+    #[must_use]
+    pub fn with_claim_page_size(mut self, size: usize) -> Self {
+        self.claim_page_size = size;
+        self
+    }
+
+    /// Sets [`registry_key`](Self::registry_key).
+    #[must_use]
+    pub fn with_registry_key(mut self, key: impl Into<String>) -> Self {
+        self.registry_key = key.into();
+        self
+    }
+
+    /// Checks every value.
+    ///
+    /// # Errors
+    /// [`StreamError::Config`] or [`StreamError::InvalidName`] naming the bad value.
+    pub fn validate(&self) -> Result<()> {
+        if let Some(id) = &self.consumer_id {
+            validate_name("consumer", id)?;
+        }
+        if let Some(ns) = &self.namespace {
+            validate_name("namespace", ns)?;
+        }
+        validate_name("stream", &self.registry_key)?;
+        self.dlq.validate()?;
+        if self.max_message_bytes == 0 {
+            return Err(StreamError::config("max_message_bytes must be at least 1"));
+        }
+        if self.claim_page_size == 0 {
+            return Err(StreamError::config("claim_page_size must be at least 1"));
+        }
+        if self.default_max_len == Some(0) {
+            return Err(StreamError::config("default_max_len must be at least 1"));
+        }
+        Ok(())
+    }
+}
+
+/// `Duration` as whole milliseconds.
+mod millis {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub(super) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_millis)
+    }
+}
+
+/// `Duration` as seconds: a whole number when it is one, else a fraction.
+mod seconds {
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+    use std::time::Duration;
+
+    pub(super) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        if d.subsec_nanos() == 0 {
+            s.serialize_u64(d.as_secs())
+        } else {
+            s.serialize_f64(d.as_secs_f64())
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let secs = f64::deserialize(d)?;
+        Duration::try_from_secs_f64(secs).map_err(D::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spec_defaults() {
+        let g = ConsumerGroupConfig::default();
+        assert_eq!(g.consumer_prefix, "consumer_");
+        assert_eq!(g.block, Duration::from_millis(5000));
+        assert_eq!(g.batch_size, 10);
+        assert_eq!(g.claim_idle, Duration::from_millis(60_000));
+        let d = DlqConfig::default();
+        assert!(d.enabled);
+        assert_eq!(d.max_retention, Duration::from_secs(86_400));
+        assert_eq!(d.retry_limit, 3);
+        assert_eq!(d.retry_backoff, Duration::from_secs(60));
+        assert_eq!(d.dlq_prefix, "xnai:dlq");
+        assert_eq!(d.max_len, 10_000);
+    }
+
+    #[test]
+    fn group_config_json_uses_spec_field_names() {
+        let g = ConsumerGroupConfig::new("g", ["a", "b"]);
+        let v = serde_json::to_value(&g).unwrap();
+        assert_eq!(v["block_ms"], 5000);
+        assert_eq!(v["claim_idle_ms"], 60_000);
+        assert_eq!(v["batch_size"], 10);
+        assert_eq!(v["start"], "beginning");
+        let back: ConsumerGroupConfig = serde_json::from_value(v).unwrap();
+        assert_eq!(back, g);
+        let partial: ConsumerGroupConfig =
+            serde_json::from_str(r#"{"name":"x","streams":["s"]}"#).unwrap();
+        assert_eq!(partial.block, Duration::from_millis(5000));
+    }
+
+    #[test]
+    fn dlq_config_json_uses_spec_units() {
+        let d = DlqConfig::default().with_retry_backoff(Duration::from_millis(250));
+        let v = serde_json::to_value(&d).unwrap();
+        assert_eq!(v["max_retention_seconds"], 86_400);
+        assert_eq!(v["retry_backoff_seconds"], 0.25);
+        let back: DlqConfig = serde_json::from_value(v).unwrap();
+        assert_eq!(back, d);
+    }
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        let d = DlqConfig::default()
+            .with_retry_backoff(Duration::from_millis(100))
+            .with_backoff_cap(Duration::from_secs(1));
+        assert_eq!(d.backoff(0), Duration::from_millis(100));
+        assert_eq!(d.backoff(1), Duration::from_millis(200));
+        assert_eq!(d.backoff(3), Duration::from_millis(800));
+        assert_eq!(d.backoff(4), Duration::from_secs(1));
+        assert_eq!(d.backoff(u32::MAX), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn validation() {
+        assert!(
+            ConsumerGroupConfig::new("g", Vec::<String>::new())
+                .validate()
+                .is_err()
+        );
+        assert!(
+            ConsumerGroupConfig::new("g", ["a", "a"])
+                .validate()
+                .is_err()
+        );
+        assert!(
+            ConsumerGroupConfig::new("g", ["a"])
+                .with_batch_size(0)
+                .validate()
+                .is_err()
+        );
+        assert!(ConsumerGroupConfig::new("g g", ["a"]).validate().is_err());
+        assert!(ConsumerGroupConfig::new("g", ["a"]).validate().is_ok());
+        assert!(DlqConfig::default().with_jitter(1.5).validate().is_err());
+        assert!(
+            ManagerConfig::default()
+                .with_consumer_id("a b")
+                .validate()
+                .is_err()
+        );
+        assert!(ManagerConfig::default().validate().is_ok());
+    }
+}

@@ -1,0 +1,262 @@
+//! The one error type of the library.
+
+use std::error::Error as StdError;
+use std::time::Duration;
+
+/// A boxed error from a lower layer (the Redis client, an I/O error, ...).
+pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
+
+/// `Result` with [`StreamError`] as the default error.
+pub type Result<T, E = StreamError> = std::result::Result<T, E>;
+
+/// Everything that can go wrong when talking to streams.
+///
+/// Messages are lowercase and name the stream, group or id involved. Use
+/// [`StreamError::is_retryable`] to decide whether trying again later can help.
+///
+/// ```
+/// use streams_core::StreamError;
+///
+/// let err = StreamError::GroupNotFound { group: "agent_wavefront".into() };
+/// assert_eq!(err.to_string(), "consumer group `agent_wavefront` is not known: create it with create_consumer_group first");
+/// assert!(!err.is_retryable());
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StreamError {
+    /// The backend could not be reached, or the connection broke mid-command.
+    ///
+    /// When this interrupts a write, the write may or may not have been applied.
+    #[error("{backend} connection error: {message}")]
+    Connection {
+        /// Which backend (`"redis"`, `"memory"`).
+        backend: &'static str,
+        /// What happened.
+        message: String,
+        /// The underlying error, when there is one.
+        #[source]
+        source: Option<BoxError>,
+    },
+
+    /// An operation took longer than allowed.
+    #[error("{operation} timed out after {}", humantime::format_duration(*.after))]
+    Timeout {
+        /// The operation that timed out, e.g. `XREADGROUP`.
+        operation: String,
+        /// How long it was given.
+        after: Duration,
+    },
+
+    /// The group name is neither created by this manager nor in the group registry.
+    #[error("consumer group `{group}` is not known: create it with create_consumer_group first")]
+    GroupNotFound {
+        /// The group asked for.
+        group: String,
+    },
+
+    /// The server reports that a group does not exist on a stream (`NOGROUP`):
+    /// the stream was deleted, or the server restarted without persistence.
+    ///
+    /// The manager handles this itself by recreating the group; it reaches users
+    /// only when recreating did not help.
+    #[error("consumer group `{group}` does not exist on stream `{stream}`")]
+    NoGroup {
+        /// The stream key.
+        stream: String,
+        /// The group.
+        group: String,
+    },
+
+    /// A stream, group, consumer or namespace name that cannot be used.
+    #[error("invalid {kind} name {name:?}: {reason}")]
+    InvalidName {
+        /// What the name is for: `"stream"`, `"group"`, `"consumer"` or `"namespace"`.
+        kind: &'static str,
+        /// The name as given.
+        name: String,
+        /// Why it was refused.
+        reason: &'static str,
+    },
+
+    /// The encoded payload is larger than `ManagerConfig::max_message_bytes`.
+    #[error("payload of {size} bytes exceeds the limit of {limit} bytes")]
+    PayloadTooLarge {
+        /// Size of the encoded `data` field.
+        size: usize,
+        /// The configured limit.
+        limit: usize,
+    },
+
+    /// The payload is not a JSON object (the spec's `Dict[str, Any]`).
+    #[error("payload must be a JSON object, found {found}")]
+    PayloadNotObject {
+        /// The JSON type that was given: `"array"`, `"string"`, ...
+        found: &'static str,
+    },
+
+    /// A message or value could not be encoded or decoded.
+    #[error("cannot decode {what}: {message}")]
+    Decode {
+        /// What was being decoded (names the stream and id where known).
+        what: String,
+        /// Why it failed.
+        message: String,
+    },
+
+    /// A message has been retried as often as the DLQ configuration allows.
+    #[error("message `{id}` reached the retry limit ({retry_count} of {limit})")]
+    RetryLimit {
+        /// The message id.
+        id: String,
+        /// Its retry count.
+        retry_count: u32,
+        /// The configured limit.
+        limit: u32,
+    },
+
+    /// A move (retry, dead-letter) was refused because the entry is no longer
+    /// pending for this consumer: it was acknowledged already, or claimed by
+    /// another consumer while this one worked on it.
+    #[error("message `{id}` on `{stream}` is no longer pending for consumer `{consumer}` in group `{group}`{}",
+        .owner.as_ref().map(|o| format!(" (now owned by `{o}`)")).unwrap_or_default())]
+    NotOwner {
+        /// The stream key the entry was read from.
+        stream: String,
+        /// The group.
+        group: String,
+        /// The entry id.
+        id: String,
+        /// The consumer that tried to move it.
+        consumer: String,
+        /// The consumer that owns it now, if any does.
+        owner: Option<String>,
+    },
+
+    /// The operation needs a message that was read through a consumer group.
+    #[error("message `{id}` was not read through a consumer group, so it cannot be {operation}")]
+    NotDelivered {
+        /// The message id.
+        id: String,
+        /// What was attempted, e.g. `"retried"`.
+        operation: &'static str,
+    },
+
+    /// The dead-letter queue is disabled in [`DlqConfig`](crate::DlqConfig).
+    #[error("the dead-letter queue is disabled; message `{id}` stays pending")]
+    DlqDisabled {
+        /// The message that could not be dead-lettered.
+        id: String,
+    },
+
+    /// The server is too old for a feature the library needs.
+    #[error("{feature} needs server version {required} or newer, the server is {found}")]
+    Unsupported {
+        /// The feature, e.g. `XAUTOCLAIM`.
+        feature: &'static str,
+        /// The minimum version.
+        required: String,
+        /// The version found.
+        found: String,
+    },
+
+    /// A configuration value is out of range or inconsistent.
+    #[error("invalid configuration: {message}")]
+    Config {
+        /// What is wrong.
+        message: String,
+    },
+
+    /// The manager was closed.
+    #[error("the stream manager is closed")]
+    Closed,
+
+    /// Any other error reported by the backend.
+    #[error("{backend} error: {source}")]
+    Backend {
+        /// Which backend (`"redis"`, `"memory"`).
+        backend: &'static str,
+        /// The underlying error.
+        #[source]
+        source: BoxError,
+    },
+}
+
+impl StreamError {
+    /// Whether trying the same operation again later may succeed.
+    ///
+    /// Connection failures and timeouts are temporary; bad input, unknown groups
+    /// and a closed manager are not.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            Self::Connection { .. } | Self::Timeout { .. } | Self::NoGroup { .. }
+        )
+    }
+
+    /// Builds a [`StreamError::Backend`] from any error.
+    pub fn backend(backend: &'static str, source: impl Into<BoxError>) -> Self {
+        Self::Backend {
+            backend,
+            source: source.into(),
+        }
+    }
+
+    /// Builds a [`StreamError::Connection`] without an underlying error.
+    pub fn connection(backend: &'static str, message: impl Into<String>) -> Self {
+        Self::Connection {
+            backend,
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// Builds a [`StreamError::Config`].
+    pub fn config(message: impl Into<String>) -> Self {
+        Self::Config {
+            message: message.into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_name_what_failed() {
+        let e = StreamError::PayloadTooLarge {
+            size: 2_000_000,
+            limit: 1_048_576,
+        };
+        assert_eq!(
+            e.to_string(),
+            "payload of 2000000 bytes exceeds the limit of 1048576 bytes"
+        );
+        let e = StreamError::NotOwner {
+            stream: "s".into(),
+            group: "g".into(),
+            id: "1-0".into(),
+            consumer: "a".into(),
+            owner: Some("b".into()),
+        };
+        assert!(e.to_string().contains("now owned by `b`"));
+        let e = StreamError::Timeout {
+            operation: "XREADGROUP".into(),
+            after: Duration::from_millis(1500),
+        };
+        assert_eq!(e.to_string(), "XREADGROUP timed out after 1s 500ms");
+    }
+
+    #[test]
+    fn retryable_classification() {
+        assert!(StreamError::connection("redis", "reset").is_retryable());
+        assert!(!StreamError::Closed.is_retryable());
+        assert!(!StreamError::PayloadNotObject { found: "array" }.is_retryable());
+    }
+
+    #[test]
+    fn error_is_send_sync() {
+        fn assert_send_sync<T: Send + Sync + 'static>() {}
+        assert_send_sync::<StreamError>();
+    }
+}

@@ -1,0 +1,138 @@
+//! Statistics (the spec's `get_stats`).
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::{Deserialize, Serialize};
+
+use super::Manager;
+use crate::backend::StreamBackend;
+use crate::error::Result;
+
+/// What a manager has done, plus the dead-letter queue's length.
+///
+/// Serializes to the spec's keys first (`messages_read`,
+/// `messages_acknowledged`, `messages_failed`, `dlq_entries`, `consumer_id`,
+/// `consumer_groups`, `initialized`), then the extra counters.
+///
+/// ```
+/// let stats = streams_core::Stats::default();
+/// let json = serde_json::to_value(&stats).unwrap();
+/// assert_eq!(json["messages_read"], 0);
+/// assert_eq!(json["initialized"], false);
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stats {
+    /// Messages returned by reads and claims.
+    pub messages_read: u64,
+    /// Messages acknowledged (that were pending).
+    pub messages_acknowledged: u64,
+    /// Messages given up on: retried or dead-lettered.
+    pub messages_failed: u64,
+    /// Entries now in the dead-letter stream(s): the shared one, or with a
+    /// per-stream layout, those of the streams of the groups this manager knows.
+    pub dlq_entries: u64,
+    /// This manager's consumer id.
+    pub consumer_id: String,
+    /// Groups this manager knows, sorted.
+    pub consumer_groups: Vec<String>,
+    /// Whether the manager is initialized (and not closed).
+    pub initialized: bool,
+    /// Messages sent.
+    pub messages_sent: u64,
+    /// Retries scheduled.
+    pub messages_retried: u64,
+    /// Messages taken over from other consumers by claims.
+    pub messages_claimed: u64,
+    /// Messages this manager wrote to the dead-letter queue.
+    pub messages_dead_lettered: u64,
+    /// Poison messages (too many deliveries) dead-lettered by claims; included
+    /// in `messages_dead_lettered`.
+    pub poison_messages: u64,
+    /// Pending entries found deleted (trimmed while pending), acknowledged and
+    /// counted here.
+    pub pending_deleted: u64,
+    /// Due retries moved into ready streams by this manager.
+    pub retries_promoted: u64,
+    /// Times a missing group was recreated (`NOGROUP`).
+    pub groups_recreated: u64,
+    /// Entries that could not be decoded, delivered as failed messages.
+    pub malformed_messages: u64,
+}
+
+/// The live counters.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) read: AtomicU64,
+    pub(crate) acknowledged: AtomicU64,
+    pub(crate) failed: AtomicU64,
+    pub(crate) sent: AtomicU64,
+    pub(crate) retried: AtomicU64,
+    pub(crate) claimed: AtomicU64,
+    pub(crate) dead_lettered: AtomicU64,
+    pub(crate) poison: AtomicU64,
+    pub(crate) pending_deleted: AtomicU64,
+    pub(crate) promoted: AtomicU64,
+    pub(crate) groups_recreated: AtomicU64,
+    pub(crate) malformed: AtomicU64,
+}
+
+impl Counters {
+    pub(crate) fn add(counter: &AtomicU64, n: u64) {
+        if n > 0 {
+            counter.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+}
+
+impl<B: StreamBackend> Manager<B> {
+    /// This manager's counters and the dead-letter queue's length.
+    /// See [`StreamManager::get_stats`](crate::StreamManager::get_stats).
+    ///
+    /// # Errors
+    /// Connection errors while reading the dead-letter length, [`StreamError::Closed`](crate::StreamError::Closed).
+    pub async fn get_stats(&self) -> Result<Stats> {
+        self.ready().await?;
+        let keys = self.keys();
+        let dlq_keys: BTreeSet<String> = if keys.dlq_is_shared() {
+            BTreeSet::from([keys.dlq("")])
+        } else {
+            self.inner
+                .groups
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .values()
+                .flat_map(|g| g.sources.iter().map(|s| keys.dlq(&s.logical)))
+                .collect()
+        };
+        let mut dlq_entries = 0;
+        for key in &dlq_keys {
+            dlq_entries += self.backend().len(key).await?;
+        }
+        Ok(self.snapshot(dlq_entries))
+    }
+
+    /// The counters without any backend call; `dlq_entries` is given.
+    pub(crate) fn snapshot(&self, dlq_entries: u64) -> Stats {
+        let c = &self.inner.counters;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        Stats {
+            messages_read: get(&c.read),
+            messages_acknowledged: get(&c.acknowledged),
+            messages_failed: get(&c.failed),
+            dlq_entries,
+            consumer_id: self.consumer_id().to_owned(),
+            consumer_groups: self.consumer_groups(),
+            initialized: self.is_initialized() && !self.is_closed(),
+            messages_sent: get(&c.sent),
+            messages_retried: get(&c.retried),
+            messages_claimed: get(&c.claimed),
+            messages_dead_lettered: get(&c.dead_lettered),
+            poison_messages: get(&c.poison),
+            pending_deleted: get(&c.pending_deleted),
+            retries_promoted: get(&c.promoted),
+            groups_recreated: get(&c.groups_recreated),
+            malformed_messages: get(&c.malformed),
+        }
+    }
+}

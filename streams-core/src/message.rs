@@ -1,0 +1,255 @@
+//! Messages as users see them.
+
+use std::fmt;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::backend::Fields;
+use crate::codec;
+use crate::error::{Result, StreamError};
+
+/// The life-cycle states of a message (the spec's `MessageStatus`).
+///
+/// Serialized in lowercase, as in the spec.
+///
+/// ```
+/// use streams_core::MessageStatus;
+/// assert_eq!(serde_json::to_string(&MessageStatus::Dlq).unwrap(), "\"dlq\"");
+/// assert_eq!(MessageStatus::Processing.to_string(), "processing");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MessageStatus {
+    /// Delivered (or waiting to be) and not yet acknowledged.
+    #[default]
+    Pending,
+    /// Being handled.
+    Processing,
+    /// Handled and acknowledged.
+    Completed,
+    /// Handling failed, or the entry could not be decoded (see `error`).
+    Failed,
+    /// A retry copy of a message that failed before.
+    Retry,
+    /// In the dead-letter queue.
+    Dlq,
+}
+
+impl MessageStatus {
+    /// The lowercase name.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Processing => "processing",
+            Self::Completed => "completed",
+            Self::Failed => "failed",
+            Self::Retry => "retry",
+            Self::Dlq => "dlq",
+        }
+    }
+}
+
+impl fmt::Display for MessageStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How a message reached this consumer: set on messages returned by
+/// `read_messages`, `claim_pending_messages` and `subscribe`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// The consumer group it was read through.
+    pub group: String,
+    /// The consumer that holds it.
+    pub consumer: String,
+    /// Whether it was read from the group's private retry stream rather than
+    /// from the source stream itself. Acknowledgements go where it was read.
+    pub from_retry: bool,
+    /// How many times the server has delivered this entry, when known (it is
+    /// known for claimed entries).
+    pub deliveries: Option<u64>,
+}
+
+/// Where a dead-letter entry came from and why it is there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeadLetter {
+    /// The stream the message was read from.
+    pub origin_stream: String,
+    /// Its entry id there.
+    pub origin_id: String,
+    /// The group that gave up on it, if one did.
+    pub group: Option<String>,
+    /// The consumer that gave up on it, if known.
+    pub consumer: Option<String>,
+    /// Why it was dead-lettered.
+    pub reason: String,
+    /// When (RFC 3339, UTC).
+    pub failed_at: String,
+    /// How many times it had been delivered, when known.
+    pub deliveries: Option<u64>,
+}
+
+/// The fields of an entry exactly as stored, kept for entries that do not
+/// follow the envelope format, so a dead-letter move can carry them verbatim.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RawFields(pub Fields);
+
+impl RawFields {
+    /// The fields as `(name, value)` byte strings.
+    pub fn fields(&self) -> &[(Bytes, Bytes)] {
+        &self.0
+    }
+}
+
+/// One message of a stream (the spec's `StreamMessage`).
+///
+/// `data` is a JSON object, the spec's `Dict[str, Any]`. Messages that came
+/// through a consumer group carry [`Delivery`] details, which
+/// `acknowledge`, `retry_message` and `send_to_dlq` use.
+///
+/// ```
+/// use bytes::Bytes;
+/// use streams_core::{MessageStatus, StreamMessage};
+///
+/// let fields = vec![
+///     (Bytes::from_static(b"data"), Bytes::from_static(br#"{"task_id":"R003-1"}"#)),
+///     (Bytes::from_static(b"ts"), Bytes::from_static(b"2026-02-22T10:00:00.000Z")),
+/// ];
+/// let msg = StreamMessage::from_entry("xnai:agent_bus", "1700000000000-0", &fields);
+/// assert_eq!(msg.data["task_id"], "R003-1");
+/// assert_eq!(msg.status, MessageStatus::Pending);
+/// assert_eq!(msg.to_json()["stream"], "xnai:agent_bus");
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StreamMessage {
+    /// The entry id, `<ms>-<seq>`.
+    pub id: String,
+    /// The stream name (the logical one, also for retry copies).
+    pub stream: String,
+    /// The payload.
+    pub data: Map<String, Value>,
+    /// When the message was first sent (RFC 3339, UTC); kept through retries.
+    pub timestamp: String,
+    /// How many times it has been retried (or redelivered, for claimed entries).
+    pub retry_count: u32,
+    /// Its state.
+    pub status: MessageStatus,
+    /// The last error, for failed, retried and dead-lettered messages.
+    pub error: Option<String>,
+    /// The producer's message id: unique per send, kept through retries and
+    /// dead-letter moves, so consumers can deduplicate. `None` for entries
+    /// written by other producers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mid: Option<String>,
+    /// Provenance, for entries of a dead-letter stream.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dead_letter: Option<DeadLetter>,
+    /// How the message was delivered, if it came through a consumer group.
+    #[serde(skip)]
+    pub delivery: Option<Delivery>,
+    /// The stored fields, for entries that do not follow the envelope format.
+    #[serde(skip)]
+    pub raw: Option<RawFields>,
+}
+
+impl StreamMessage {
+    /// A new message for `stream`, not yet sent: no id, timestamp now.
+    pub fn new(stream: impl Into<String>, data: Map<String, Value>) -> Self {
+        Self {
+            id: String::new(),
+            stream: stream.into(),
+            data,
+            timestamp: codec::now_rfc3339(),
+            retry_count: 0,
+            status: MessageStatus::Pending,
+            error: None,
+            mid: None,
+            dead_letter: None,
+            delivery: None,
+            raw: None,
+        }
+    }
+
+    /// Decodes a stored entry (the spec's `from_redis`).
+    ///
+    /// Never fails and never panics: an entry that cannot be decoded becomes a
+    /// message whose `status` is [`MessageStatus::Failed`], with `error` saying
+    /// why and `raw` holding the stored fields, so it can be dead-lettered as it is.
+    /// Entries of other producers (no `data` field) are read too: each field
+    /// becomes a string in `data`. See `docs/wire-format.md`.
+    pub fn from_entry(stream: &str, id: &str, fields: &[(Bytes, Bytes)]) -> Self {
+        codec::decode(stream, id, fields)
+    }
+
+    /// The message as a JSON object (the spec's `to_dict`), with the keys
+    /// `id`, `stream`, `data`, `timestamp`, `retry_count`, `status`, `error`,
+    /// plus `mid` and `dead_letter` when set.
+    pub fn to_json(&self) -> Value {
+        // A struct of strings, integers and JSON values always serializes.
+        serde_json::to_value(self).unwrap_or(Value::Null)
+    }
+
+    /// Parses a message from the JSON form of [`to_json`](Self::to_json).
+    ///
+    /// # Errors
+    /// [`StreamError::Decode`] if the JSON does not describe a message.
+    pub fn from_json(value: Value) -> Result<Self> {
+        serde_json::from_value(value).map_err(|e| StreamError::Decode {
+            what: "stream message json".to_owned(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Whether the entry could not be decoded (its `data` is a best-effort view).
+    pub fn is_malformed(&self) -> bool {
+        self.status == MessageStatus::Failed && self.raw.is_some()
+    }
+
+    /// The group this message was read through, if any.
+    pub fn group(&self) -> Option<&str> {
+        self.delivery.as_ref().map(|d| d.group.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn to_json_has_the_spec_keys() {
+        let mut data = Map::new();
+        data.insert("k".into(), json!(1));
+        let mut m = StreamMessage::new("s", data);
+        m.id = "1-0".into();
+        let v = m.to_json();
+        for key in [
+            "id",
+            "stream",
+            "data",
+            "timestamp",
+            "retry_count",
+            "status",
+            "error",
+        ] {
+            assert!(v.get(key).is_some(), "missing {key}");
+        }
+        assert_eq!(v["status"], "pending");
+        assert_eq!(v["error"], Value::Null);
+        assert!(v.get("mid").is_none());
+        let back = StreamMessage::from_json(v).unwrap();
+        assert_eq!(back.id, "1-0");
+        assert_eq!(back.data["k"], 1);
+    }
+
+    #[test]
+    fn from_json_rejects_garbage() {
+        assert!(matches!(
+            StreamMessage::from_json(json!([1])),
+            Err(StreamError::Decode { .. })
+        ));
+    }
+}
