@@ -43,7 +43,8 @@ impl<B: StreamBackend> Manager<B> {
             consumer: consumer.clone(),
             reason: reason.to_owned(),
             failed_at: now_rfc3339(),
-            deliveries: delivery.and_then(|d| d.deliveries),
+            // Unknown only for live reads (`>`), which are the first delivery.
+            deliveries: delivery.map(|d| d.deliveries.unwrap_or(1)),
         };
         let fields = dlq_fields(message, &dead);
         let key = self.keys().dlq(&message.stream);
@@ -104,4 +105,33 @@ pub(crate) fn moved_or_refused(
         consumer,
         owner,
     })
+}
+
+impl<B: StreamBackend> Manager<B> {
+    /// The oldest `count` entries of the dead-letter queue, decoded, with their
+    /// provenance in [`StreamMessage::dead_letter`]. With a per-stream layout,
+    /// the dead-letter streams of the streams of every group this manager knows.
+    ///
+    /// # Errors
+    /// Connection errors, [`StreamError::Closed`].
+    pub async fn dead_letters(&self, count: usize) -> Result<Vec<StreamMessage>> {
+        self.ready().await?;
+        let keys = self.keys();
+        let mut dlq_streams: Vec<String> = if keys.dlq_is_shared() {
+            vec![String::new()]
+        } else {
+            self.known_streams()
+        };
+        dlq_streams.dedup();
+        let mut out = Vec::new();
+        for stream in dlq_streams {
+            let key = keys.dlq(&stream);
+            let logical = keys.logical(&key).unwrap_or(&key).to_owned();
+            for entry in self.backend().range(&key, "-", "+", count).await? {
+                out.push(crate::codec::decode(&logical, &entry.id, &entry.fields));
+            }
+        }
+        out.truncate(count);
+        Ok(out)
+    }
 }

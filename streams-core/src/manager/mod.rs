@@ -517,6 +517,21 @@ impl<B: StreamBackend> Manager<B> {
         closed.map(|()| value)
     }
 
+    /// The streams of every group this manager knows, sorted, without repeats.
+    pub(crate) fn known_streams(&self) -> Vec<String> {
+        let mut streams: Vec<String> = self
+            .inner
+            .groups
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .flat_map(|g| g.sources.iter().map(|s| s.logical.clone()))
+            .collect();
+        streams.sort();
+        streams.dedup();
+        streams
+    }
+
     /// The names of the groups this manager knows, sorted.
     pub fn consumer_groups(&self) -> Vec<String> {
         let mut names: Vec<String> = self

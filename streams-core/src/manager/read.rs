@@ -220,9 +220,13 @@ impl<B: StreamBackend> Manager<B> {
                 None => (self.keys().logical(&reply.key).unwrap_or(&reply.key), false),
             };
             for entry in reply.entries {
-                let known = deliveries
-                    .get(&(reply.key.clone(), entry.id.clone()))
-                    .copied();
+                let known = if deliveries.is_empty() {
+                    None
+                } else {
+                    deliveries
+                        .get(&(reply.key.clone(), entry.id.clone()))
+                        .copied()
+                };
                 let mut msg = codec::decode(logical, &entry.id, &entry.fields);
                 if msg.status == MessageStatus::Failed {
                     malformed += 1;

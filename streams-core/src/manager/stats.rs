@@ -97,13 +97,7 @@ impl<B: StreamBackend> Manager<B> {
         let dlq_keys: BTreeSet<String> = if keys.dlq_is_shared() {
             BTreeSet::from([keys.dlq("")])
         } else {
-            self.inner
-                .groups
-                .read()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .values()
-                .flat_map(|g| g.sources.iter().map(|s| keys.dlq(&s.logical)))
-                .collect()
+            self.known_streams().iter().map(|s| keys.dlq(s)).collect()
         };
         let mut dlq_entries = 0;
         for key in &dlq_keys {
