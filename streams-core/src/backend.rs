@@ -46,10 +46,12 @@ pub struct ReadGroup<'a> {
     pub consumer: &'a str,
     /// The keys and what to read from each.
     pub keys: &'a [(String, ReadCursor)],
-    /// Most entries per key.
+    /// Most entries per key; at least 1 (the manager never asks for 0).
     pub count: usize,
     /// How long to wait when no key has [`ReadCursor::New`] entries ready.
-    /// `None` returns at once. Ignored when any key reads pending entries.
+    /// `None` returns at once; the manager never passes `Some(Duration::ZERO)`
+    /// (Redis `BLOCK 0` would wait forever). Ignored when any key reads
+    /// pending entries.
     pub block: Option<Duration>,
 }
 
@@ -337,7 +339,11 @@ pub trait StreamBackend: Send + Sync + Debug + 'static {
     async fn ack(&self, key: &str, group: &str, ids: &[String], delete: bool) -> Result<u64>;
 
     /// One page of claiming: entries pending at least `min_idle`, from `start`,
-    /// at most `count`, become `consumer`'s, and their delivery counts grow by one.
+    /// at most `count` (at least 1; deleted ids count towards it, as in Redis),
+    /// become `consumer`'s, and their delivery counts grow by one.
+    ///
+    /// # Errors
+    /// [`StreamError::NoGroup`](crate::StreamError::NoGroup) for a missing key or group.
     ///
     /// # Contract
     /// `claim_respects_idle_time`, `claim_increments_delivery_count`,
@@ -362,7 +368,9 @@ pub trait StreamBackend: Send + Sync + Debug + 'static {
     /// counting a delivery (Redis `XCLAIM ... IDLE ms JUSTID`). Entries pending
     /// for another consumer are left alone. Returns the ids that were updated.
     /// `Duration::ZERO` renews a lease; a large value hands entries back so
-    /// they can be claimed at once.
+    /// they can be claimed at once. As `XCLAIM` does, an owned id whose entry
+    /// no longer exists is dropped from the pending list and not returned. A
+    /// missing key or group updates nothing.
     ///
     /// # Contract
     /// `touch_keeps_entry_from_claims`, `release_makes_entry_claimable`.
@@ -422,6 +430,9 @@ pub trait StreamBackend: Send + Sync + Debug + 'static {
     async fn groups(&self, key: &str) -> Result<Vec<GroupInfo>>;
 
     /// The consumers of a group.
+    ///
+    /// # Errors
+    /// [`StreamError::NoGroup`](crate::StreamError::NoGroup) for a missing key or group.
     ///
     /// # Contract
     /// `health_reports_groups`.

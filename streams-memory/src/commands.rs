@@ -1,0 +1,470 @@
+//! The commands that touch several parts of the keyspace at once, each run
+//! whole under the keyspace lock: group creation, group reads,
+//! acknowledgement, atomic moves and the promotion of due retries.
+
+use streams_core::backend::{KeyEntries, Move, MoveOutcome, MoveTarget, Promotion, ReadCursor};
+
+use crate::error::Error;
+use crate::group::Group;
+use crate::id::{End, StreamId};
+use crate::state::{Keyspace, Now};
+
+/// A read's key, checked and with its cursor parsed.
+enum Cursor {
+    New,
+    After(StreamId),
+}
+
+/// Parses an id where Redis also takes `-` and `+` (a history read's cursor,
+/// a group's start): `0`, `ms` or `ms-seq`.
+fn loose_id(s: &str) -> Result<StreamId, Error> {
+    match s {
+        "-" => Ok(StreamId::MIN),
+        "+" => Ok(StreamId::MAX),
+        _ => StreamId::parse(s, End::Start),
+    }
+}
+
+/// Parses every id of a command before it changes anything, as Redis does.
+pub(crate) fn parse_ids(ids: &[String]) -> Result<Vec<StreamId>, Error> {
+    ids.iter()
+        .map(|id| StreamId::parse(id, End::Start))
+        .collect()
+}
+
+impl Keyspace {
+    /// `XGROUP CREATE key group start MKSTREAM`; `false` if the group exists.
+    pub(crate) fn create_group(
+        &mut self,
+        key: &str,
+        group: &str,
+        start: &str,
+    ) -> Result<bool, Error> {
+        self.check_stream(key)?;
+        let start = match start {
+            "$" => None,
+            id => Some(loose_id(id)?),
+        };
+        let stream = self.stream_entry(key)?;
+        if stream.groups.contains_key(group) {
+            return Ok(false);
+        }
+        let last = start.unwrap_or(stream.last_id);
+        stream.groups.insert(group.to_owned(), Group::new(last));
+        Ok(true)
+    }
+
+    /// One non-blocking `XREADGROUP`. Every key and cursor is checked before
+    /// anything is delivered; keys with nothing to return are left out.
+    pub(crate) fn read_group(
+        &mut self,
+        group: &str,
+        consumer: &str,
+        keys: &[(String, ReadCursor)],
+        count: usize,
+        now: Now,
+    ) -> Result<Vec<KeyEntries>, Error> {
+        let mut cursors = Vec::with_capacity(keys.len());
+        for (key, cursor) in keys {
+            self.group(key, group)?;
+            cursors.push(match cursor {
+                ReadCursor::New => Cursor::New,
+                ReadCursor::Pending(after) => Cursor::After(loose_id(after)?),
+            });
+        }
+        // Redis reads COUNT 0 as "no limit".
+        let limit = if count == 0 { usize::MAX } else { count };
+        let mut replies = Vec::new();
+        for ((key, _), cursor) in keys.iter().zip(cursors) {
+            let (g, entries) = self.group_mut(key, group)?;
+            let (served, deleted) = match cursor {
+                Cursor::New => (g.read_new(entries, consumer, limit, now.tick), Vec::new()),
+                Cursor::After(after) => g.read_pending(entries, consumer, after, limit, now.tick),
+            };
+            if !served.is_empty() || !deleted.is_empty() {
+                replies.push(KeyEntries {
+                    key: key.clone(),
+                    entries: served,
+                    deleted,
+                });
+            }
+        }
+        Ok(replies)
+    }
+
+    /// `XACK` (then `XDEL` with `delete`); unknown keys, groups and ids count 0.
+    pub(crate) fn ack(
+        &mut self,
+        key: &str,
+        group: &str,
+        ids: &[String],
+        delete: bool,
+    ) -> Result<u64, Error> {
+        let ids = parse_ids(ids)?;
+        let Some(stream) = self.stream_mut(key)? else {
+            return Ok(0);
+        };
+        let acked = match stream.groups.get_mut(group) {
+            Some(g) => ids.iter().filter(|id| g.ack(**id)).count() as u64,
+            None => 0,
+        };
+        if delete {
+            for id in &ids {
+                stream.entries.remove(id);
+            }
+        }
+        Ok(acked)
+    }
+
+    /// Writes the new copy and acknowledges the old one, after the fencing
+    /// checks. Nothing is written when it is refused or fails.
+    pub(crate) fn move_entry(&mut self, mv: Move, now: Now) -> Result<MoveOutcome, Error> {
+        let id = StreamId::parse(&mv.id, End::Start)?;
+        let owner = self
+            .stream(&mv.source)?
+            .and_then(|s| s.groups.get(&mv.group))
+            .and_then(|g| g.owner(id));
+        let Some(owner) = owner else {
+            return Ok(MoveOutcome::NotPending);
+        };
+        if let Some(consumer) = &mv.consumer {
+            if owner != consumer {
+                return Ok(MoveOutcome::OwnedBy(owner.to_owned()));
+            }
+        }
+        let new_id = match mv.target {
+            MoveTarget::Stream { key, fields, trim } => {
+                Some(self.add_entry(&key, fields, &trim, now)?.to_string())
+            }
+            MoveTarget::Schedule { key, fields, delay } => {
+                // It becomes an entry when due: refuse now what XADD would refuse then.
+                if fields.is_empty() {
+                    return Err(Error::NoFields { key });
+                }
+                self.schedule_entry(&key)?
+                    .push(now.tick.plus(delay), fields);
+                None
+            }
+        };
+        if let Some(stream) = self.stream_mut(&mv.source)? {
+            if let Some(g) = stream.groups.get_mut(&mv.group) {
+                g.ack(id);
+            }
+            if mv.delete_source {
+                stream.entries.remove(&id);
+            }
+        }
+        Ok(MoveOutcome::Moved { new_id })
+    }
+
+    /// Moves up to `limit` due items of `schedule`, earliest first, to the
+    /// stream `ready`.
+    pub(crate) fn promote(
+        &mut self,
+        schedule: &str,
+        ready: &str,
+        limit: usize,
+        now: Now,
+    ) -> Result<Promotion, Error> {
+        if self.schedule(schedule)?.is_none() {
+            return Ok(Promotion::default());
+        }
+        self.check_stream(ready)?;
+        let mut promoted = 0;
+        while promoted < limit as u64 {
+            let Some((slot, fields)) = self
+                .schedule_mut(schedule)?
+                .and_then(|s| s.pop_due(now.tick))
+            else {
+                break;
+            };
+            if let Err(e) = self.add_entry(ready, fields.clone(), &[], now) {
+                if let Some(s) = self.schedule_mut(schedule)? {
+                    s.restore(slot, fields);
+                }
+                return Err(e);
+            }
+            promoted += 1;
+        }
+        let next_due_in = self
+            .schedule(schedule)?
+            .and_then(|s| s.next_due_in(now.tick));
+        self.drop_if_empty(schedule);
+        Ok(Promotion {
+            promoted,
+            next_due_in,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use bytes::Bytes;
+    use streams_core::Fields;
+    use streams_core::backend::Trim;
+
+    use super::*;
+
+    fn fields(v: &str) -> Fields {
+        vec![(Bytes::from("k"), Bytes::from(v.to_owned()))]
+    }
+
+    fn new(key: &str) -> (String, ReadCursor) {
+        (key.to_owned(), ReadCursor::New)
+    }
+
+    fn history(key: &str, after: &str) -> (String, ReadCursor) {
+        (key.to_owned(), ReadCursor::Pending(after.to_owned()))
+    }
+
+    /// A keyspace with stream `s`, group `g` from the start, and `n` entries.
+    fn setup(n: usize) -> (Keyspace, Vec<String>) {
+        let mut ks = Keyspace::default();
+        assert!(ks.create_group("s", "g", "0").unwrap());
+        let ids = (0..n)
+            .map(|i| {
+                ks.add_entry("s", fields(&i.to_string()), &[], Now::read())
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        (ks, ids)
+    }
+
+    fn move_to_dlq(id: &str, consumer: Option<&str>) -> Move {
+        Move {
+            source: "s".into(),
+            group: "g".into(),
+            id: id.into(),
+            consumer: consumer.map(str::to_owned),
+            delete_source: false,
+            target: MoveTarget::Stream {
+                key: "dlq".into(),
+                fields: fields("dead"),
+                trim: vec![Trim::MaxLen {
+                    len: 10,
+                    approx: true,
+                }],
+            },
+        }
+    }
+
+    #[test]
+    fn create_group_makes_the_stream_and_is_idempotent() {
+        let mut ks = Keyspace::default();
+        assert!(ks.create_group("s", "g", "$").unwrap());
+        assert!(!ks.create_group("s", "g", "0").unwrap());
+        assert!(ks.stream("s").unwrap().is_some());
+        assert!(ks.create_group("t", "g", "nonsense").is_err());
+        assert!(
+            ks.stream("t").unwrap().is_none(),
+            "a bad id creates nothing"
+        );
+
+        // `$` starts after what is there now.
+        ks.add_entry("s", fields("old"), &[], Now::read()).unwrap();
+        assert!(ks.create_group("s", "late", "$").unwrap());
+        let now = Now::read();
+        let read = ks.read_group("late", "c", &[new("s")], 10, now).unwrap();
+        assert!(read.is_empty());
+        let read = ks.read_group("g", "c", &[new("s")], 10, now).unwrap();
+        assert_eq!(read[0].entries.len(), 1);
+    }
+
+    #[test]
+    fn missing_groups_fail_the_read_before_anything_is_delivered() {
+        let (mut ks, _) = setup(2);
+        for keys in [
+            vec![new("s"), new("missing")],
+            vec![new("s"), history("missing", "0")],
+        ] {
+            let err = ks.read_group("g", "c", &keys, 10, Now::read()).unwrap_err();
+            assert_eq!(
+                err,
+                Error::NoGroup {
+                    stream: "missing".into(),
+                    group: "g".into()
+                }
+            );
+        }
+        let err = ks
+            .read_group("other", "c", &[new("s")], 10, Now::read())
+            .unwrap_err();
+        assert!(matches!(err, Error::NoGroup { .. }));
+        let (g, _) = ks.group("s", "g").unwrap();
+        assert!(g.pel.is_empty() && g.consumers.is_empty());
+        assert!(
+            ks.read_group("g", "c", &[history("s", "x")], 1, Now::read())
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn history_reads_through_the_keyspace() {
+        let (mut ks, ids) = setup(3);
+        let now = Now::read();
+        ks.read_group("g", "c", &[new("s")], 0, now).unwrap();
+        ks.stream_mut("s")
+            .unwrap()
+            .unwrap()
+            .entries
+            .remove(&StreamId::parse(&ids[0], End::Start).unwrap());
+        let read = ks
+            .read_group("g", "c", &[history("s", "0")], 10, now)
+            .unwrap();
+        assert_eq!(read[0].deleted, [ids[0].clone()]);
+        assert_eq!(read[0].entries.len(), 2);
+        // Nothing after the last one: the key is left out.
+        let read = ks
+            .read_group("g", "c", &[history("s", &ids[2])], 10, now)
+            .unwrap();
+        assert!(read.is_empty());
+    }
+
+    #[test]
+    fn ack_counts_only_what_was_pending() {
+        let (mut ks, ids) = setup(3);
+        ks.read_group("g", "c", &[new("s")], 2, Now::read())
+            .unwrap();
+        let all = ids;
+        assert_eq!(ks.ack("s", "g", &all, false).unwrap(), 2);
+        assert_eq!(ks.ack("s", "g", &all, false).unwrap(), 0);
+        assert_eq!(ks.ack("missing", "g", &all, true).unwrap(), 0);
+        assert_eq!(ks.ack("s", "nogroup", &all, false).unwrap(), 0);
+        assert!(ks.ack("s", "g", &["bad".to_owned()], false).is_err());
+        // With delete, the entries go too, pending or not.
+        assert_eq!(ks.ack("s", "g", &all[..1], true).unwrap(), 0);
+        assert_eq!(ks.stream("s").unwrap().unwrap().entries.len(), 2);
+    }
+
+    #[test]
+    fn moves_are_fenced_and_atomic() {
+        let (mut ks, ids) = setup(2);
+        let now = Now::read();
+        ks.read_group("g", "a", &[new("s")], 1, now).unwrap();
+        ks.read_group("g", "b", &[new("s")], 1, now).unwrap();
+
+        // Not pending at all, or pending for someone else: nothing written.
+        let out = ks.move_entry(move_to_dlq("9-9", None), now).unwrap();
+        assert_eq!(out, MoveOutcome::NotPending);
+        let out = ks.move_entry(move_to_dlq(&ids[1], Some("a")), now).unwrap();
+        assert_eq!(out, MoveOutcome::OwnedBy("b".into()));
+        let mut wrong_group = move_to_dlq(&ids[0], None);
+        wrong_group.group = "nope".into();
+        assert_eq!(
+            ks.move_entry(wrong_group, now).unwrap(),
+            MoveOutcome::NotPending
+        );
+        assert!(ks.stream("dlq").unwrap().is_none());
+
+        // A target of the wrong type fails and leaves the entry pending.
+        ks.hash_entry("h").unwrap();
+        let mut bad = move_to_dlq(&ids[0], Some("a"));
+        bad.target = MoveTarget::Schedule {
+            key: "h".into(),
+            fields: fields("x"),
+            delay: Duration::ZERO,
+        };
+        assert!(matches!(
+            ks.move_entry(bad, now),
+            Err(Error::WrongType { .. })
+        ));
+        assert_eq!(
+            ks.group("s", "g")
+                .unwrap()
+                .0
+                .owner(StreamId::parse(&ids[0], End::Start).unwrap()),
+            Some("a")
+        );
+
+        let out = ks.move_entry(move_to_dlq(&ids[0], Some("a")), now).unwrap();
+        let MoveOutcome::Moved {
+            new_id: Some(new_id),
+        } = out
+        else {
+            panic!("{out:?}")
+        };
+        assert_eq!(
+            ks.stream("dlq")
+                .unwrap()
+                .unwrap()
+                .range((StreamId::MIN, StreamId::MAX), 10)[0]
+                .id,
+            new_id
+        );
+        assert_eq!(ks.group("s", "g").unwrap().0.pel.len(), 1);
+        assert_eq!(ks.stream("s").unwrap().unwrap().entries.len(), 2);
+        // Moved already: refused the second time.
+        let out = ks.move_entry(move_to_dlq(&ids[0], Some("a")), now).unwrap();
+        assert_eq!(out, MoveOutcome::NotPending);
+
+        // Without a fencing consumer, any pending entry moves; the source
+        // entry can go with it.
+        let mut mv = move_to_dlq(&ids[1], None);
+        mv.delete_source = true;
+        mv.target = MoveTarget::Schedule {
+            key: "sched".into(),
+            fields: fields("retry"),
+            delay: Duration::from_secs(60),
+        };
+        assert_eq!(
+            ks.move_entry(mv, now).unwrap(),
+            MoveOutcome::Moved { new_id: None }
+        );
+        assert_eq!(ks.stream("s").unwrap().unwrap().entries.len(), 1);
+        assert_eq!(ks.schedule("sched").unwrap().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn promotion_takes_due_items_in_order() {
+        let mut ks = Keyspace::default();
+        let now = Now::read();
+        let sched = ks.schedule_entry("sched").unwrap();
+        sched.push(now.tick.minus(Duration::from_secs(1)), fields("second"));
+        sched.push(now.tick.minus(Duration::from_secs(2)), fields("first"));
+        sched.push(now.tick.minus(Duration::from_millis(500)), fields("third"));
+        sched.push(now.tick.plus(Duration::from_secs(30)), fields("later"));
+
+        let p = ks.promote("sched", "ready", 2, now).unwrap();
+        assert_eq!(p.promoted, 2);
+        assert_eq!(p.next_due_in, Some(Duration::ZERO), "one more is due");
+        let p = ks.promote("sched", "ready", 10, now).unwrap();
+        assert_eq!(p.promoted, 1);
+        let left = p.next_due_in.unwrap();
+        assert!(left > Duration::from_secs(29) && left <= Duration::from_secs(30));
+        let ready = ks
+            .stream("ready")
+            .unwrap()
+            .unwrap()
+            .range((StreamId::MIN, StreamId::MAX), 10);
+        let order: Vec<_> = ready.iter().map(|e| e.fields.clone()).collect();
+        assert_eq!(order, [fields("first"), fields("second"), fields("third")]);
+        assert_eq!(
+            ks.take_wakes().len(),
+            1,
+            "readers of the ready stream are woken"
+        );
+
+        let later = Now {
+            tick: now.tick.plus(Duration::from_secs(31)),
+            ..now
+        };
+        let p = ks.promote("sched", "ready", 10, later).unwrap();
+        assert_eq!((p.promoted, p.next_due_in), (1, None));
+        assert!(
+            ks.schedule("sched").unwrap().is_none(),
+            "an empty sorted set is deleted"
+        );
+        assert_eq!(
+            ks.promote("sched", "ready", 10, later).unwrap(),
+            Promotion::default()
+        );
+
+        ks.schedule_entry("s2").unwrap().push(now.tick, fields("x"));
+        ks.hash_entry("h").unwrap();
+        assert!(ks.promote("s2", "h", 10, now).is_err());
+        assert_eq!(ks.schedule("s2").unwrap().unwrap().len(), 1, "nothing lost");
+    }
+}
