@@ -13,7 +13,8 @@ use std::time::Duration;
 use futures::{Stream, StreamExt};
 use serde_json::{Value, json};
 use xnai_streams::{
-    ConsumerGroupConfig, Manager, ManagerConfig, MemoryBackend, Result, StreamBackend, StreamMessage, StreamType,
+    ConsumerGroupConfig, Manager, ManagerConfig, MemoryBackend, Result, StreamBackend,
+    StreamMessage, StreamType,
 };
 
 /// A thin client of the agent bus.
@@ -31,41 +32,57 @@ impl<B: StreamBackend> AgentBusClient<B> {
     /// Publishes a task for `agent_id` on the agent bus.
     pub async fn publish_task(&self, agent_id: &str, task: Value) -> Result<String> {
         self.stream_manager
-            .send_message(&StreamType::AgentBus, json!({"agent_id": agent_id, "task": task}), None)
+            .send_message(
+                &StreamType::AgentBus,
+                json!({"agent_id": agent_id, "task": task}),
+                None,
+            )
             .await
     }
 
     /// The tasks addressed to `agent_id`, as they arrive. Each must be
     /// acknowledged with [`Self::done`].
-    pub async fn subscribe_tasks(&self, agent_id: &str) -> Result<impl Stream<Item = Result<StreamMessage>> + use<B>> {
+    pub async fn subscribe_tasks(
+        &self,
+        agent_id: &str,
+    ) -> Result<impl Stream<Item = Result<StreamMessage>> + use<B>> {
         let group = Self::group_of(agent_id);
         self.stream_manager
             .create_consumer_group(
-                &ConsumerGroupConfig::new(group.clone(), [StreamType::AgentBus]).with_block(Duration::from_millis(200)),
+                &ConsumerGroupConfig::new(group.clone(), [StreamType::AgentBus])
+                    .with_block(Duration::from_millis(200)),
             )
             .await?;
         let manager = self.stream_manager.clone();
         let agent_id = agent_id.to_owned();
-        Ok(self.stream_manager.subscribe(&group).filter_map(move |item| {
-            let manager = manager.clone();
-            let group = group.clone();
-            let agent_id = agent_id.clone();
-            async move {
-                match item {
-                    Ok(message) if message.data.get("agent_id").and_then(Value::as_str) == Some(&agent_id) => {
-                        Some(Ok(message))
+        Ok(self
+            .stream_manager
+            .subscribe(&group)
+            .filter_map(move |item| {
+                let manager = manager.clone();
+                let group = group.clone();
+                let agent_id = agent_id.clone();
+                async move {
+                    match item {
+                        Ok(message)
+                            if message.data.get("agent_id").and_then(Value::as_str)
+                                == Some(&agent_id) =>
+                        {
+                            Some(Ok(message))
+                        }
+                        // Someone else's task: not ours to handle.
+                        Ok(message) => manager.acknowledge(&message, &group).await.err().map(Err),
+                        Err(e) => Some(Err(e)),
                     }
-                    // Someone else's task: not ours to handle.
-                    Ok(message) => manager.acknowledge(&message, &group).await.err().map(Err),
-                    Err(e) => Some(Err(e)),
                 }
-            }
-        }))
+            }))
     }
 
     /// Acknowledges a task from [`Self::subscribe_tasks`].
     pub async fn done(&self, agent_id: &str, message: &StreamMessage) -> Result<bool> {
-        self.stream_manager.acknowledge(message, &Self::group_of(agent_id)).await
+        self.stream_manager
+            .acknowledge(message, &Self::group_of(agent_id))
+            .await
     }
 
     fn group_of(agent_id: &str) -> String {
@@ -75,12 +92,19 @@ impl<B: StreamBackend> AgentBusClient<B> {
 
 /// cline-1 and cline-2 each receive exactly their own tasks.
 pub async fn run<B: StreamBackend + Clone>(backend: B, config: ManagerConfig) -> Result<()> {
-    let client_1 = AgentBusClient::new(Manager::new(backend.clone(), config.clone().with_consumer_id("cline-1"))?);
+    let client_1 = AgentBusClient::new(Manager::new(
+        backend.clone(),
+        config.clone().with_consumer_id("cline-1"),
+    )?);
     let client_2 = AgentBusClient::new(Manager::new(backend, config.with_consumer_id("cline-2"))?);
     let tasks_1 = client_1.subscribe_tasks("cline-1").await?;
     let tasks_2 = client_2.subscribe_tasks("cline-2").await?;
 
-    for (agent, task) in [("cline-1", "index"), ("cline-2", "review"), ("cline-1", "summarize")] {
+    for (agent, task) in [
+        ("cline-1", "index"),
+        ("cline-2", "review"),
+        ("cline-1", "summarize"),
+    ] {
         client_1.publish_task(agent, json!({"kind": task})).await?;
     }
 

@@ -36,9 +36,14 @@ pub async fn run<B: StreamBackend + Clone>(backend: B, config: ManagerConfig) ->
         .await?;
 
     // MC-Overseer reads updates.
-    let updates = overseer.read_messages("agent_wavefront", None, None).await?;
+    let updates = overseer
+        .read_messages("agent_wavefront", None, None)
+        .await?;
     for update in &updates {
-        println!("{} reports {} on {}", update.data["agent_id"], update.data["progress"], update.stream);
+        println!(
+            "{} reports {} on {}",
+            update.data["agent_id"], update.data["progress"], update.stream
+        );
         overseer.acknowledge(update, "agent_wavefront").await?;
     }
     assert_eq!(updates.len(), 1);

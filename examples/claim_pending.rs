@@ -5,7 +5,9 @@
 use std::time::Duration;
 
 use serde_json::json;
-use xnai_streams::{ConsumerGroupConfig, Manager, ManagerConfig, MemoryBackend, Result, StreamBackend};
+use xnai_streams::{
+    ConsumerGroupConfig, Manager, ManagerConfig, MemoryBackend, Result, StreamBackend,
+};
 
 /// cline-1 reads two tasks and dies; once they have been idle long enough,
 /// cline-2 claims and finishes them.
@@ -14,7 +16,9 @@ pub async fn run<B: StreamBackend + Clone>(backend: B, config: ManagerConfig) ->
     let crashed = Manager::new(backend.clone(), config.clone().with_consumer_id("cline-1"))?;
     crashed.create_consumer_group(&group).await?;
     for task in ["R004-1", "R004-2"] {
-        crashed.send_message("xnai:agent_bus", json!({"task_id": task}), None).await?;
+        crashed
+            .send_message("xnai:agent_bus", json!({"task_id": task}), None)
+            .await?;
     }
     let taken = crashed.read_messages("agent_wavefront", None, None).await?;
     println!("cline-1 took {} tasks and stopped", taken.len());
@@ -23,12 +27,22 @@ pub async fn run<B: StreamBackend + Clone>(backend: B, config: ManagerConfig) ->
     let survivor = Manager::new(backend, config.with_consumer_id("cline-2"))?;
     // Not idle long enough yet: nothing to claim.
     let idle = Duration::from_millis(300);
-    assert!(survivor.claim_pending_messages("agent_wavefront", Some(idle)).await?.is_empty());
+    assert!(
+        survivor
+            .claim_pending_messages("agent_wavefront", Some(idle))
+            .await?
+            .is_empty()
+    );
 
     tokio::time::sleep(idle).await;
-    let claimed = survivor.claim_pending_messages("agent_wavefront", Some(idle)).await?;
+    let claimed = survivor
+        .claim_pending_messages("agent_wavefront", Some(idle))
+        .await?;
     for message in &claimed {
-        println!("cline-2 claimed {} ({:?})", message.data["task_id"], message.delivery);
+        println!(
+            "cline-2 claimed {} ({:?})",
+            message.data["task_id"], message.delivery
+        );
         survivor.acknowledge(message, "agent_wavefront").await?;
     }
     assert_eq!(claimed.len(), 2);

@@ -5,9 +5,14 @@
 use std::time::Duration;
 
 use serde_json::json;
-use xnai_streams::{ConsumerGroupConfig, Manager, ManagerConfig, MemoryBackend, Result, StreamBackend, StreamMessage};
+use xnai_streams::{
+    ConsumerGroupConfig, Manager, ManagerConfig, MemoryBackend, Result, StreamBackend,
+    StreamMessage,
+};
 
 async fn process_message(message: &StreamMessage) -> Result<()> {
+    // Stands in for the agent's real (asynchronous) work.
+    tokio::task::yield_now().await;
     println!("processing {} {:?}", message.id, message.data);
     Ok(())
 }
@@ -17,10 +22,13 @@ pub async fn run<B: StreamBackend + Clone>(backend: B, config: ManagerConfig) ->
     let setup = Manager::new(backend.clone(), config.clone().with_consumer_id("producer"))?;
     setup
         .create_consumer_group(
-            &ConsumerGroupConfig::new("agent_wavefront", ["xnai:agent_bus"]).with_block(Duration::from_millis(200)),
+            &ConsumerGroupConfig::new("agent_wavefront", ["xnai:agent_bus"])
+                .with_block(Duration::from_millis(200)),
         )
         .await?;
-    setup.send_message("xnai:agent_bus", json!({"task_id": "R005-1"}), None).await?;
+    setup
+        .send_message("xnai:agent_bus", json!({"task_id": "R005-1"}), None)
+        .await?;
 
     let manager = Manager::new(backend, config.with_consumer_id("cline-1"))?;
     let handled = manager
@@ -33,7 +41,10 @@ pub async fn run<B: StreamBackend + Clone>(backend: B, config: ManagerConfig) ->
             Ok(messages.len())
         })
         .await?;
-    println!("handled {handled} messages; closed: {}", manager.is_closed());
+    println!(
+        "handled {handled} messages; closed: {}",
+        manager.is_closed()
+    );
     assert_eq!(handled, 1);
     assert!(manager.is_closed());
     setup.close().await

@@ -5,7 +5,8 @@
 
 use serde_json::json;
 use xnai_streams::{
-    Manager, ManagerConfig, MemoryBackend, Result, StreamBackend, create_memory_stream_manager, create_stream_manager,
+    Manager, ManagerConfig, MemoryBackend, Result, StreamBackend, create_memory_stream_manager,
+    create_stream_manager,
 };
 
 /// One call gives a ready manager: in-process here, or on any backend
@@ -13,7 +14,9 @@ use xnai_streams::{
 pub async fn run<B: StreamBackend + Clone>(backend: B, config: ManagerConfig) -> Result<()> {
     let embedded = create_memory_stream_manager(Some("cline-1")).await?;
     assert!(embedded.is_initialized());
-    embedded.send_message("xnai:alerts", json!({"level": "info"}), None).await?;
+    embedded
+        .send_message("xnai:alerts", json!({"level": "info"}), None)
+        .await?;
     println!("embedded manager {} is ready", embedded.consumer_id());
 
     // What create_stream_manager does, for a backend chosen by the caller.
@@ -30,7 +33,10 @@ async fn main() -> Result<()> {
     run(MemoryBackend::new(), ManagerConfig::default()).await?;
     if std::env::var_os("REDIS_URL").is_some() {
         let manager = create_stream_manager(Some("cline-1")).await?;
-        println!("connected to Redis {}", manager.server_info().expect("initialized").version_string());
+        println!(
+            "connected to Redis {}",
+            manager.server_info().expect("initialized").version_string()
+        );
         manager.close().await?;
     }
     Ok(())

@@ -11,7 +11,11 @@ pub async fn run<B: StreamBackend + Clone>(backend: B, config: ManagerConfig) ->
     manager.initialize().await?;
     // Initializing twice is harmless.
     manager.initialize().await?;
-    println!("consumer {} initialized: {}", manager.consumer_id(), manager.is_initialized());
+    println!(
+        "consumer {} initialized: {}",
+        manager.consumer_id(),
+        manager.is_initialized()
+    );
     assert_eq!(manager.consumer_id(), "cline-1");
 
     // Without a consumer id, the manager is `consumer_<pid>`.

@@ -6,10 +6,15 @@
 use std::time::Duration;
 
 use serde_json::json;
-use xnai_streams::{ConsumerGroupConfig, Manager, ManagerConfig, MemoryBackend, Result, StreamBackend, StreamMessage};
+use xnai_streams::{
+    ConsumerGroupConfig, Manager, ManagerConfig, MemoryBackend, Result, StreamBackend,
+    StreamMessage,
+};
 
 /// Fails on messages marked `"fail": true`.
 async fn process_message(message: &StreamMessage) -> std::result::Result<(), String> {
+    // Stands in for the agent's real (asynchronous) work.
+    tokio::task::yield_now().await;
     if message.data.get("fail").and_then(|v| v.as_bool()) == Some(true) {
         return Err(format!("cannot process task {}", message.data["task_id"]));
     }
@@ -31,7 +36,11 @@ pub async fn run<B: StreamBackend + Clone>(backend: B, config: ManagerConfig) ->
     let expected = 10;
     for n in 0..expected {
         manager
-            .send_message("xnai:agent_bus", json!({"task_id": n, "fail": n == 7}), None)
+            .send_message(
+                "xnai:agent_bus",
+                json!({"task_id": n, "fail": n == 7}),
+                None,
+            )
             .await?;
     }
 
@@ -45,14 +54,18 @@ pub async fn run<B: StreamBackend + Clone>(backend: B, config: ManagerConfig) ->
                     done += 1;
                 }
                 Err(e) => {
-                    manager.send_to_dlq(&message, &e, Some("agent_wavefront")).await?;
+                    manager
+                        .send_to_dlq(&message, &e, Some("agent_wavefront"))
+                        .await?;
                     failed += 1;
                 }
             }
         }
 
         // Claim abandoned messages.
-        let claimed = manager.claim_pending_messages("agent_wavefront", None).await?;
+        let claimed = manager
+            .claim_pending_messages("agent_wavefront", None)
+            .await?;
         for message in claimed {
             if process_message(&message).await.is_ok() {
                 manager.acknowledge(&message, "agent_wavefront").await?;

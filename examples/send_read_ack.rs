@@ -5,14 +5,19 @@
 use std::time::Duration;
 
 use serde_json::json;
-use xnai_streams::{ConsumerGroupConfig, Manager, ManagerConfig, MemoryBackend, Result, StreamBackend};
+use xnai_streams::{
+    ConsumerGroupConfig, Manager, ManagerConfig, MemoryBackend, Result, StreamBackend,
+};
 
 /// The spec's message operations, in order.
 pub async fn run<B: StreamBackend + Clone>(backend: B, config: ManagerConfig) -> Result<()> {
     let manager = Manager::new(backend, config.with_consumer_id("cline-1"))?;
     manager.initialize().await?;
     manager
-        .create_consumer_group(&ConsumerGroupConfig::new("agent_wavefront", ["xnai:agent_bus", "xnai:task_updates"]))
+        .create_consumer_group(&ConsumerGroupConfig::new(
+            "agent_wavefront",
+            ["xnai:agent_bus", "xnai:task_updates"],
+        ))
         .await?;
 
     let message_id = manager
@@ -25,7 +30,11 @@ pub async fn run<B: StreamBackend + Clone>(backend: B, config: ManagerConfig) ->
     println!("sent {message_id}");
 
     let messages = manager
-        .read_messages("agent_wavefront", Some(10), Some(Duration::from_millis(5000)))
+        .read_messages(
+            "agent_wavefront",
+            Some(10),
+            Some(Duration::from_millis(5000)),
+        )
         .await?;
     for message in &messages {
         println!("ID: {}", message.id);

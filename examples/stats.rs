@@ -3,7 +3,9 @@
 //! Run with `cargo run --example stats`.
 
 use serde_json::json;
-use xnai_streams::{ConsumerGroupConfig, Manager, ManagerConfig, MemoryBackend, Result, StreamBackend};
+use xnai_streams::{
+    ConsumerGroupConfig, Manager, ManagerConfig, MemoryBackend, Result, StreamBackend,
+};
 
 /// Some traffic, then the statistics as the spec's JSON.
 pub async fn run<B: StreamBackend + Clone>(backend: B, config: ManagerConfig) -> Result<()> {
@@ -14,15 +16,22 @@ pub async fn run<B: StreamBackend + Clone>(backend: B, config: ManagerConfig) ->
             .await?;
     }
     for n in 0..3 {
-        manager.send_message("xnai:agent_bus", json!({"n": n}), None).await?;
+        manager
+            .send_message("xnai:agent_bus", json!({"n": n}), None)
+            .await?;
     }
     let messages = manager.read_messages("agent_wavefront", None, None).await?;
     manager.acknowledge(&messages[0], "agent_wavefront").await?;
     manager.acknowledge(&messages[1], "agent_wavefront").await?;
-    manager.send_to_dlq(&messages[2], "bad input", Some("agent_wavefront")).await?;
+    manager
+        .send_to_dlq(&messages[2], "bad input", Some("agent_wavefront"))
+        .await?;
 
     let stats = manager.get_stats().await?;
-    println!("{}", serde_json::to_string_pretty(&stats).expect("stats serialize"));
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&stats).expect("stats serialize")
+    );
     assert_eq!(stats.messages_read, 3);
     assert_eq!(stats.messages_acknowledged, 2);
     assert_eq!(stats.messages_failed, 1);

@@ -78,7 +78,10 @@ pub(crate) async fn run(args: DemoArgs) -> Result<()> {
     match args.redis.clone() {
         Some(url) => {
             let backend = RedisBackend::connect(&url).await?;
-            println!("xnai-streams demo on Redis at {}, namespace `{namespace}`", redact(&url));
+            println!(
+                "xnai-streams demo on Redis at {}, namespace `{namespace}`",
+                redact(&url)
+            );
             run_on(backend, namespace, args).await
         }
         None => {
@@ -91,7 +94,9 @@ pub(crate) async fn run(args: DemoArgs) -> Result<()> {
 /// The URL without its password.
 fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => format!("{}://***@{}", &url[..scheme], &url[at + 1..]),
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}://***@{}", &url[..scheme], &url[at + 1..])
+        }
         _ => url.to_owned(),
     }
 }
@@ -108,7 +113,11 @@ fn config(namespace: &str, consumer: &str) -> ManagerConfig {
         )
 }
 
-async fn run_on<B: StreamBackend + Clone>(backend: B, namespace: String, args: DemoArgs) -> Result<()> {
+async fn run_on<B: StreamBackend + Clone>(
+    backend: B,
+    namespace: String,
+    args: DemoArgs,
+) -> Result<()> {
     let printer = Printer {
         started: Instant::now(),
         quiet: args.quiet,
@@ -159,7 +168,10 @@ async fn run_on<B: StreamBackend + Clone>(backend: B, namespace: String, args: D
         .await?;
     printer.say(
         "producer",
-        format!("published {tasks} tasks on {} (T-{poison:03} is poison)", StreamType::AgentBus),
+        format!(
+            "published {tasks} tasks on {} (T-{poison:03} is poison)",
+            StreamType::AgentBus
+        ),
     );
 
     let ledger = Arc::new(Mutex::new(Ledger::default()));
@@ -183,7 +195,10 @@ async fn run_on<B: StreamBackend + Clone>(backend: B, namespace: String, args: D
     let mut updates_seen = 0u32;
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        for update in overseer.read_messages(OVERSEER_GROUP, Some(50), Some(Duration::from_millis(100))).await? {
+        for update in overseer
+            .read_messages(OVERSEER_GROUP, Some(50), Some(Duration::from_millis(100)))
+            .await?
+        {
             updates_seen += 1;
             overseer.acknowledge(&update, OVERSEER_GROUP).await?;
         }
@@ -204,22 +219,38 @@ async fn run_on<B: StreamBackend + Clone>(backend: B, namespace: String, args: D
     for (_, _, task) in &agents {
         task.abort();
     }
-    for update in overseer.read_messages(OVERSEER_GROUP, Some(100), Some(Duration::ZERO)).await? {
+    for update in overseer
+        .read_messages(OVERSEER_GROUP, Some(100), Some(Duration::ZERO))
+        .await?
+    {
         updates_seen += 1;
         overseer.acknowledge(&update, OVERSEER_GROUP).await?;
     }
-    printer.say("overseer", format!("followed {updates_seen} task updates on {}", StreamType::TaskUpdates));
+    printer.say(
+        "overseer",
+        format!(
+            "followed {updates_seen} task updates on {}",
+            StreamType::TaskUpdates
+        ),
+    );
 
     println!();
-    println!("{:<10} {:>6} {:>6} {:>8} {:>8} {:>6} {:>7}", "agent", "read", "acked", "retried", "claimed", "dlq", "failed");
+    println!(
+        "{:<10} {:>6} {:>6} {:>8} {:>8} {:>6} {:>7}",
+        "agent", "read", "acked", "retried", "claimed", "dlq", "failed"
+    );
     let mut total = Stats::default();
     for (name, manager, _) in &agents {
         let s = manager.get_stats().await?;
         manager.close().await?;
         println!(
             "{name:<10} {:>6} {:>6} {:>8} {:>8} {:>6} {:>7}",
-            s.messages_read, s.messages_acknowledged, s.messages_retried, s.messages_claimed,
-            s.messages_dead_lettered, s.messages_failed
+            s.messages_read,
+            s.messages_acknowledged,
+            s.messages_retried,
+            s.messages_claimed,
+            s.messages_dead_lettered,
+            s.messages_failed
         );
         total.messages_read += s.messages_read;
         total.messages_acknowledged += s.messages_acknowledged;
@@ -230,8 +261,13 @@ async fn run_on<B: StreamBackend + Clone>(backend: B, namespace: String, args: D
     }
     println!(
         "{:<10} {:>6} {:>6} {:>8} {:>8} {:>6} {:>7}",
-        "total", total.messages_read, total.messages_acknowledged, total.messages_retried,
-        total.messages_claimed, total.messages_dead_lettered, total.messages_failed
+        "total",
+        total.messages_read,
+        total.messages_acknowledged,
+        total.messages_retried,
+        total.messages_claimed,
+        total.messages_dead_lettered,
+        total.messages_failed
     );
 
     let stats = producer.get_stats().await?;
@@ -242,7 +278,11 @@ async fn run_on<B: StreamBackend + Clone>(backend: B, namespace: String, args: D
         if let Some(d) = &entry.dead_letter {
             println!(
                 "  {} from {} {} after {} retries: {}",
-                entry.data.get("task_id").and_then(|v| v.as_str()).unwrap_or("?"),
+                entry
+                    .data
+                    .get("task_id")
+                    .and_then(|v| v.as_str())
+                    .unwrap_or("?"),
                 d.origin_stream,
                 d.origin_id,
                 entry.retry_count,
@@ -250,16 +290,24 @@ async fn run_on<B: StreamBackend + Clone>(backend: B, namespace: String, args: D
             );
         }
     }
-    let l = ledger.lock().unwrap_or_else(PoisonError::into_inner);
+    let (completed, dead_lettered, duplicates) = {
+        let l = ledger.lock().unwrap_or_else(PoisonError::into_inner);
+        (
+            l.completed.len() as u32,
+            l.dead_lettered.len() as u32,
+            l.duplicates,
+        )
+    };
     println!();
+    let complete = completed + dead_lettered == tasks;
     println!(
-        "all {tasks} tasks accounted for: {} completed, {} dead-lettered, {} duplicate deliveries",
-        l.completed.len(),
-        l.dead_lettered.len(),
-        l.duplicates
+        "{} {tasks} tasks: {completed} completed, {dead_lettered} dead-lettered, {duplicates} duplicate deliveries",
+        if complete {
+            "all accounted for, of"
+        } else {
+            "NOT all accounted for, of"
+        }
     );
-    let complete = l.completed.len() as u32 + l.dead_lettered.len() as u32 == tasks;
-    drop(l);
     producer.close().await?;
     overseer.close().await?;
     if complete {
@@ -271,11 +319,22 @@ async fn run_on<B: StreamBackend + Clone>(backend: B, namespace: String, args: D
 
 /// How one task goes: fail `fail_times` times, then succeed.
 async fn handle(message: &StreamMessage) -> std::result::Result<(), String> {
-    let work = message.data.get("work_ms").and_then(|v| v.as_u64()).unwrap_or(10);
+    let work = message
+        .data
+        .get("work_ms")
+        .and_then(|v| v.as_u64())
+        .unwrap_or(10);
     tokio::time::sleep(Duration::from_millis(work)).await;
-    let fail_times = message.data.get("fail_times").and_then(|v| v.as_u64()).unwrap_or(0);
+    let fail_times = message
+        .data
+        .get("fail_times")
+        .and_then(|v| v.as_u64())
+        .unwrap_or(0);
     if u64::from(message.retry_count) < fail_times {
-        Err(format!("tool call failed (attempt {})", message.retry_count + 1))
+        Err(format!(
+            "tool call failed (attempt {})",
+            message.retry_count + 1
+        ))
     } else {
         Ok(())
     }
@@ -359,7 +418,10 @@ async fn work_on<B: StreamBackend>(
                 .completed
                 .insert(task.clone());
             if !fresh {
-                ledger.lock().unwrap_or_else(PoisonError::into_inner).duplicates += 1;
+                ledger
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .duplicates += 1;
             }
             let note = if message.retry_count > 0 {
                 format!(" after {} retries", message.retry_count)
@@ -373,7 +435,10 @@ async fn work_on<B: StreamBackend>(
                 let delay = manager.retry_delay(message.retry_count);
                 printer.say(
                     name,
-                    format!("{task} failed: {error}; retry {} in {delay:?}", message.retry_count + 1),
+                    format!(
+                        "{task} failed: {error}; retry {} in {delay:?}",
+                        message.retry_count + 1
+                    ),
                 );
             } else {
                 let reason = format!("retry limit reached: {error}");
@@ -383,7 +448,10 @@ async fn work_on<B: StreamBackend>(
                     .unwrap_or_else(PoisonError::into_inner)
                     .dead_lettered
                     .insert(task.clone());
-                printer.say(name, format!("{task} is poison: sent to the dead-letter queue"));
+                printer.say(
+                    name,
+                    format!("{task} is poison: sent to the dead-letter queue"),
+                );
             }
         }
     }

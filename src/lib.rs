@@ -54,9 +54,8 @@ pub use streams_core::codec;
 pub use streams_core::{
     BoxError, ConsumerGroupConfig, ConsumerHealth, DeadLetter, Delivery, DlqConfig, DlqLayout,
     Entry, Fields, GroupHealth, GroupStart, HealthReport, KeyLayout, MAX_DELIVERIES_EXCEEDED,
-    MAX_NAME_BYTES, Manager, ManagerConfig, MessageStatus, RawFields, Result, Stats,
-    StreamBackend, StreamError, StreamHealth, StreamManager, StreamMessage, StreamType,
-    validate_name,
+    MAX_NAME_BYTES, Manager, ManagerConfig, MessageStatus, RawFields, Result, Stats, StreamBackend,
+    StreamError, StreamHealth, StreamManager, StreamMessage, StreamType, validate_name,
 };
 pub use streams_memory::MemoryBackend;
 pub use streams_redis::{RedisBackend, RedisConfig};
@@ -106,7 +105,9 @@ pub async fn create_stream_manager(consumer_id: Option<&str>) -> Result<RedisStr
 ///
 /// # Errors
 /// [`StreamError::InvalidName`] for a bad consumer id.
-pub async fn create_memory_stream_manager(consumer_id: Option<&str>) -> Result<MemoryStreamManager> {
+pub async fn create_memory_stream_manager(
+    consumer_id: Option<&str>,
+) -> Result<MemoryStreamManager> {
     let manager = Manager::new(MemoryBackend::new(), config_for(consumer_id))?;
     manager.initialize().await?;
     Ok(manager)
@@ -135,10 +136,17 @@ pub async fn connect(url: &str, config: ManagerConfig) -> Result<DynStreamManage
     {
         Arc::new(Manager::new(RedisBackend::connect(url).await?, config)?)
     } else {
+        // Only the scheme: the rest of a URL may hold a password.
+        let scheme = url.split_once("://").map_or("(none)", |(scheme, _)| scheme);
         return Err(StreamError::config(format!(
-            "unknown backend url `{url}`: use memory:// or redis://host:port"
+            "unknown backend url scheme `{scheme}`: use memory:// or redis://host:port"
         )));
     };
     manager.initialize().await?;
     Ok(manager)
 }
+
+/// The README's code samples, compiled and run as doc-tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

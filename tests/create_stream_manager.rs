@@ -39,13 +39,18 @@ fn parent(runtime: &tokio::runtime::Runtime) {
         .expect("run the child");
     let length = runtime.block_on(async {
         let backend = testing::backend().await.expect("connect");
-        xnai_streams::StreamBackend::len(&backend, &stream).await.expect("XLEN")
+        xnai_streams::StreamBackend::len(&backend, &stream)
+            .await
+            .expect("XLEN")
     });
     let deleted = runtime
         .block_on(testing::cleanup(&url, &namespace))
         .expect("clean up");
     assert!(status.success(), "the child run failed");
-    assert_eq!(length, 1, "the child sent one message through create_stream_manager");
+    assert_eq!(
+        length, 1,
+        "the child sent one message through create_stream_manager"
+    );
     assert_eq!(deleted, 1);
 }
 

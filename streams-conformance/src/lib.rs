@@ -2,10 +2,33 @@
 //! against every backend, so a backend that passes gets the whole
 //! [`StreamManager`](streams_core::StreamManager) API for free.
 //!
-//! A backend's `tests/conformance.rs` is one line:
+//! A backend's `tests/conformance.rs` is a harness and one line; this is the
+//! memory backend's:
 //!
-//! ```ignore
-//! streams_conformance::conformance_suite!(MyHarness::new());
+//! ```
+//! use async_trait::async_trait;
+//! use streams_conformance::{DynBackend, TestBackend};
+//! use streams_memory::MemoryBackend;
+//!
+//! /// One backend per case; every connection of the case shares its data.
+//! #[derive(Debug, Default)]
+//! struct MemoryHarness {
+//!     backend: MemoryBackend,
+//! }
+//!
+//! #[async_trait]
+//! impl TestBackend for MemoryHarness {
+//!     fn name(&self) -> &'static str {
+//!         "memory"
+//!     }
+//!     async fn connect(&self) -> DynBackend {
+//!         std::sync::Arc::new(self.backend.clone())
+//!     }
+//!     async fn cleanup(&self, _namespace: &str) {}
+//! }
+//!
+//! streams_conformance::conformance_suite!(MemoryHarness::default());
+//! # fn main() {}
 //! ```
 //!
 //! The expression builds a [`TestBackend`] for each case. Each case runs in
@@ -15,7 +38,91 @@
 //!
 //! # Cases
 //!
-//! CASE_LIST
+//! 80 cases in 16 areas. Run one with `cargo test -p <backend> --test conformance <area>::<case>`.
+//!
+//! | area | case | checks |
+//! |---|---|---|
+//! | basics | `send_returns_id` | `send_message` returns the new entry's id; the entry holds the JSON payload and a `mid` |
+//! | basics | `send_round_trips_payload` | a read message has the sent payload (nested values), stream, timestamp, retry count 0, status pending |
+//! | basics | `send_batch_preserves_order` | `send_batch` keeps order, ids strictly increase, every message has its own `mid` |
+//! | basics | `initialize_is_idempotent` | `initialize` twice is fine; consumer id and `initialized` are reported |
+//! | basics | `dyn_manager_runs_the_whole_api` | every method works through `Arc<dyn StreamManager>` |
+//! | groups | `create_group_is_idempotent` | creating a group twice is not an error; `create_group` reports true then false |
+//! | groups | `create_group_replaces_config` | creating a group again with another config replaces it everywhere |
+//! | groups | `group_start_controls_old_entries` | `GroupStart::Beginning` delivers older entries, `GroupStart::New` only later ones |
+//! | groups | `group_over_several_streams` | a group over several streams delivers each with the right `stream`; `count` is per stream |
+//! | groups | `invalid_group_config_is_refused` | bad group configs give `Config` / `InvalidName` and create nothing |
+//! | read | `blocking_read_wakes_on_send` | a blocked read returns within 50 ms of a send (five rounds, two streams) |
+//! | read | `consumers_share_new_messages` | two consumers reading 200 messages concurrently get disjoint, complete sets |
+//! | read | `restarted_consumer_gets_own_pending_first` | a restarted consumer gets its own pending entries first (as redeliveries), then new ones |
+//! | read | `read_uses_group_defaults` | reads default to the group's `batch_size` and `block` |
+//! | read | `empty_read_waits_for_block` | an empty read waits for `block`; `Duration::ZERO` does not wait |
+//! | ack | `ack_removes_from_pending` | a read entry is pending for its consumer until acknowledged |
+//! | ack | `ack_twice_returns_false` | a second acknowledgement returns false; unknown ids, keys and groups count 0 |
+//! | ack | `acknowledge_many_counts` | `acknowledge_many` over several streams counts only entries that were pending |
+//! | claim | `claim_respects_idle_time` | an unacked entry is claimable after its idle time and not before |
+//! | claim | `claim_increments_delivery_count` | each claim adds a delivery; `retry_count` counts redeliveries |
+//! | claim | `claim_pages_through_everything` | a claim takes every idle entry of every stream, across pages |
+//! | claim | `claim_acks_deleted_pending_entries` | entries trimmed while pending are acked and counted by a claim |
+//! | claim | `restart_acks_deleted_pending_entries` | entries trimmed while pending are acked and counted when a consumer resumes |
+//! | claim | `poison_message_goes_to_dlq` | an entry delivered more than `retry_limit + 1` times goes to the DLQ ("max deliveries exceeded") |
+//! | claim | `claimed_retry_copy_is_acked_where_read` | a claimed retry copy keeps its stream and is acked (and removed) on the retry stream |
+//! | lease | `touch_keeps_entry_from_claims` | `touch` resets the idle time without counting a delivery |
+//! | lease | `release_makes_entry_claimable` | `release` makes entries claimable at once; others are untouched |
+//! | retry | `retry_not_due_before_backoff` | a retry is not due before `base * 2^n` (200 ms, 400 ms), for any consumer of the group |
+//! | retry | `retry_due_after_backoff` | a blocked read wakes for a due retry soon after its backoff; the copy's fields are right |
+//! | retry | `retry_limit_returns_false` | at the retry limit `retry_message` returns false and the message stays pending |
+//! | retry | `retried_message_reaches_only_its_group` | a retry reaches only the group that retried it, not another group on the stream |
+//! | retry | `retry_moves_are_fenced` | after B claimed A's message, A's retry and dead-letter fail with `NotOwner` and write nothing |
+//! | retry | `retry_of_acked_message_is_refused` | an acknowledged message cannot be retried or dead-lettered through its group |
+//! | retry | `retry_backoff_doubles_up_to_cap` | the delay doubles up to the cap; jitter only lengthens it |
+//! | retry | `retry_keeps_extra_fields` | a retry copy keeps fields another producer added beyond the envelope |
+//! | dlq | `dlq_move_acks_original` | a DLQ entry carries payload and provenance; the original is acknowledged |
+//! | dlq | `dlq_without_group_keeps_original_pending` | without a group, the DLQ entry is written and the original stays pending |
+//! | dlq | `dlq_disabled_keeps_message_pending` | a disabled DLQ gives `DlqDisabled`, writes nothing, dead-letters no poison |
+//! | dlq | `dlq_trims_by_max_len` | the DLQ stays between `max_len` and `max_len + 100` entries |
+//! | dlq | `dlq_trims_by_age` | DLQ entries older than `max_retention` are trimmed |
+//! | dlq | `dlq_per_stream_layout` | the per-stream layout writes `<prefix>:{<stream>}`; `dlq_entries` counts all |
+//! | dlq | `dlq_of_retry_copy_cleans_ready_stream` | dead-lettering a retry copy removes it from the retry stream |
+//! | stats | `stats_match_operations` | every counter of `get_stats` matches the operations done |
+//! | stats | `get_stats_lists_consumer_groups` | `consumer_groups` lists the groups a manager knows, sorted |
+//! | registry | `group_found_by_name_from_second_manager` | a second manager finds a group by name, with its config, and reads it |
+//! | registry | `registry_lists_groups` | the registry lists every group with its configuration |
+//! | registry | `lost_group_is_recreated_from_registry` | on `NOGROUP` a registered group is recreated at id `0` and counted |
+//! | errors | `invalid_stream_name_is_refused` | invalid stream names give `InvalidName` and write nothing |
+//! | errors | `oversized_payload_is_refused` | payloads over `max_message_bytes` give `PayloadTooLarge { size, limit }` |
+//! | errors | `non_object_payload_is_refused` | arrays, strings, numbers, booleans, null give `PayloadNotObject` |
+//! | errors | `unknown_group_is_group_not_found` | every method taking a group gives `GroupNotFound` for an unknown one |
+//! | errors | `undelivered_message_is_refused` | retry, touch, release of a message not read through a group give `NotDelivered` |
+//! | errors | `zero_counts_are_config_errors` | a read count of 0 and a `max_len` of 0 give `Config` |
+//! | errors | `closed_manager_refuses_calls` | after `close` every call gives `Closed`; close is idempotent |
+//! | errors | `scoped_closes_the_manager` | `scoped` closes the manager after success and after failure |
+//! | errors | `old_server_is_unsupported` | a server older than 6.2 gives `Unsupported` before anything is written |
+//! | decode | `foreign_entries_decode_as_strings` | entries of other producers (no `data`) arrive with every field as a string |
+//! | decode | `malformed_entries_arrive_failed` | malformed entries arrive with status failed, an error and their raw fields |
+//! | decode | `malformed_entry_dead_letters_with_raw_fields` | a malformed entry is dead-lettered with its raw fields intact |
+//! | decode | `malformed_entry_is_not_retried` | retrying a malformed entry fails with `Decode`; it stays pending and can be dead-lettered |
+//! | trim | `send_trims_to_max_len` | sending with `max_len` keeps the stream between `max_len` and `max_len + 100` |
+//! | trim | `trim_by_max_len` | exact `MaxLen` trims keep exactly the newest entries |
+//! | trim | `stream_len_counts_entries` | `len` counts entries; 0 for a missing stream |
+//! | health | `health_reports_groups` | health reports length, pending, lag, claimable, scheduled retries, consumers |
+//! | health | `health_reports_missing_group` | a registered group missing on its stream makes the report unhealthy |
+//! | subscribe | `subscribe_yields_messages_and_ends_on_close` | a subscription yields messages in order and ends after `close` |
+//! | subscribe | `subscribe_hands_back_unyielded_messages_on_drop` | dropping a subscription makes its unyielded messages claimable at once |
+//! | subscribe | `subscribe_to_unknown_group_ends_with_error` | a subscription to an unknown group yields `GroupNotFound` and ends |
+//! | backend | `backend_reports_version` | the backend names itself, reports version >= 6.2, answers pings |
+//! | backend | `ids_strictly_increase` | entry ids are time based and strictly increase, single and batch adds |
+//! | backend | `range_reads_without_group` | `range` is inclusive, ordered, bounded by `count`, and delivers nothing |
+//! | backend | `read_missing_group_is_nogroup` | a read of a missing stream or group fails with `NoGroup` at once, even blocking |
+//! | backend | `history_read_returns_own_pending` | history reads return own pending entries (a delivery each) and report deleted ones |
+//! | backend | `pending_details_report_owner_and_count` | pending details give owner and delivery count and filter by consumer, range, idle |
+//! | backend | `claim_reports_deleted_entries` | a claim page reports deleted entries and drops them from the pending list |
+//! | backend | `auto_claim_pages_with_cursor` | claim pages hold at most `count` entries and chain by cursor to `0-0` |
+//! | backend | `set_idle_leaves_other_consumers_alone` | `set_idle` changes only the consumer's own entries and counts no delivery |
+//! | backend | `move_of_acked_entry_is_refused` | moves of acked or foreign entries are refused and write nothing |
+//! | backend | `promote_due_moves_only_due_entries` | `promote_due` moves only due retries and says when the next is due |
+//! | backend | `delete_consumer_keeps_pending_work` | a consumer with pending entries is never deleted |
+//! | backend | `ack_with_delete_removes_entries` | `ack` with `delete` acknowledges and deletes the entries |
 
 pub mod cases;
 pub mod support;

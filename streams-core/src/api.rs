@@ -139,7 +139,9 @@ pub trait StreamManager: Send + Sync + Debug {
     /// # Errors
     /// [`StreamError::NotDelivered`](crate::StreamError::NotDelivered) for a
     /// message not read through a group, [`StreamError::NotOwner`](crate::StreamError::NotOwner)
-    /// when it is no longer pending for this consumer.
+    /// when it is no longer pending for this consumer,
+    /// [`StreamError::Decode`](crate::StreamError::Decode) for a malformed
+    /// entry (dead-letter it instead: the DLQ keeps its raw fields).
     async fn retry_message(&self, message: &StreamMessage) -> Result<bool>;
 
     /// Claims every entry of the group idle for at least `idle` (default: the

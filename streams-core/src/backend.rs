@@ -42,7 +42,8 @@ pub enum ReadCursor {
 pub struct ReadGroup<'a> {
     /// The group.
     pub group: &'a str,
-    /// The reading consumer (created on first use).
+    /// The reading consumer (created when it is first served an entry, as in
+    /// Redis 7.0: an empty `>` read creates no consumer).
     pub consumer: &'a str,
     /// The keys and what to read from each.
     pub keys: &'a [(String, ReadCursor)],
@@ -328,14 +329,16 @@ pub trait StreamBackend: Send + Sync + Debug + 'static {
     ///
     /// # Contract
     /// `blocking_read_wakes_on_send`, `consumers_share_new_messages`,
-    /// `restarted_consumer_gets_own_pending_first`, `read_missing_group_is_nogroup`.
+    /// `restarted_consumer_gets_own_pending_first`, `read_missing_group_is_nogroup`,
+    /// `history_read_returns_own_pending`.
     async fn read_group(&self, read: ReadGroup<'_>) -> Result<Vec<KeyEntries>>;
 
     /// Acknowledges `ids` in `group`; with `delete`, also deletes the entries.
     /// Returns how many were pending. Unknown keys, groups and ids count 0.
     ///
     /// # Contract
-    /// `ack_removes_from_pending`, `ack_twice_returns_false`.
+    /// `ack_removes_from_pending`, `ack_twice_returns_false`,
+    /// `ack_with_delete_removes_entries`.
     async fn ack(&self, key: &str, group: &str, ids: &[String], delete: bool) -> Result<u64>;
 
     /// One page of claiming: entries pending at least `min_idle`, from `start`,
@@ -347,7 +350,8 @@ pub trait StreamBackend: Send + Sync + Debug + 'static {
     ///
     /// # Contract
     /// `claim_respects_idle_time`, `claim_increments_delivery_count`,
-    /// `claim_reports_deleted_entries`, `claim_pages_through_everything`.
+    /// `claim_reports_deleted_entries`, `claim_pages_through_everything`,
+    /// `auto_claim_pages_with_cursor`, `read_missing_group_is_nogroup`.
     async fn auto_claim(
         &self,
         key: &str,
@@ -373,7 +377,8 @@ pub trait StreamBackend: Send + Sync + Debug + 'static {
     /// missing key or group updates nothing.
     ///
     /// # Contract
-    /// `touch_keeps_entry_from_claims`, `release_makes_entry_claimable`.
+    /// `touch_keeps_entry_from_claims`, `release_makes_entry_claimable`,
+    /// `set_idle_leaves_other_consumers_alone`.
     async fn set_idle(
         &self,
         key: &str,
@@ -394,7 +399,8 @@ pub trait StreamBackend: Send + Sync + Debug + 'static {
     /// stream, at most `limit` per schedule, atomically per schedule.
     ///
     /// # Contract
-    /// `retry_not_due_before_backoff`, `retry_due_after_backoff`.
+    /// `retry_not_due_before_backoff`, `retry_due_after_backoff`,
+    /// `promote_due_moves_only_due_entries`.
     async fn promote_due(&self, pairs: &[(String, String)], limit: usize)
     -> Result<Vec<Promotion>>;
 
@@ -435,7 +441,7 @@ pub trait StreamBackend: Send + Sync + Debug + 'static {
     /// [`StreamError::NoGroup`](crate::StreamError::NoGroup) for a missing key or group.
     ///
     /// # Contract
-    /// `health_reports_groups`.
+    /// `health_reports_groups`, `delete_consumer_keeps_pending_work`.
     async fn consumers(&self, key: &str, group: &str) -> Result<Vec<ConsumerInfo>>;
 
     /// Removes a consumer from a group if, checked atomically, it holds no

@@ -23,7 +23,7 @@ pub const MAX_NAME_BYTES: usize = 512;
 /// let name: &str = &StreamType::Alerts;
 /// assert_eq!(name, "xnai:alerts");
 /// assert_eq!(StreamType::Dlq.to_string(), "xnai:dlq");
-/// assert_eq!("xnai:task_updates".parse::<StreamType>(), Ok(StreamType::TaskUpdates));
+/// assert!(matches!("xnai:task_updates".parse::<StreamType>(), Ok(StreamType::TaskUpdates)));
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum StreamType {

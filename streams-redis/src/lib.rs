@@ -1,1 +1,70 @@
-//! placeholder
+//! The Redis Streams transport of xnai-streams: [`RedisBackend`] implements
+//! [`StreamBackend`](streams_core::StreamBackend) on the `redis` crate
+//! (tokio), so [`Manager<RedisBackend>`](streams_core::Manager) has the whole
+//! [`StreamManager`](streams_core::StreamManager) API.
+//!
+//! ```no_run
+//! # #[tokio::main] async fn main() -> streams_core::Result<()> {
+//! use serde_json::json;
+//! use streams_core::{ConsumerGroupConfig, Manager, ManagerConfig, StreamType};
+//! use streams_redis::RedisBackend;
+//!
+//! // REDIS_URL, or redis://127.0.0.1:6379.
+//! let backend = RedisBackend::from_env().await?;
+//! let manager = Manager::new(backend, ManagerConfig::default().with_consumer_id("cline-1"))?;
+//! manager.initialize().await?;
+//! manager
+//!     .create_consumer_group(&ConsumerGroupConfig::new("agent_wavefront", [StreamType::AgentBus]))
+//!     .await?;
+//! manager.send_message(&StreamType::AgentBus, json!({"task_id": "R003-1"}), None).await?;
+//! for message in manager.read_messages("agent_wavefront", Some(10), None).await? {
+//!     manager.acknowledge(&message, "agent_wavefront").await?;
+//! }
+//! manager.close().await?;
+//! # Ok(()) }
+//! ```
+//!
+//! # How it uses Redis
+//!
+//! - Ordinary commands share one auto-reconnecting connection with a 5 s
+//!   response timeout ([`RedisConfig::response_timeout`]). Blocking reads run
+//!   on dedicated pooled connections whose timeout is the `BLOCK` time plus
+//!   [`RedisConfig::block_margin`], so acknowledgements and sends never wait
+//!   behind a `BLOCK`.
+//! - A group reads all its keys in one `XREADGROUP`; replies are decoded from
+//!   raw values, binary-safe.
+//! - Moves (retry scheduling, dead-lettering), promotion of due retries,
+//!   claiming with delivery counts, lease renewal and consumer removal are
+//!   Lua scripts, each atomic, fenced where the contract asks for it, and
+//!   timed by the server's clock.
+//! - `XADD` is never retried by the backend: a lost reply would duplicate
+//!   the entry. Every envelope carries a producer id (`mid`) for deduplication.
+//! - Scripts touch keys of different streams (a shared dead-letter stream),
+//!   so the backend targets a standalone server (or a primary with
+//!   replicas), not Redis Cluster.
+//!
+//! The wire format and key layout are in `docs/wire-format.md`.
+//!
+//! # Features
+//!
+//! - `tls`: `rediss://` URLs, through rustls.
+//! - `testing`: the `testing` module: finding or starting a Redis for
+//!   tests, and cleaning up their keys.
+//! - `testcontainers`: lets `testing` start a Redis container when nothing
+//!   else is found and Docker answers.
+
+mod backend;
+mod commands;
+mod config;
+mod conn;
+mod error;
+mod reply;
+mod scripts;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use backend::RedisBackend;
+pub use config::{DEFAULT_URL, RedisConfig};
+/// The `redis` crate this backend is built on, for [`RedisBackend::from_client`]
+/// and [`RedisBackend::from_connection_manager`].
+pub use redis;

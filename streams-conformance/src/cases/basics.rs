@@ -1,12 +1,188 @@
-//! Basics.
+//! Basics: initializing, sending, and what a sent message looks like.
+
+use std::time::SystemTime;
 
 use serde_json::json;
+use streams_core::MessageStatus;
 
-use crate::support::TestContext;
+use crate::support::{TestContext, entries, field, field_str, id_parts, ids, read_n, rfc3339};
+use std::time::Duration;
 
-/// `send_message` returns the new entry's id.
+/// `send_message` returns the id of the entry it added, in `<ms>-<seq>` form,
+/// and the entry holds the payload as JSON under `data`.
 pub async fn send_returns_id(ctx: &TestContext) {
     let m = ctx.manager("a");
     let id = m.send_message("s", json!({"k": 1}), None).await.unwrap();
-    assert!(id.contains('-'), "{id}");
+    id_parts(&id);
+    let stored = entries(&ctx.backend(), &ctx.key("s")).await;
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].id, id);
+    let data: serde_json::Value =
+        serde_json::from_slice(field(&stored[0].fields, "data").unwrap()).unwrap();
+    assert_eq!(data, json!({"k": 1}));
+    assert!(field_str(&stored[0].fields, "mid").is_some_and(|m| !m.is_empty()));
+    assert_eq!(field(&stored[0].fields, "retry_count"), None);
+}
+
+/// A message read back has the sent payload (nested values included), its
+/// stream, a creation time, retry count 0, status pending and no error.
+pub async fn send_round_trips_payload(ctx: &TestContext) {
+    let m = ctx.manager("a");
+    m.create_consumer_group(&ctx.group("g", &["s"]))
+        .await
+        .unwrap();
+    let payload = json!({
+        "agent_id": "cline-1",
+        "task": {"id": "R003-1", "steps": [1, 2.5, null, true, "x"], "meta": {}},
+        "unicode": "héllo ✓",
+    });
+    let before = SystemTime::now() - Duration::from_secs(1);
+    let id = m.send_message("s", payload.clone(), None).await.unwrap();
+    let after = SystemTime::now() + Duration::from_secs(1);
+    let got = read_n(&m, "g", 1, Duration::from_secs(5)).await;
+    assert_eq!(got.len(), 1);
+    let msg = &got[0];
+    assert_eq!(msg.id, id);
+    assert_eq!(msg.stream, "s");
+    assert_eq!(serde_json::Value::Object(msg.data.clone()), payload);
+    assert_eq!(msg.retry_count, 0);
+    assert_eq!(msg.status, MessageStatus::Pending);
+    assert_eq!(msg.error, None);
+    assert!(msg.mid.is_some());
+    assert!(msg.raw.is_none());
+    let ts = rfc3339(&msg.timestamp);
+    assert!(ts >= before && ts <= after, "timestamp {}", msg.timestamp);
+    let delivery = msg.delivery.as_ref().expect("delivery details");
+    assert_eq!(delivery.group, "g");
+    assert_eq!(delivery.consumer, "a");
+    assert!(!delivery.from_retry);
+}
+
+/// `send_batch` adds every message in the order given, with strictly
+/// increasing ids, and a reader gets them in that order.
+pub async fn send_batch_preserves_order(ctx: &TestContext) {
+    let m = ctx.manager("a");
+    m.create_consumer_group(&ctx.group("g", &["s"]))
+        .await
+        .unwrap();
+    let items: Vec<_> = (0..25).map(|i| json!({"i": i})).collect();
+    let sent = m.send_batch("s", items, None).await.unwrap();
+    assert_eq!(sent.len(), 25);
+    assert!(
+        sent.windows(2).all(|w| id_parts(&w[0]) < id_parts(&w[1])),
+        "{sent:?}"
+    );
+    let stored = entries(&ctx.backend(), &ctx.key("s")).await;
+    assert_eq!(
+        stored.iter().map(|e| e.id.clone()).collect::<Vec<_>>(),
+        sent
+    );
+    let got = read_n(&m, "g", 25, Duration::from_secs(5)).await;
+    assert_eq!(ids(&got), sent);
+    for (i, msg) in got.iter().enumerate() {
+        assert_eq!(msg.data["i"], i);
+    }
+    let mids: std::collections::HashSet<_> = got.iter().map(|m| m.mid.clone()).collect();
+    assert_eq!(mids.len(), 25, "every message has its own mid");
+    assert_eq!(
+        m.send_batch("s", Vec::new(), None).await.unwrap(),
+        Vec::<String>::new()
+    );
+    assert_eq!(m.get_stats().await.unwrap().messages_sent, 25);
+}
+
+/// `initialize` is idempotent, reports the consumer id it was given, and
+/// marks the manager initialized.
+pub async fn initialize_is_idempotent(ctx: &TestContext) {
+    let m = ctx.manager("cline-1");
+    assert!(!m.is_initialized());
+    m.initialize().await.unwrap();
+    m.initialize().await.unwrap();
+    assert!(m.is_initialized());
+    let info = m.server_info().expect("server info after initialize");
+    assert_eq!(info.backend, ctx.backend().name());
+    assert_eq!(streams_core::StreamManager::consumer_id(&m), "cline-1");
+    let stats = m.get_stats().await.unwrap();
+    assert!(stats.initialized);
+    assert_eq!(stats.consumer_id, "cline-1");
+    assert_eq!(stats.messages_sent, 0);
+    assert!(stats.consumer_groups.is_empty());
+}
+
+/// The whole API works through `Arc<dyn StreamManager>`: every method
+/// reaches the manager with its arguments in place.
+pub async fn dyn_manager_runs_the_whole_api(ctx: &TestContext) {
+    use futures::StreamExt;
+    use streams_core::StreamManager;
+
+    let m: std::sync::Arc<dyn StreamManager> = std::sync::Arc::new(ctx.second_manager("a").await);
+    m.initialize().await.unwrap();
+    assert_eq!(m.consumer_id(), "a");
+    m.create_consumer_group(&ctx.group("g", &["s"]))
+        .await
+        .unwrap();
+    let first = m
+        .send_message("s", json!({"k": 1}), Some(1000))
+        .await
+        .unwrap();
+    let mut sent = vec![first];
+    sent.extend(
+        m.send_batch(
+            "s",
+            vec![json!({"k": 2}), json!({"k": 3}), json!({"k": 4})],
+            None,
+        )
+        .await
+        .unwrap(),
+    );
+    let got = m
+        .read_messages("g", Some(10), Some(Duration::from_millis(100)))
+        .await
+        .unwrap();
+    assert_eq!(ids(&got), sent);
+    assert_eq!(got[3].data["k"], 4);
+    assert!(m.acknowledge(&got[0], "g").await.unwrap());
+    assert_eq!(m.acknowledge_many(&got[1..2], "g").await.unwrap(), 1);
+    assert!(m.touch(&got[2]).await.unwrap());
+    assert_eq!(m.release(&[]).await.unwrap(), 0);
+    assert!(m.retry_message(&got[2]).await.unwrap());
+    m.send_to_dlq(&got[3], "bad", Some("g")).await.unwrap();
+    assert!(
+        m.claim_pending_messages("g", Some(Duration::ZERO))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let health = m.health().await.unwrap();
+    assert!(health.healthy, "{health:?}");
+    assert_eq!(health.groups[0].streams[0].scheduled_retries, 1);
+    assert_eq!(health.dlq_entries, 1);
+
+    let mut subscription = m.subscribe("g");
+    let copy = crate::support::within("retry copy", Duration::from_secs(5), subscription.next())
+        .await
+        .expect("an item")
+        .unwrap();
+    assert_eq!(copy.retry_count, 1);
+    assert_eq!(copy.data["k"], 3);
+    assert!(m.acknowledge(&copy, "g").await.unwrap());
+    drop(subscription);
+
+    let stats = m.get_stats().await.unwrap();
+    assert_eq!(
+        (
+            stats.messages_sent,
+            stats.messages_read,
+            stats.messages_acknowledged,
+            stats.messages_retried,
+            stats.messages_dead_lettered,
+            stats.dlq_entries,
+        ),
+        (4, 5, 3, 1, 1, 1)
+    );
+    m.close().await.unwrap();
+    crate::assert_err!(
+        m.send_message("s", json!({}), None).await,
+        streams_core::StreamError::Closed
+    );
 }

@@ -1,8 +1,28 @@
-//! The cases, one module per area.
+//! The cases, one module per area. Each case is a `pub async fn(&TestContext)`
+//! that checks one behaviour on a fresh namespace.
 
+// Cases are tests: a panic with the failed call's error is the report.
+#![allow(clippy::unwrap_used)]
+
+pub mod ack;
+pub mod backend;
 pub mod basics;
+pub mod claim;
+pub mod decode;
+pub mod dlq;
+pub mod errors;
+pub mod groups;
+pub mod health;
+pub mod lease;
+pub mod read;
+pub mod registry;
+pub mod retry;
+pub mod stats;
+pub mod subscribe;
+pub mod trim;
 
-/// The list of every case, by area. Adding a case means adding its name here.
+/// The list of every case, by area. Adding a case means adding its name here
+/// and to the table in the crate docs.
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __for_each_case {
@@ -10,6 +30,116 @@ macro_rules! __for_each_case {
         $m!($harness;
             basics {
                 send_returns_id,
+                send_round_trips_payload,
+                send_batch_preserves_order,
+                initialize_is_idempotent,
+                dyn_manager_runs_the_whole_api,
+            }
+            groups {
+                create_group_is_idempotent,
+                create_group_replaces_config,
+                group_start_controls_old_entries,
+                group_over_several_streams,
+                invalid_group_config_is_refused,
+            }
+            read {
+                blocking_read_wakes_on_send,
+                consumers_share_new_messages,
+                restarted_consumer_gets_own_pending_first,
+                read_uses_group_defaults,
+                empty_read_waits_for_block,
+            }
+            ack {
+                ack_removes_from_pending,
+                ack_twice_returns_false,
+                acknowledge_many_counts,
+            }
+            claim {
+                claim_respects_idle_time,
+                claim_increments_delivery_count,
+                claim_pages_through_everything,
+                claim_acks_deleted_pending_entries,
+                restart_acks_deleted_pending_entries,
+                poison_message_goes_to_dlq,
+                claimed_retry_copy_is_acked_where_read,
+            }
+            lease {
+                touch_keeps_entry_from_claims,
+                release_makes_entry_claimable,
+            }
+            retry {
+                retry_not_due_before_backoff,
+                retry_due_after_backoff,
+                retry_limit_returns_false,
+                retried_message_reaches_only_its_group,
+                retry_moves_are_fenced,
+                retry_of_acked_message_is_refused,
+                retry_backoff_doubles_up_to_cap,
+                retry_keeps_extra_fields,
+            }
+            dlq {
+                dlq_move_acks_original,
+                dlq_without_group_keeps_original_pending,
+                dlq_disabled_keeps_message_pending,
+                dlq_trims_by_max_len,
+                dlq_trims_by_age,
+                dlq_per_stream_layout,
+                dlq_of_retry_copy_cleans_ready_stream,
+            }
+            stats {
+                stats_match_operations,
+                get_stats_lists_consumer_groups,
+            }
+            registry {
+                group_found_by_name_from_second_manager,
+                registry_lists_groups,
+                lost_group_is_recreated_from_registry,
+            }
+            errors {
+                invalid_stream_name_is_refused,
+                oversized_payload_is_refused,
+                non_object_payload_is_refused,
+                unknown_group_is_group_not_found,
+                undelivered_message_is_refused,
+                zero_counts_are_config_errors,
+                closed_manager_refuses_calls,
+                scoped_closes_the_manager,
+                old_server_is_unsupported,
+            }
+            decode {
+                foreign_entries_decode_as_strings,
+                malformed_entries_arrive_failed,
+                malformed_entry_dead_letters_with_raw_fields,
+                malformed_entry_is_not_retried,
+            }
+            trim {
+                send_trims_to_max_len,
+                trim_by_max_len,
+                stream_len_counts_entries,
+            }
+            health {
+                health_reports_groups,
+                health_reports_missing_group,
+            }
+            subscribe {
+                subscribe_yields_messages_and_ends_on_close,
+                subscribe_hands_back_unyielded_messages_on_drop,
+                subscribe_to_unknown_group_ends_with_error,
+            }
+            backend {
+                backend_reports_version,
+                ids_strictly_increase,
+                range_reads_without_group,
+                read_missing_group_is_nogroup,
+                history_read_returns_own_pending,
+                pending_details_report_owner_and_count,
+                claim_reports_deleted_entries,
+                auto_claim_pages_with_cursor,
+                set_idle_leaves_other_consumers_alone,
+                move_of_acked_entry_is_refused,
+                promote_due_moves_only_due_entries,
+                delete_consumer_keeps_pending_work,
+                ack_with_delete_removes_entries,
             }
         );
     };

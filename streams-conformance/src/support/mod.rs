@@ -4,12 +4,16 @@
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use futures::FutureExt;
+use serde_json::json;
+use streams_core::backend::{PendingEntry, PendingQuery};
 use streams_core::{
-    ConsumerGroupConfig, DlqConfig, Manager, ManagerConfig, StreamBackend, StreamMessage,
+    ConsumerGroupConfig, DlqConfig, Entry, Fields, Manager, ManagerConfig, StreamBackend,
+    StreamMessage,
 };
 
 /// The backend type every case runs against.
@@ -195,4 +199,134 @@ pub async fn read_n(
         out.extend(batch);
     }
     out
+}
+
+impl TestContext {
+    /// A manager with the given configuration on a second connection to the
+    /// same data. The namespace is forced to the case's.
+    pub async fn second_manager_with(&self, config: ManagerConfig) -> TestManager {
+        let config = config.with_namespace(self.namespace.clone());
+        Manager::new(self.second_backend().await, config).expect("valid test configuration")
+    }
+}
+
+/// Asserts that a result is an error matching a [`StreamError`](streams_core::StreamError)
+/// pattern, and shows what it was otherwise.
+///
+/// ```
+/// use streams_conformance::assert_err;
+/// use streams_core::StreamError;
+///
+/// let result: Result<(), StreamError> = Err(StreamError::GroupNotFound { group: "nope".into() });
+/// assert_err!(result, StreamError::GroupNotFound { group } if group == "nope");
+/// ```
+#[macro_export]
+macro_rules! assert_err {
+    ($result:expr, $pattern:pat $(if $guard:expr)? $(,)?) => {
+        match $result {
+            Err($pattern) $(if $guard)? => {}
+            other => panic!(
+                "expected Err({}), got {:?}",
+                stringify!($pattern),
+                other
+            ),
+        }
+    };
+}
+
+/// Fields from `(name, value)` pairs.
+pub fn fields(pairs: &[(&str, &[u8])]) -> Fields {
+    pairs
+        .iter()
+        .map(|(k, v)| {
+            (
+                Bytes::copy_from_slice(k.as_bytes()),
+                Bytes::copy_from_slice(v),
+            )
+        })
+        .collect()
+}
+
+/// The value of the first field called `name`.
+pub fn field<'f>(fields: &'f [(Bytes, Bytes)], name: &str) -> Option<&'f [u8]> {
+    fields
+        .iter()
+        .find(|(k, _)| k.as_ref() == name.as_bytes())
+        .map(|(_, v)| v.as_ref())
+}
+
+/// The value of the first field called `name`, as UTF-8 text.
+pub fn field_str<'f>(fields: &'f [(Bytes, Bytes)], name: &str) -> Option<&'f str> {
+    field(fields, name).map(|v| std::str::from_utf8(v).expect("UTF-8 field value"))
+}
+
+/// The ids of some messages, in order.
+pub fn ids(messages: &[StreamMessage]) -> Vec<String> {
+    messages.iter().map(|m| m.id.clone()).collect()
+}
+
+/// An entry id as `(ms, seq)`, for numeric comparison.
+pub fn id_parts(id: &str) -> (u64, u64) {
+    let (ms, seq) = id
+        .split_once('-')
+        .unwrap_or_else(|| panic!("entry id {id:?} is not `<ms>-<seq>`"));
+    (
+        ms.parse()
+            .unwrap_or_else(|_| panic!("entry id {id:?}: bad ms")),
+        seq.parse()
+            .unwrap_or_else(|_| panic!("entry id {id:?}: bad seq")),
+    )
+}
+
+/// Every pending entry of `group` on `key`, in id order.
+pub async fn pending_all(backend: &DynBackend, key: &str, group: &str) -> Vec<PendingEntry> {
+    backend
+        .pending(PendingQuery {
+            key,
+            group,
+            start: "-",
+            end: "+",
+            count: 10_000,
+            consumer: None,
+            min_idle: None,
+        })
+        .await
+        .expect("pending")
+}
+
+/// Every entry of a stream, in id order.
+pub async fn entries(backend: &DynBackend, key: &str) -> Vec<Entry> {
+    backend.range(key, "-", "+", 100_000).await.expect("range")
+}
+
+/// Runs `fut`, or panics if it takes longer than `limit`.
+pub async fn within<T>(what: &str, limit: Duration, fut: impl Future<Output = T>) -> T {
+    match tokio::time::timeout(limit, fut).await {
+        Ok(v) => v,
+        Err(_) => panic!("{what}: no result within {limit:?}"),
+    }
+}
+
+/// Parses an RFC 3339 time, or panics.
+pub fn rfc3339(text: &str) -> SystemTime {
+    humantime::parse_rfc3339(text).unwrap_or_else(|e| panic!("{text:?} is not RFC 3339: {e}"))
+}
+
+/// Sends `n` messages `{"n": i}` to `stream`; returns their ids.
+pub async fn send_n(manager: &TestManager, stream: &str, n: usize) -> Vec<String> {
+    let items = (0..n).map(|i| json!({ "n": i })).collect();
+    let ids = manager
+        .send_batch(stream, items, None)
+        .await
+        .expect("send_batch");
+    assert_eq!(ids.len(), n);
+    ids
+}
+
+/// Reads once with a short block; the messages ready now.
+pub async fn read_now(manager: &TestManager, group: &str) -> Vec<StreamMessage> {
+    manager
+        .read_messages(group, Some(1000), Some(Duration::from_millis(20)))
+        .await
+        .expect("read_messages")
 }

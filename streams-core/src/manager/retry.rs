@@ -5,10 +5,34 @@ use std::time::{Duration, Instant};
 
 use super::Manager;
 use super::dlq::moved_or_refused;
-use crate::backend::{Move, MoveTarget, StreamBackend};
-use crate::codec::{encode_data, envelope_fields, random_u64};
+use crate::backend::{Fields, Move, MoveTarget, StreamBackend};
+use crate::codec::{encode_data, envelope_fields, field, random_u64};
 use crate::error::{Result, StreamError};
 use crate::message::StreamMessage;
+
+/// The fields of the envelope, which a retry copy writes afresh.
+const ENVELOPE: [&str; 5] = [
+    field::DATA,
+    field::TS,
+    field::RETRY_COUNT,
+    field::MID,
+    field::ERROR,
+];
+
+/// Fields another producer added beyond the envelope: the retry copy keeps
+/// them, so a retry drops nothing. (The raw fields of malformed entries and
+/// dead letters are another matter: those only a dead-letter move carries.)
+fn extra_fields(message: &StreamMessage) -> Fields {
+    match &message.raw {
+        Some(raw) if !message.is_malformed() && message.dead_letter.is_none() => raw
+            .fields()
+            .iter()
+            .filter(|(k, _)| !ENVELOPE.iter().any(|e| k.as_ref() == e.as_bytes()))
+            .cloned()
+            .collect(),
+        _ => Fields::new(),
+    }
+}
 
 impl<B: StreamBackend> Manager<B> {
     /// Schedules a retry of a failed message.
@@ -51,6 +75,14 @@ impl<B: StreamBackend> Manager<B> {
                 id: message.id.clone(),
                 operation: "retried",
             })?;
+        if message.is_malformed() {
+            // Re-encoding would replace the stored bytes with their lossy view,
+            // and an undecodable entry fails the same way every time.
+            return Err(StreamError::Decode {
+                what: format!("message `{}` on `{}`", message.id, message.stream),
+                message: "a malformed entry cannot be retried; send it to the dead-letter queue, which keeps its raw fields".to_owned(),
+            });
+        }
         if message.retry_count >= self.config().dlq.retry_limit {
             return Ok(false);
         }
@@ -62,13 +94,14 @@ impl<B: StreamBackend> Manager<B> {
             )));
         };
         let delay = self.retry_delay(message.retry_count);
-        let fields = envelope_fields(
+        let mut fields = envelope_fields(
             encode_data(&message.data),
             &message.timestamp,
             message.retry_count.saturating_add(1),
             message.mid.as_deref(),
             error,
         );
+        fields.extend(extra_fields(message));
         let (read_key, from_retry) = self.read_key(message, &group.config.name);
         let outcome = self
             .backend()

@@ -1,0 +1,798 @@
+//! Backend primitives, called directly: the Redis semantics the manager
+//! relies on.
+
+use std::time::{Duration, Instant};
+
+use streams_core::backend::{
+    Add, ConsumerRemoval, KeyEntries, Move, MoveOutcome, MoveTarget, PendingEntry, PendingQuery,
+    ReadCursor, ReadGroup, Trim,
+};
+use streams_core::{Entry, Fields, StreamError, codec};
+
+use crate::assert_err;
+use crate::support::{DynBackend, TestContext, entries, fields, id_parts, pending_all};
+
+fn entry_fields(i: usize) -> Fields {
+    fields(&[("i", i.to_string().as_bytes()), ("tag", b"t")])
+}
+
+/// Adds `n` entries `i = 0..n` to `key`; returns their ids.
+async fn add_n(backend: &DynBackend, key: &str, n: usize) -> Vec<String> {
+    let mut ids = Vec::with_capacity(n);
+    for i in 0..n {
+        ids.push(
+            backend
+                .add(Add {
+                    key: key.to_owned(),
+                    fields: entry_fields(i),
+                    trim: Vec::new(),
+                })
+                .await
+                .unwrap(),
+        );
+    }
+    ids
+}
+
+/// A non-blocking group read of one key.
+async fn read(
+    backend: &DynBackend,
+    key: &str,
+    consumer: &str,
+    cursor: ReadCursor,
+    count: usize,
+) -> streams_core::Result<Vec<KeyEntries>> {
+    backend
+        .read_group(ReadGroup {
+            group: "g",
+            consumer,
+            keys: &[(key.to_owned(), cursor)],
+            count,
+            block: None,
+        })
+        .await
+}
+
+fn entry_ids(replies: &[KeyEntries]) -> Vec<String> {
+    replies
+        .iter()
+        .flat_map(|r| r.entries.iter().map(|e| e.id.clone()))
+        .collect()
+}
+
+fn pending_ids(pending: &[PendingEntry]) -> Vec<String> {
+    pending.iter().map(|p| p.id.clone()).collect()
+}
+
+fn history(after: &str) -> ReadCursor {
+    ReadCursor::Pending(after.to_owned())
+}
+
+/// The backend names itself and reports a server version the manager
+/// accepts (6.2 or newer); it answers a ping.
+pub async fn backend_reports_version(ctx: &TestContext) {
+    let backend = ctx.backend();
+    let info = backend.server_info().await.unwrap();
+    assert_eq!(info.backend, backend.name());
+    assert_eq!(backend.name(), ctx.backend_name());
+    assert!(
+        info.version >= (6, 2, 0),
+        "version {}",
+        info.version_string()
+    );
+    backend.ping().await.unwrap();
+    ctx.second_backend().await.ping().await.unwrap();
+}
+
+/// Entry ids are `<ms>-<seq>` with the backend's clock in milliseconds and
+/// strictly increase, also within one millisecond and across single and
+/// batch adds.
+pub async fn ids_strictly_increase(ctx: &TestContext) {
+    let backend = ctx.backend();
+    let key = ctx.key("s");
+    let before = codec::now_ms();
+    let mut ids = add_n(&backend, &key, 200).await;
+    let adds = (0..100)
+        .map(|i| Add {
+            key: key.clone(),
+            fields: entry_fields(i),
+            trim: Vec::new(),
+        })
+        .collect();
+    ids.extend(backend.add_batch(adds).await.unwrap());
+    let after = codec::now_ms();
+    let parts: Vec<(u64, u64)> = ids.iter().map(|id| id_parts(id)).collect();
+    assert!(
+        parts.windows(2).all(|w| w[0] < w[1]),
+        "ids do not strictly increase: {ids:?}"
+    );
+    for (ms, _) in &parts {
+        assert!(
+            *ms + 5_000 >= before && *ms <= after + 5_000,
+            "id time {ms} is far from the clock ({before}..{after})"
+        );
+    }
+    let stored: Vec<String> = entries(&backend, &key)
+        .await
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    assert_eq!(stored, ids);
+}
+
+/// `range` reads entries without any group, inclusive of both ends, in id
+/// order, up to `count`, with their fields as added; a missing stream is empty.
+pub async fn range_reads_without_group(ctx: &TestContext) {
+    let backend = ctx.backend();
+    let key = ctx.key("s");
+    let ids = add_n(&backend, &key, 5).await;
+    let all = backend.range(&key, "-", "+", 100).await.unwrap();
+    let expected: Vec<Entry> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| Entry {
+            id: id.clone(),
+            fields: entry_fields(i),
+        })
+        .collect();
+    assert_eq!(all, expected);
+    let mid = backend.range(&key, &ids[1], &ids[3], 100).await.unwrap();
+    assert_eq!(mid, expected[1..4]);
+    assert_eq!(
+        backend.range(&key, "-", "+", 2).await.unwrap(),
+        expected[..2]
+    );
+    assert_eq!(
+        backend.range(&key, &ids[4], "+", 10).await.unwrap(),
+        expected[4..]
+    );
+    assert!(
+        backend
+            .range(&ctx.key("missing"), "-", "+", 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Ranges do not deliver anything to groups.
+    backend.create_group(&key, "g", "0").await.unwrap();
+    let got = read(&backend, &key, "a", ReadCursor::New, 100)
+        .await
+        .unwrap();
+    assert_eq!(entry_ids(&got), ids);
+}
+
+/// A group read on a missing stream, or on a stream without the group, fails
+/// with `NoGroup` at once, even when asked to block, and even when other
+/// keys of the read have the group; so do claims and consumer listings.
+pub async fn read_missing_group_is_nogroup(ctx: &TestContext) {
+    let backend = ctx.backend();
+    let key = ctx.key("s");
+    assert_err!(
+        read(&backend, &key, "a", ReadCursor::New, 10).await,
+        StreamError::NoGroup { ref group, ref stream } if group == "g" && stream == &key
+    );
+    add_n(&backend, &key, 1).await;
+    assert_err!(
+        read(&backend, &key, "a", history("0"), 10).await,
+        StreamError::NoGroup { .. }
+    );
+    let started = Instant::now();
+    let blocked = backend
+        .read_group(ReadGroup {
+            group: "g",
+            consumer: "a",
+            keys: &[(key.clone(), ReadCursor::New)],
+            count: 10,
+            block: Some(Duration::from_secs(3)),
+        })
+        .await;
+    assert_err!(blocked, StreamError::NoGroup { .. });
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "NOGROUP took {:?}",
+        started.elapsed()
+    );
+    let other = ctx.key("other");
+    backend.create_group(&other, "g", "0").await.unwrap();
+    let mixed = backend
+        .read_group(ReadGroup {
+            group: "g",
+            consumer: "a",
+            keys: &[
+                (other.clone(), ReadCursor::New),
+                (key.clone(), ReadCursor::New),
+            ],
+            count: 10,
+            block: Some(Duration::from_secs(3)),
+        })
+        .await;
+    assert_err!(mixed, StreamError::NoGroup { .. });
+    assert!(started.elapsed() < Duration::from_secs(2));
+
+    // Claims and consumer listings of a missing key or group fail the same way.
+    for (k, group) in [(&ctx.key("missing"), "g"), (&key, "g"), (&other, "nope")] {
+        assert_err!(
+            backend
+                .auto_claim(k, group, "a", Duration::ZERO, "0-0", 10)
+                .await,
+            StreamError::NoGroup { .. }
+        );
+        assert_err!(
+            backend.consumers(k, group).await,
+            StreamError::NoGroup { .. }
+        );
+    }
+}
+
+/// A history read returns only the reading consumer's own pending entries,
+/// after the given id, up to `count`, counting a delivery each; entries
+/// deleted while pending are reported as deleted; keys with nothing are
+/// left out; new entries are not consumed by it.
+pub async fn history_read_returns_own_pending(ctx: &TestContext) {
+    let backend = ctx.backend();
+    let key = ctx.key("s");
+    backend.create_group(&key, "g", "0").await.unwrap();
+    let ids = add_n(&backend, &key, 5).await;
+    let a = read(&backend, &key, "a", ReadCursor::New, 2).await.unwrap();
+    assert_eq!(entry_ids(&a), ids[..2]);
+    assert_eq!(a[0].key, key);
+    let b = read(&backend, &key, "b", ReadCursor::New, 1).await.unwrap();
+    assert_eq!(entry_ids(&b), ids[2..3]);
+
+    let own = read(&backend, &key, "a", history("0"), 10).await.unwrap();
+    assert_eq!(entry_ids(&own), ids[..2]);
+    assert_eq!(own[0].entries[1].fields, entry_fields(1));
+    assert!(own[0].deleted.is_empty());
+    let pending = pending_all(&backend, &key, "g").await;
+    let counts: Vec<_> = pending
+        .iter()
+        .map(|p| (p.consumer.as_str(), p.deliveries))
+        .collect();
+    assert_eq!(
+        counts,
+        [("a", 2), ("a", 2), ("b", 1)],
+        "a history read is a delivery"
+    );
+
+    let after_first = read(&backend, &key, "a", history(&ids[0]), 10)
+        .await
+        .unwrap();
+    assert_eq!(entry_ids(&after_first), ids[1..2]);
+    let first_only = read(&backend, &key, "a", history("0"), 1).await.unwrap();
+    assert_eq!(entry_ids(&first_only), ids[..1]);
+    let nothing = read(&backend, &key, "z", history("0"), 10).await.unwrap();
+    assert!(nothing.is_empty(), "{nothing:?}");
+
+    // Entry ids[0] is trimmed away while pending.
+    backend
+        .trim(
+            &key,
+            Trim::MaxLen {
+                len: 4,
+                approx: false,
+            },
+        )
+        .await
+        .unwrap();
+    let own = read(&backend, &key, "a", history("0"), 10).await.unwrap();
+    assert_eq!(own.len(), 1);
+    assert_eq!(entry_ids(&own), ids[1..2]);
+    assert_eq!(own[0].deleted, ids[..1]);
+    // Still pending until acknowledged.
+    assert_eq!(
+        pending_ids(&pending_all(&backend, &key, "g").await),
+        ids[..3]
+    );
+
+    let fresh = read(&backend, &key, "c", ReadCursor::New, 10)
+        .await
+        .unwrap();
+    assert_eq!(entry_ids(&fresh), ids[3..]);
+}
+
+/// Pending details name each entry's consumer and delivery count, filter by
+/// consumer, id range and idle time, and honour `count`.
+pub async fn pending_details_report_owner_and_count(ctx: &TestContext) {
+    let backend = ctx.backend();
+    let key = ctx.key("s");
+    backend.create_group(&key, "g", "0").await.unwrap();
+    let ids = add_n(&backend, &key, 3).await;
+    read(&backend, &key, "a", ReadCursor::New, 2).await.unwrap();
+    read(&backend, &key, "b", ReadCursor::New, 1).await.unwrap();
+    let query = |start: &'static str, end: &'static str| PendingQuery {
+        key: "",
+        group: "g",
+        start,
+        end,
+        count: 100,
+        consumer: None,
+        min_idle: None,
+    };
+
+    let all = pending_all(&backend, &key, "g").await;
+    let got: Vec<_> = all
+        .iter()
+        .map(|p| (p.id.as_str(), p.consumer.as_str(), p.deliveries))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (ids[0].as_str(), "a", 1),
+            (ids[1].as_str(), "a", 1),
+            (ids[2].as_str(), "b", 1)
+        ]
+    );
+    let of_b = backend
+        .pending(PendingQuery {
+            key: &key,
+            consumer: Some("b"),
+            ..query("-", "+")
+        })
+        .await
+        .unwrap();
+    assert_eq!(pending_ids(&of_b), ids[2..]);
+    let one = backend
+        .pending(PendingQuery {
+            key: &key,
+            count: 1,
+            ..query("-", "+")
+        })
+        .await
+        .unwrap();
+    assert_eq!(pending_ids(&one), ids[..1]);
+    let ranged = backend
+        .pending(PendingQuery {
+            key: &key,
+            start: &ids[1],
+            end: &ids[1],
+            ..query("-", "+")
+        })
+        .await
+        .unwrap();
+    assert_eq!(pending_ids(&ranged), ids[1..2]);
+    let idle_long = backend
+        .pending(PendingQuery {
+            key: &key,
+            min_idle: Some(Duration::from_secs(10)),
+            ..query("-", "+")
+        })
+        .await
+        .unwrap();
+    assert!(idle_long.is_empty());
+    tokio::time::sleep(Duration::from_millis(80)).await;
+    let idle = backend
+        .pending(PendingQuery {
+            key: &key,
+            min_idle: Some(Duration::from_millis(50)),
+            ..query("-", "+")
+        })
+        .await
+        .unwrap();
+    assert_eq!(pending_ids(&idle), ids);
+    assert!(idle.iter().all(|p| p.idle >= Duration::from_millis(50)));
+}
+
+/// A claim page reports pending entries whose stream entries were deleted
+/// (they count towards the page size) and removes them from the pending
+/// list; existing entries are claimed with one more delivery.
+pub async fn claim_reports_deleted_entries(ctx: &TestContext) {
+    let backend = ctx.backend();
+    let key = ctx.key("s");
+    backend.create_group(&key, "g", "0").await.unwrap();
+    let ids = add_n(&backend, &key, 4).await;
+    read(&backend, &key, "a", ReadCursor::New, 10)
+        .await
+        .unwrap();
+    backend
+        .trim(
+            &key,
+            Trim::MaxLen {
+                len: 1,
+                approx: false,
+            },
+        )
+        .await
+        .unwrap();
+
+    // Deleted ids count towards a page's `count`, as in Redis.
+    let first = backend
+        .auto_claim(&key, "g", "b", Duration::ZERO, "0-0", 2)
+        .await
+        .unwrap();
+    assert_eq!(first.deleted, ids[..2]);
+    assert!(first.entries.is_empty());
+    assert_eq!(first.next, ids[2]);
+    let page = backend
+        .auto_claim(&key, "g", "b", Duration::ZERO, &first.next, 10)
+        .await
+        .unwrap();
+    assert_eq!(page.deleted, ids[2..3]);
+    assert_eq!(page.entries.len(), 1);
+    assert_eq!(page.entries[0].entry.id, ids[3]);
+    assert_eq!(page.entries[0].entry.fields, entry_fields(3));
+    assert_eq!(page.entries[0].deliveries, 2);
+    assert_eq!(page.next, "0-0");
+    let pending = pending_all(&backend, &key, "g").await;
+    assert_eq!(pending_ids(&pending), ids[3..]);
+    assert_eq!(pending[0].consumer, "b");
+
+    let again = backend
+        .auto_claim(&key, "g", "a", Duration::ZERO, "0-0", 10)
+        .await
+        .unwrap();
+    assert!(again.deleted.is_empty());
+    assert_eq!(again.entries[0].deliveries, 3);
+}
+
+/// Claim pages follow a cursor: each page holds at most `count` entries
+/// and names where the next starts, `0-0` after the last; entries not
+/// idle long enough are not claimed.
+pub async fn auto_claim_pages_with_cursor(ctx: &TestContext) {
+    let backend = ctx.backend();
+    let key = ctx.key("s");
+    backend.create_group(&key, "g", "0").await.unwrap();
+    let ids = add_n(&backend, &key, 10).await;
+    read(&backend, &key, "a", ReadCursor::New, 10)
+        .await
+        .unwrap();
+
+    let none = backend
+        .auto_claim(&key, "g", "b", Duration::from_secs(10), "0-0", 4)
+        .await
+        .unwrap();
+    assert!(none.entries.is_empty());
+    assert!(none.deleted.is_empty());
+
+    let mut start = "0-0".to_owned();
+    let mut pages = Vec::new();
+    loop {
+        let page = backend
+            .auto_claim(&key, "g", "b", Duration::ZERO, &start, 4)
+            .await
+            .unwrap();
+        pages.push(
+            page.entries
+                .iter()
+                .map(|c| c.entry.id.clone())
+                .collect::<Vec<_>>(),
+        );
+        assert!(page.entries.iter().all(|c| c.deliveries == 2));
+        if page.next == "0-0" {
+            break;
+        }
+        assert!(pages.len() < 10, "the cursor does not end");
+        start = page.next;
+    }
+    assert_eq!(
+        pages,
+        [ids[..4].to_vec(), ids[4..8].to_vec(), ids[8..].to_vec()]
+    );
+    assert!(
+        pending_all(&backend, &key, "g")
+            .await
+            .iter()
+            .all(|p| p.consumer == "b")
+    );
+}
+
+/// `set_idle` changes only entries pending for the given consumer, returns
+/// those ids, and counts no delivery: a large idle makes them claimable, zero
+/// renews them; an own entry that was deleted leaves the pending list.
+pub async fn set_idle_leaves_other_consumers_alone(ctx: &TestContext) {
+    let backend = ctx.backend();
+    let key = ctx.key("s");
+    backend.create_group(&key, "g", "0").await.unwrap();
+    let ids = add_n(&backend, &key, 2).await;
+    read(&backend, &key, "a", ReadCursor::New, 1).await.unwrap();
+    read(&backend, &key, "b", ReadCursor::New, 1).await.unwrap();
+    let hour = Duration::from_secs(3600);
+    let idle_query = PendingQuery {
+        key: &key,
+        group: "g",
+        start: "-",
+        end: "+",
+        count: 100,
+        consumer: None,
+        min_idle: Some(Duration::from_secs(1800)),
+    };
+
+    let changed = backend.set_idle(&key, "g", "a", &ids, hour).await.unwrap();
+    assert_eq!(changed, ids[..1]);
+    let idle = backend.pending(idle_query.clone()).await.unwrap();
+    assert_eq!(pending_ids(&idle), ids[..1]);
+    let all = pending_all(&backend, &key, "g").await;
+    let owners: Vec<_> = all
+        .iter()
+        .map(|p| (p.consumer.as_str(), p.deliveries))
+        .collect();
+    assert_eq!(
+        owners,
+        [("a", 1), ("b", 1)],
+        "nothing changed hands or counted"
+    );
+
+    let renewed = backend
+        .set_idle(&key, "g", "a", &ids[..1], Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(renewed, ids[..1]);
+    assert!(backend.pending(idle_query).await.unwrap().is_empty());
+    let unknown = backend
+        .set_idle(&key, "g", "a", &["1-1".to_owned()], hour)
+        .await
+        .unwrap();
+    assert!(unknown.is_empty());
+    let missing = backend
+        .set_idle(&ctx.key("missing"), "g", "a", &ids, hour)
+        .await
+        .unwrap();
+    assert!(missing.is_empty());
+
+    // As XCLAIM does, an own entry that no longer exists leaves the pending list.
+    backend
+        .trim(
+            &key,
+            Trim::MaxLen {
+                len: 1,
+                approx: false,
+            },
+        )
+        .await
+        .unwrap();
+    let gone = backend
+        .set_idle(&key, "g", "a", &ids[..1], hour)
+        .await
+        .unwrap();
+    assert!(gone.is_empty());
+    assert_eq!(
+        pending_ids(&pending_all(&backend, &key, "g").await),
+        ids[1..]
+    );
+}
+
+/// Atomic moves check the entry first: one already acknowledged gives
+/// `NotPending`, one held by another consumer gives `OwnedBy` with its
+/// owner, and neither writes anything; an unfenced move of a pending entry
+/// writes the copy and acknowledges the original.
+pub async fn move_of_acked_entry_is_refused(ctx: &TestContext) {
+    let backend = ctx.backend();
+    let key = ctx.key("s");
+    let target = ctx.key("dead");
+    let schedule = ctx.key("sched");
+    backend.create_group(&key, "g", "0").await.unwrap();
+    let ids = add_n(&backend, &key, 2).await;
+    read(&backend, &key, "a", ReadCursor::New, 10)
+        .await
+        .unwrap();
+    assert_eq!(backend.ack(&key, "g", &ids[..1], false).await.unwrap(), 1);
+    let mv = |id: &str, consumer: Option<&str>, to_schedule: bool| Move {
+        source: key.clone(),
+        group: "g".to_owned(),
+        id: id.to_owned(),
+        consumer: consumer.map(str::to_owned),
+        delete_source: false,
+        target: if to_schedule {
+            MoveTarget::Schedule {
+                key: schedule.clone(),
+                fields: fields(&[("copy", b"1")]),
+                delay: Duration::from_secs(60),
+            }
+        } else {
+            MoveTarget::Stream {
+                key: target.clone(),
+                fields: fields(&[("copy", b"1")]),
+                trim: Vec::new(),
+            }
+        },
+    };
+
+    for to_schedule in [false, true] {
+        assert_eq!(
+            backend
+                .move_entry(mv(&ids[0], Some("a"), to_schedule))
+                .await
+                .unwrap(),
+            MoveOutcome::NotPending
+        );
+        assert_eq!(
+            backend
+                .move_entry(mv(&ids[0], None, to_schedule))
+                .await
+                .unwrap(),
+            MoveOutcome::NotPending
+        );
+        assert_eq!(
+            backend
+                .move_entry(mv(&ids[1], Some("b"), to_schedule))
+                .await
+                .unwrap(),
+            MoveOutcome::OwnedBy("a".to_owned())
+        );
+    }
+    assert_eq!(backend.len(&target).await.unwrap(), 0);
+    assert_eq!(backend.schedule_len(&schedule).await.unwrap(), 0);
+    assert_eq!(
+        pending_ids(&pending_all(&backend, &key, "g").await),
+        ids[1..]
+    );
+
+    let moved = backend.move_entry(mv(&ids[1], None, false)).await.unwrap();
+    let MoveOutcome::Moved {
+        new_id: Some(new_id),
+    } = moved
+    else {
+        panic!("expected a move with a new id, got {moved:?}");
+    };
+    let copies = entries(&backend, &target).await;
+    assert_eq!(copies.len(), 1);
+    assert_eq!(copies[0].id, new_id);
+    assert_eq!(copies[0].fields, fields(&[("copy", b"1")]));
+    assert!(pending_all(&backend, &key, "g").await.is_empty());
+    assert_eq!(
+        backend.len(&key).await.unwrap(),
+        2,
+        "the source entry stays"
+    );
+    // A group that does not exist has nothing pending.
+    let mut missing = mv(&ids[1], None, false);
+    missing.group = "nope".to_owned();
+    assert_eq!(
+        backend.move_entry(missing).await.unwrap(),
+        MoveOutcome::NotPending
+    );
+}
+
+/// Moves to a schedule hold entries until due; `promote_due` moves only due
+/// ones into the ready stream, with their fields, and says when the next is
+/// due; a move with `delete_source` also deletes the original entry.
+pub async fn promote_due_moves_only_due_entries(ctx: &TestContext) {
+    let backend = ctx.backend();
+    let key = ctx.key("s");
+    let schedule = ctx.key("sched");
+    let ready = ctx.key("ready");
+    backend.create_group(&key, "g", "0").await.unwrap();
+    let ids = add_n(&backend, &key, 2).await;
+    read(&backend, &key, "a", ReadCursor::New, 10)
+        .await
+        .unwrap();
+    for (i, (id, delay)) in ids
+        .iter()
+        .zip([Duration::ZERO, Duration::from_secs(60)])
+        .enumerate()
+    {
+        let outcome = backend
+            .move_entry(Move {
+                source: key.clone(),
+                group: "g".to_owned(),
+                id: id.clone(),
+                consumer: Some("a".to_owned()),
+                delete_source: i == 1,
+                target: MoveTarget::Schedule {
+                    key: schedule.clone(),
+                    fields: entry_fields(100 + i),
+                    delay,
+                },
+            })
+            .await
+            .unwrap();
+        assert_eq!(outcome, MoveOutcome::Moved { new_id: None });
+    }
+    assert!(pending_all(&backend, &key, "g").await.is_empty());
+    assert_eq!(
+        entries(&backend, &key)
+            .await
+            .into_iter()
+            .map(|e| e.id)
+            .collect::<Vec<_>>(),
+        ids[..1],
+        "delete_source removed the second original"
+    );
+    assert_eq!(backend.schedule_len(&schedule).await.unwrap(), 2);
+    assert_eq!(backend.len(&ready).await.unwrap(), 0);
+
+    let pairs = [(schedule.clone(), ready.clone())];
+    let promo = backend.promote_due(&pairs, 10).await.unwrap();
+    assert_eq!(promo.len(), 1);
+    assert_eq!(promo[0].promoted, 1);
+    let next = promo[0].next_due_in.expect("one more is scheduled");
+    assert!(
+        next > Duration::from_secs(50) && next <= Duration::from_secs(60),
+        "next due in {next:?}"
+    );
+    assert_eq!(backend.schedule_len(&schedule).await.unwrap(), 1);
+    let promoted = entries(&backend, &ready).await;
+    assert_eq!(promoted.len(), 1);
+    assert_eq!(promoted[0].fields, entry_fields(100));
+
+    let again = backend.promote_due(&pairs, 10).await.unwrap();
+    assert_eq!(again[0].promoted, 0);
+    let empty = [(ctx.key("no-sched"), ctx.key("no-ready"))];
+    let none = backend.promote_due(&empty, 10).await.unwrap();
+    assert_eq!(none[0].promoted, 0);
+    assert_eq!(none[0].next_due_in, None);
+}
+
+/// A consumer holding pending entries is never deleted (the count is
+/// reported); one without is; a missing one is reported missing.
+pub async fn delete_consumer_keeps_pending_work(ctx: &TestContext) {
+    let backend = ctx.backend();
+    let key = ctx.key("s");
+    backend.create_group(&key, "g", "0").await.unwrap();
+    let mut ids = add_n(&backend, &key, 3).await;
+    let of_b = ids.pop().unwrap_or_default();
+    read(&backend, &key, "a", ReadCursor::New, 2).await.unwrap();
+    // b becomes a consumer and finishes its work.
+    read(&backend, &key, "b", ReadCursor::New, 1).await.unwrap();
+    assert_eq!(backend.ack(&key, "g", &[of_b], false).await.unwrap(), 1);
+    let mut consumers = backend.consumers(&key, "g").await.unwrap();
+    consumers.sort_by(|x, y| x.name.cmp(&y.name));
+    let got: Vec<_> = consumers
+        .iter()
+        .map(|c| (c.name.as_str(), c.pending))
+        .collect();
+    assert_eq!(got, [("a", 2), ("b", 0)]);
+
+    assert_eq!(
+        backend.delete_consumer(&key, "g", "a").await.unwrap(),
+        ConsumerRemoval::HasPending(2)
+    );
+    assert_eq!(
+        backend.delete_consumer(&key, "g", "b").await.unwrap(),
+        ConsumerRemoval::Deleted
+    );
+    assert_eq!(
+        backend.delete_consumer(&key, "g", "b").await.unwrap(),
+        ConsumerRemoval::Missing
+    );
+    assert_eq!(
+        backend.delete_consumer(&key, "nope", "a").await.unwrap(),
+        ConsumerRemoval::Missing
+    );
+    assert_eq!(
+        backend
+            .delete_consumer(&ctx.key("missing"), "g", "a")
+            .await
+            .unwrap(),
+        ConsumerRemoval::Missing
+    );
+    let names: Vec<_> = backend
+        .consumers(&key, "g")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.name)
+        .collect();
+    assert_eq!(names, ["a"]);
+    assert_eq!(pending_ids(&pending_all(&backend, &key, "g").await), ids);
+
+    assert_eq!(backend.ack(&key, "g", &ids, false).await.unwrap(), 2);
+    assert_eq!(
+        backend.delete_consumer(&key, "g", "a").await.unwrap(),
+        ConsumerRemoval::Deleted
+    );
+    assert!(backend.consumers(&key, "g").await.unwrap().is_empty());
+    assert_eq!(backend.groups(&key).await.unwrap()[0].consumers, 0);
+}
+
+/// `ack` with `delete` acknowledges and deletes the entries; the others stay.
+pub async fn ack_with_delete_removes_entries(ctx: &TestContext) {
+    let backend = ctx.backend();
+    let key = ctx.key("s");
+    backend.create_group(&key, "g", "0").await.unwrap();
+    let ids = add_n(&backend, &key, 3).await;
+    read(&backend, &key, "a", ReadCursor::New, 10)
+        .await
+        .unwrap();
+    assert_eq!(backend.ack(&key, "g", &ids[..2], true).await.unwrap(), 2);
+    assert_eq!(backend.len(&key).await.unwrap(), 1);
+    let left: Vec<String> = entries(&backend, &key)
+        .await
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    assert_eq!(left, ids[2..]);
+    assert_eq!(
+        pending_ids(&pending_all(&backend, &key, "g").await),
+        ids[2..]
+    );
+}

@@ -1,0 +1,195 @@
+//! Entries written by others: foreign producers and malformed data.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use streams_core::backend::Add;
+use streams_core::{Fields, MessageStatus, StreamMessage, codec};
+
+use crate::support::{TestContext, entries, fields, ids, pending_all, read_n};
+
+async fn add_raw(ctx: &TestContext, stream: &str, f: Fields) -> String {
+    ctx.backend()
+        .add(Add {
+            key: ctx.key(stream),
+            fields: f,
+            trim: Vec::new(),
+        })
+        .await
+        .unwrap()
+}
+
+/// Malformed entries, each with what is wrong with it.
+fn malformed() -> Vec<(&'static str, Fields)> {
+    vec![
+        ("data not JSON", fields(&[("data", b"not json {")])),
+        ("data a JSON array", fields(&[("data", b"[1,2,3]")])),
+        (
+            "bad retry_count",
+            fields(&[("data", b"{\"k\":1}"), ("retry_count", b"many")]),
+        ),
+        (
+            "non-UTF-8 ts",
+            fields(&[("data", b"{\"k\":1}"), ("ts", b"\xff\xfe\xfd")]),
+        ),
+        (
+            "non-UTF-8 foreign value",
+            fields(&[("agent", b"py"), ("blob", b"\x80\x81binary")]),
+        ),
+    ]
+}
+
+/// An entry written by another producer (no `data` field) is delivered with
+/// each field as a JSON string in `data`, status pending, no `mid`, and a
+/// timestamp taken from its id; it can be acknowledged as usual.
+pub async fn foreign_entries_decode_as_strings(ctx: &TestContext) {
+    let m = ctx.manager("a");
+    m.create_consumer_group(&ctx.group("g", &["s"]))
+        .await
+        .unwrap();
+    let id = add_raw(
+        ctx,
+        "s",
+        fields(&[
+            ("agent_id", b"py-1"),
+            ("count", b"3"),
+            ("json", b"{\"a\":1}"),
+        ]),
+    )
+    .await;
+    let msg = read_n(&m, "g", 1, Duration::from_secs(5)).await.remove(0);
+    assert_eq!(msg.id, id);
+    assert_eq!(msg.stream, "s");
+    assert_eq!(
+        serde_json::Value::Object(msg.data.clone()),
+        serde_json::json!({"agent_id": "py-1", "count": "3", "json": "{\"a\":1}"})
+    );
+    assert_eq!(msg.status, MessageStatus::Pending);
+    assert_eq!(msg.error, None);
+    assert_eq!(msg.retry_count, 0);
+    assert_eq!(msg.mid, None);
+    let ms = codec::id_ms(&id).unwrap();
+    assert_eq!(msg.timestamp, codec::ms_to_rfc3339(ms));
+    assert!(m.acknowledge(&msg, "g").await.unwrap());
+    assert_eq!(m.get_stats().await.unwrap().malformed_messages, 0);
+}
+
+/// Malformed entries (data not JSON, data a JSON array, a bad retry count,
+/// non-UTF-8 values) are delivered, not dropped and not fatal: each arrives
+/// with status failed, an error, and its stored fields byte for byte; the
+/// well-formed entry after them arrives intact.
+pub async fn malformed_entries_arrive_failed(ctx: &TestContext) {
+    let m = ctx.manager("a");
+    m.create_consumer_group(&ctx.group("g", &["s"]))
+        .await
+        .unwrap();
+    let cases = malformed();
+    let mut written = Vec::new();
+    for (_, f) in &cases {
+        written.push(add_raw(ctx, "s", f.clone()).await);
+    }
+    let good = m
+        .send_message("s", serde_json::json!({"fine": true}), None)
+        .await
+        .unwrap();
+    let got = read_n(&m, "g", cases.len() + 1, Duration::from_secs(5)).await;
+    let mut expected = written.clone();
+    expected.push(good);
+    assert_eq!(ids(&got), expected);
+    for ((what, f), msg) in cases.iter().zip(&got) {
+        assert_eq!(msg.status, MessageStatus::Failed, "{what}: {msg:?}");
+        assert!(msg.error.is_some(), "{what}: no error");
+        assert!(msg.is_malformed(), "{what}");
+        assert_eq!(msg.raw.as_ref().unwrap().fields(), &f[..], "{what}");
+        assert!(msg.delivery.is_some(), "{what}");
+    }
+    let last = got.last().unwrap();
+    assert_eq!(last.status, MessageStatus::Pending);
+    assert_eq!(last.data["fine"], true);
+    let stats = m.get_stats().await.unwrap();
+    assert_eq!(stats.malformed_messages, cases.len() as u64);
+    assert_eq!(stats.messages_read, cases.len() as u64 + 1);
+    assert_eq!(
+        m.acknowledge_many(&got, "g").await.unwrap(),
+        got.len() as u64
+    );
+}
+
+/// A malformed entry can be dead-lettered through its group: the original
+/// is acknowledged and the dead-letter entry keeps every stored field,
+/// byte for byte, as `raw:<name>`, with its provenance.
+pub async fn malformed_entry_dead_letters_with_raw_fields(ctx: &TestContext) {
+    let m = ctx.manager("a");
+    m.create_consumer_group(&ctx.group("g", &["s"]))
+        .await
+        .unwrap();
+    let cases = malformed();
+    for (_, f) in &cases {
+        add_raw(ctx, "s", f.clone()).await;
+    }
+    let got = read_n(&m, "g", cases.len(), Duration::from_secs(5)).await;
+    for msg in &got {
+        m.send_to_dlq(msg, "undecodable", Some("g")).await.unwrap();
+    }
+    let backend = ctx.backend();
+    assert!(pending_all(&backend, &ctx.key("s"), "g").await.is_empty());
+    let dlq = entries(&backend, &m.keys().dlq("s")).await;
+    assert_eq!(dlq.len(), cases.len());
+    for (((what, f), msg), entry) in cases.iter().zip(&got).zip(&dlq) {
+        let raw: Fields = entry
+            .fields
+            .iter()
+            .filter_map(|(k, v)| {
+                k.strip_prefix(b"raw:")
+                    .map(|name| (Bytes::copy_from_slice(name), v.clone()))
+            })
+            .collect();
+        assert_eq!(raw, *f, "{what}: raw copies in the dead-letter entry");
+        let dead = StreamMessage::from_entry("xnai:dlq", &entry.id, &entry.fields);
+        assert_eq!(dead.raw.as_ref().unwrap().fields(), &f[..], "{what}");
+        let prov = dead.dead_letter.expect("provenance");
+        assert_eq!(prov.origin_id, msg.id, "{what}");
+        assert_eq!(prov.origin_stream, "s");
+        assert_eq!(prov.reason, "undecodable");
+        assert_eq!(prov.group.as_deref(), Some("g"));
+    }
+}
+
+/// A malformed entry cannot be retried: `retry_message` fails with
+/// `StreamError::Decode`, nothing is scheduled, and the entry stays pending,
+/// so it can still be dead-lettered with its raw fields.
+pub async fn malformed_entry_is_not_retried(ctx: &TestContext) {
+    let m = ctx.manager("a");
+    m.create_consumer_group(&ctx.group("g", &["s"]))
+        .await
+        .unwrap();
+    let raw = fields(&[("data", b"not json {")]);
+    let id = add_raw(ctx, "s", raw.clone()).await;
+    let msg = read_n(&m, "g", 1, Duration::from_secs(5)).await.remove(0);
+    assert!(msg.is_malformed());
+    crate::assert_err!(
+        m.retry_message(&msg).await,
+        streams_core::StreamError::Decode { .. }
+    );
+    let pending = pending_all(&ctx.backend(), &ctx.key("s"), "g").await;
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].id, id);
+    let stats = m.get_stats().await.unwrap();
+    assert_eq!(stats.messages_retried, 0);
+    assert_eq!(
+        ctx.backend()
+            .schedule_len(&m.keys().retry_schedule("s", "g"))
+            .await
+            .unwrap(),
+        0
+    );
+    m.send_to_dlq(&msg, "undecodable", Some("g")).await.unwrap();
+    let dead = m.dead_letters(10).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].raw.as_ref().unwrap().fields(), &raw[..]);
+    assert!(
+        pending_all(&ctx.backend(), &ctx.key("s"), "g")
+            .await
+            .is_empty()
+    );
+}

@@ -1,0 +1,440 @@
+//! Bad input and misuse: every error has its typed variant.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::{Map, json};
+use streams_core::backend::{
+    Add, AutoClaimPage, ConsumerInfo, ConsumerRemoval, GroupInfo, KeyEntries, Move, MoveOutcome,
+    PendingEntry, PendingQuery, Promotion, ReadGroup, ServerInfo, Trim,
+};
+use streams_core::{Entry, Manager, StreamBackend, StreamError, StreamMessage};
+
+use crate::assert_err;
+use crate::support::{DynBackend, TestContext, read_n, send_n};
+
+/// Invalid stream names (empty, whitespace, control characters, braces,
+/// longer than 512 bytes) are refused with `InvalidName` by every sending
+/// method, and nothing is written.
+pub async fn invalid_stream_name_is_refused(ctx: &TestContext) {
+    let m = ctx.manager("a");
+    let long = "s".repeat(513);
+    for bad in [
+        "",
+        "a b",
+        "tab\there",
+        "bell\u{7}",
+        "x{y}",
+        "}",
+        long.as_str(),
+    ] {
+        assert_err!(
+            m.send_message(bad, json!({"k": 1}), None).await,
+            StreamError::InvalidName { kind: "stream", ref name, .. } if name == bad
+        );
+        assert_err!(
+            m.send_batch(bad, vec![json!({"k": 1})], None).await,
+            StreamError::InvalidName { kind: "stream", .. }
+        );
+    }
+    // 512 bytes is still a valid name.
+    let longest = "s".repeat(512);
+    m.send_message(&longest, json!({"k": 1}), None)
+        .await
+        .unwrap();
+    assert_eq!(ctx.backend().len(&ctx.key(&longest)).await.unwrap(), 1);
+    assert_err!(
+        m.read_messages("bad group", None, None).await,
+        StreamError::InvalidName { kind: "group", .. }
+    );
+    assert_eq!(m.get_stats().await.unwrap().messages_sent, 1);
+}
+
+/// A payload whose JSON encoding is larger than `max_message_bytes` is
+/// refused with `PayloadTooLarge` giving the size and the limit; one of
+/// exactly the limit is accepted; a batch with one oversized item sends nothing.
+pub async fn oversized_payload_is_refused(ctx: &TestContext) {
+    let m = ctx.manager_with(ctx.config("a").with_max_message_bytes(1024));
+    // {"b":"<n x>"} encodes to n + 8 bytes.
+    let exactly = json!({"b": "x".repeat(1016)});
+    let over = json!({"b": "x".repeat(1017)});
+    assert_eq!(serde_json::to_vec(&exactly).unwrap().len(), 1024);
+    m.send_message("s", exactly.clone(), None).await.unwrap();
+    assert_err!(
+        m.send_message("s", over.clone(), None).await,
+        StreamError::PayloadTooLarge {
+            size: 1025,
+            limit: 1024
+        }
+    );
+    assert_err!(
+        m.send_batch("s", vec![exactly, over, json!({})], None)
+            .await,
+        StreamError::PayloadTooLarge {
+            size: 1025,
+            limit: 1024
+        }
+    );
+    assert_eq!(ctx.backend().len(&ctx.key("s")).await.unwrap(), 1);
+
+    // The default limit is 1 MiB.
+    let d = ctx.manager("d");
+    let big = json!({"b": "x".repeat(1024 * 1024)});
+    assert_err!(
+        d.send_message("s", big, None).await,
+        StreamError::PayloadTooLarge { size, limit: 1_048_576 } if size == 1024 * 1024 + 8
+    );
+    assert_eq!(ctx.backend().len(&ctx.key("s")).await.unwrap(), 1);
+}
+
+/// Payloads that are not JSON objects (array, string, number, boolean,
+/// null) are refused with `PayloadNotObject` naming the type found; a batch
+/// with one of them sends nothing.
+pub async fn non_object_payload_is_refused(ctx: &TestContext) {
+    let m = ctx.manager("a");
+    for (value, found) in [
+        (json!([1, 2]), "array"),
+        (json!("text"), "string"),
+        (json!(42), "number"),
+        (json!(true), "boolean"),
+        (json!(null), "null"),
+    ] {
+        assert_err!(
+            m.send_message("s", value.clone(), None).await,
+            StreamError::PayloadNotObject { found: f } if f == found
+        );
+        assert_err!(
+            m.send_batch("s", vec![json!({"ok": 1}), value], None).await,
+            StreamError::PayloadNotObject { found: f } if f == found
+        );
+    }
+    assert_eq!(ctx.backend().len(&ctx.key("s")).await.unwrap(), 0);
+    assert_eq!(m.get_stats().await.unwrap().messages_sent, 0);
+}
+
+/// Every method that takes a group name fails with `GroupNotFound` for a
+/// group that was never created, and creates nothing.
+pub async fn unknown_group_is_group_not_found(ctx: &TestContext) {
+    let m = ctx.manager("a");
+    m.create_consumer_group(&ctx.group("g", &["s"]))
+        .await
+        .unwrap();
+    send_n(&m, "s", 1).await;
+    let msg = read_n(&m, "g", 1, Duration::from_secs(5)).await.remove(0);
+    let is_nope = |group: &String| group == "nope";
+    assert_err!(
+        m.read_messages("nope", None, Some(Duration::from_secs(5))).await,
+        StreamError::GroupNotFound { ref group } if is_nope(group)
+    );
+    assert_err!(
+        m.acknowledge(&msg, "nope").await,
+        StreamError::GroupNotFound { ref group } if is_nope(group)
+    );
+    assert_err!(
+        m.acknowledge_many(std::slice::from_ref(&msg), "nope").await,
+        StreamError::GroupNotFound { ref group } if is_nope(group)
+    );
+    assert_err!(
+        m.claim_pending_messages("nope", None).await,
+        StreamError::GroupNotFound { ref group } if is_nope(group)
+    );
+    assert_err!(
+        m.send_to_dlq(&msg, "r", Some("nope")).await,
+        StreamError::GroupNotFound { ref group } if is_nope(group)
+    );
+    assert_err!(
+        m.group_config("nope").await,
+        StreamError::GroupNotFound { ref group } if is_nope(group)
+    );
+    assert_eq!(m.consumer_groups(), ["g"]);
+    assert_eq!(ctx.backend().len(&m.keys().dlq("s")).await.unwrap(), 0);
+    assert!(
+        m.acknowledge(&msg, "g").await.unwrap(),
+        "still pending in g"
+    );
+}
+
+/// Retrying, touching or releasing a message that was not read through a
+/// consumer group fails with `NotDelivered`.
+pub async fn undelivered_message_is_refused(ctx: &TestContext) {
+    let m = ctx.manager("a");
+    let mut msg = StreamMessage::new("s", Map::new());
+    msg.id = "1-1".to_owned();
+    assert_err!(
+        m.retry_message(&msg).await,
+        StreamError::NotDelivered { ref id, operation: "retried" } if id == "1-1"
+    );
+    assert_err!(m.touch(&msg).await, StreamError::NotDelivered { .. });
+    assert_err!(
+        m.release(std::slice::from_ref(&msg)).await,
+        StreamError::NotDelivered { .. }
+    );
+    assert_eq!(
+        ctx.backend()
+            .schedule_len(&m.keys().retry_schedule("s", "g"))
+            .await
+            .unwrap(),
+        0
+    );
+}
+
+/// Zero counts are configuration errors: a read of 0 messages, a send
+/// trimming to 0 entries.
+pub async fn zero_counts_are_config_errors(ctx: &TestContext) {
+    let m = ctx.manager("a");
+    m.create_consumer_group(&ctx.group("g", &["s"]))
+        .await
+        .unwrap();
+    assert_err!(
+        m.read_messages("g", Some(0), None).await,
+        StreamError::Config { .. }
+    );
+    assert_err!(
+        m.send_message("s", json!({}), Some(0)).await,
+        StreamError::Config { .. }
+    );
+    assert_err!(
+        m.send_batch("s", vec![json!({})], Some(0)).await,
+        StreamError::Config { .. }
+    );
+    assert_eq!(ctx.backend().len(&ctx.key("s")).await.unwrap(), 0);
+}
+
+/// After `close`, every call fails with `Closed` (close itself is
+/// idempotent), and nothing is written.
+pub async fn closed_manager_refuses_calls(ctx: &TestContext) {
+    let m = ctx.second_manager("a").await;
+    m.create_consumer_group(&ctx.group("g", &["s"]))
+        .await
+        .unwrap();
+    m.send_message("s", json!({"k": 1}), None).await.unwrap();
+    let msg = read_n(&m, "g", 1, Duration::from_secs(5)).await.remove(0);
+    m.close().await.unwrap();
+    m.close().await.unwrap();
+    assert!(m.is_closed());
+
+    let cfg = ctx.group("g", &["s"]);
+    let one = std::slice::from_ref(&msg);
+    assert_err!(m.initialize().await, StreamError::Closed);
+    assert_err!(m.create_consumer_group(&cfg).await, StreamError::Closed);
+    assert_err!(m.read_messages("g", None, None).await, StreamError::Closed);
+    assert_err!(
+        m.send_message("s", json!({}), None).await,
+        StreamError::Closed
+    );
+    assert_err!(
+        m.send_batch("s", vec![json!({})], None).await,
+        StreamError::Closed
+    );
+    assert_err!(m.acknowledge(&msg, "g").await, StreamError::Closed);
+    assert_err!(m.acknowledge_many(one, "g").await, StreamError::Closed);
+    assert_err!(
+        m.send_to_dlq(&msg, "r", Some("g")).await,
+        StreamError::Closed
+    );
+    assert_err!(m.send_to_dlq(&msg, "r", None).await, StreamError::Closed);
+    assert_err!(m.retry_message(&msg).await, StreamError::Closed);
+    assert_err!(
+        m.claim_pending_messages("g", Some(Duration::ZERO)).await,
+        StreamError::Closed
+    );
+    assert_err!(m.touch(&msg).await, StreamError::Closed);
+    assert_err!(m.release(one).await, StreamError::Closed);
+    assert_err!(m.get_stats().await, StreamError::Closed);
+    assert_err!(m.health().await, StreamError::Closed);
+    assert_err!(m.group_config("g").await, StreamError::Closed);
+
+    let backend = ctx.backend();
+    assert_eq!(backend.len(&ctx.key("s")).await.unwrap(), 1);
+    let pending = crate::support::pending_all(&backend, &ctx.key("s"), "g").await;
+    assert_eq!(pending.len(), 1, "the message is still pending");
+}
+
+/// `scoped` initializes the manager, hands it to the closure and closes it
+/// afterwards, whether the closure succeeded or failed.
+pub async fn scoped_closes_the_manager(ctx: &TestContext) {
+    let m = ctx.second_manager("a").await;
+    let id = m
+        .scoped(|m| async move {
+            assert!(m.is_initialized());
+            m.send_message("s", json!({"k": 1}), None).await
+        })
+        .await
+        .unwrap();
+    assert!(m.is_closed());
+    assert_err!(
+        m.send_message("s", json!({}), None).await,
+        StreamError::Closed
+    );
+    let stored = crate::support::entries(&ctx.backend(), &ctx.key("s")).await;
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].id, id);
+
+    let m = ctx.second_manager("b").await;
+    let result: streams_core::Result<()> = m
+        .scoped(|m| async move {
+            m.read_messages("missing", None, None).await?;
+            Ok(())
+        })
+        .await;
+    assert_err!(result, StreamError::GroupNotFound { .. });
+    assert!(m.is_closed());
+}
+
+/// The backend under test, reporting a server older than Redis 6.2.
+#[derive(Debug)]
+struct OldServer(DynBackend);
+
+#[async_trait]
+impl StreamBackend for OldServer {
+    fn name(&self) -> &'static str {
+        self.0.name()
+    }
+    async fn server_info(&self) -> streams_core::Result<ServerInfo> {
+        let mut info = self.0.server_info().await?;
+        info.version = (6, 0, 9);
+        Ok(info)
+    }
+    async fn ping(&self) -> streams_core::Result<()> {
+        self.0.ping().await
+    }
+    async fn create_group(
+        &self,
+        key: &str,
+        group: &str,
+        start: &str,
+    ) -> streams_core::Result<bool> {
+        self.0.create_group(key, group, start).await
+    }
+    async fn add(&self, add: Add) -> streams_core::Result<String> {
+        self.0.add(add).await
+    }
+    async fn add_batch(&self, adds: Vec<Add>) -> streams_core::Result<Vec<String>> {
+        self.0.add_batch(adds).await
+    }
+    async fn read_group(&self, read: ReadGroup<'_>) -> streams_core::Result<Vec<KeyEntries>> {
+        self.0.read_group(read).await
+    }
+    async fn ack(
+        &self,
+        key: &str,
+        group: &str,
+        ids: &[String],
+        delete: bool,
+    ) -> streams_core::Result<u64> {
+        self.0.ack(key, group, ids, delete).await
+    }
+    async fn auto_claim(
+        &self,
+        key: &str,
+        group: &str,
+        consumer: &str,
+        min_idle: Duration,
+        start: &str,
+        count: usize,
+    ) -> streams_core::Result<AutoClaimPage> {
+        self.0
+            .auto_claim(key, group, consumer, min_idle, start, count)
+            .await
+    }
+    async fn pending(&self, query: PendingQuery<'_>) -> streams_core::Result<Vec<PendingEntry>> {
+        self.0.pending(query).await
+    }
+    async fn set_idle(
+        &self,
+        key: &str,
+        group: &str,
+        consumer: &str,
+        ids: &[String],
+        idle: Duration,
+    ) -> streams_core::Result<Vec<String>> {
+        self.0.set_idle(key, group, consumer, ids, idle).await
+    }
+    async fn move_entry(&self, mv: Move) -> streams_core::Result<MoveOutcome> {
+        self.0.move_entry(mv).await
+    }
+    async fn promote_due(
+        &self,
+        pairs: &[(String, String)],
+        limit: usize,
+    ) -> streams_core::Result<Vec<Promotion>> {
+        self.0.promote_due(pairs, limit).await
+    }
+    async fn schedule_len(&self, key: &str) -> streams_core::Result<u64> {
+        self.0.schedule_len(key).await
+    }
+    async fn trim(&self, key: &str, trim: Trim) -> streams_core::Result<u64> {
+        self.0.trim(key, trim).await
+    }
+    async fn len(&self, key: &str) -> streams_core::Result<u64> {
+        self.0.len(key).await
+    }
+    async fn range(
+        &self,
+        key: &str,
+        start: &str,
+        end: &str,
+        count: usize,
+    ) -> streams_core::Result<Vec<Entry>> {
+        self.0.range(key, start, end, count).await
+    }
+    async fn groups(&self, key: &str) -> streams_core::Result<Vec<GroupInfo>> {
+        self.0.groups(key).await
+    }
+    async fn consumers(&self, key: &str, group: &str) -> streams_core::Result<Vec<ConsumerInfo>> {
+        self.0.consumers(key, group).await
+    }
+    async fn delete_consumer(
+        &self,
+        key: &str,
+        group: &str,
+        consumer: &str,
+    ) -> streams_core::Result<ConsumerRemoval> {
+        self.0.delete_consumer(key, group, consumer).await
+    }
+    async fn registry_put(&self, key: &str, field: &str, value: &str) -> streams_core::Result<()> {
+        self.0.registry_put(key, field, value).await
+    }
+    async fn registry_get(&self, key: &str, field: &str) -> streams_core::Result<Option<String>> {
+        self.0.registry_get(key, field).await
+    }
+    async fn registry_list(&self, key: &str) -> streams_core::Result<Vec<(String, String)>> {
+        self.0.registry_list(key).await
+    }
+}
+
+/// A server older than 6.2 (no `XAUTOCLAIM`) is refused by `initialize`
+/// with `Unsupported`, and so is every operation, before anything is
+/// written; `health` reports it as a problem instead of failing.
+pub async fn old_server_is_unsupported(ctx: &TestContext) {
+    let old: DynBackend = Arc::new(OldServer(ctx.backend()));
+    let m = Manager::new(old, ctx.config("a")).unwrap();
+    let unsupported = |found: &str| found == "6.0.9";
+    assert_err!(
+        m.initialize().await,
+        StreamError::Unsupported { feature: "XAUTOCLAIM", ref required, ref found }
+            if required == "6.2.0" && unsupported(found)
+    );
+    assert!(!m.is_initialized());
+    assert_err!(
+        m.create_consumer_group(&ctx.group("g", &["s"])).await,
+        StreamError::Unsupported { .. }
+    );
+    assert_err!(
+        m.send_message("s", json!({"k": 1}), None).await,
+        StreamError::Unsupported { .. }
+    );
+    assert_eq!(ctx.backend().len(&ctx.key("s")).await.unwrap(), 0);
+    assert!(
+        ctx.backend()
+            .groups(&ctx.key("s"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let report = m.health().await.unwrap();
+    assert!(!report.healthy);
+    assert!(report.server_version.is_none());
+    assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
+}

@@ -1,0 +1,164 @@
+//! Consumer groups: creating them, their start position, several streams.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde_json::json;
+use streams_core::{ConsumerGroupConfig, GroupStart, StreamError};
+
+use crate::assert_err;
+use crate::support::{TestContext, ids, read_n, read_now, send_n};
+
+/// Creating a group twice is not an error; the backend's `create_group`
+/// reports `true` the first time and `false` after, and creates the stream.
+pub async fn create_group_is_idempotent(ctx: &TestContext) {
+    let m = ctx.manager("a");
+    let cfg = ctx.group("g", &["s"]);
+    m.create_consumer_group(&cfg).await.unwrap();
+    m.create_consumer_group(&cfg).await.unwrap();
+    assert_eq!(m.consumer_groups(), ["g"]);
+
+    let b = ctx.backend();
+    let key = ctx.key("fresh");
+    assert!(b.create_group(&key, "x", "0").await.unwrap());
+    assert!(!b.create_group(&key, "x", "0").await.unwrap());
+    assert!(!b.create_group(&key, "x", "$").await.unwrap());
+    assert_eq!(b.len(&key).await.unwrap(), 0);
+    let groups = b.groups(&key).await.unwrap();
+    assert_eq!(groups.len(), 1);
+    assert_eq!(groups[0].name, "x");
+    assert_eq!(groups[0].pending, 0);
+    assert_eq!(groups[0].consumers, 0);
+
+    // Messages sent before the second create are still delivered once.
+    send_n(&m, "s", 3).await;
+    m.create_consumer_group(&cfg).await.unwrap();
+    let got = read_n(&m, "g", 3, Duration::from_secs(5)).await;
+    assert_eq!(got.len(), 3);
+    assert!(read_now(&m, "g").await.is_empty());
+}
+
+/// Creating a group again with another configuration replaces it: the
+/// creating manager and managers that look it up later use the new one.
+pub async fn create_group_replaces_config(ctx: &TestContext) {
+    let m = ctx.manager("a");
+    m.create_consumer_group(&ctx.group("g", &["s1"]))
+        .await
+        .unwrap();
+    let wider = ctx.group("g", &["s1", "s2"]).with_batch_size(7);
+    m.create_consumer_group(&wider).await.unwrap();
+    assert_eq!(m.group_config("g").await.unwrap(), wider);
+    let other = ctx.second_manager("b").await;
+    assert_eq!(other.group_config("g").await.unwrap(), wider);
+
+    let id = m
+        .send_message("s2", json!({"via": "s2"}), None)
+        .await
+        .unwrap();
+    let got = read_n(&m, "g", 1, Duration::from_secs(5)).await;
+    assert_eq!(ids(&got), [id]);
+    assert_eq!(got[0].stream, "s2");
+}
+
+/// A group started at the beginning (the default) gets entries sent before
+/// it existed; one started with `GroupStart::New` gets only later ones.
+pub async fn group_start_controls_old_entries(ctx: &TestContext) {
+    let m = ctx.manager("a");
+    let old = send_n(&m, "s", 2).await;
+    m.create_consumer_group(&ctx.group("from_start", &["s"]))
+        .await
+        .unwrap();
+    m.create_consumer_group(&ctx.group("only_new", &["s"]).with_start(GroupStart::New))
+        .await
+        .unwrap();
+    let new = m
+        .send_message("s", json!({"late": true}), None)
+        .await
+        .unwrap();
+
+    let all = read_n(&m, "from_start", 3, Duration::from_secs(5)).await;
+    assert_eq!(ids(&all), [old[0].clone(), old[1].clone(), new.clone()]);
+    let later = read_n(&m, "only_new", 1, Duration::from_secs(5)).await;
+    assert_eq!(ids(&later), [new]);
+    assert!(read_now(&m, "only_new").await.is_empty());
+}
+
+/// A group over several streams delivers the messages of each, each with
+/// the right `stream`, in id order per stream; `count` applies per stream.
+pub async fn group_over_several_streams(ctx: &TestContext) {
+    let m = ctx.manager("a");
+    m.create_consumer_group(&ctx.group("g", &["s1", "s2", "s3"]))
+        .await
+        .unwrap();
+    let mut sent: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for (stream, n) in [("s1", 4), ("s2", 3), ("s3", 1)] {
+        for i in 0..n {
+            let id = m
+                .send_message(stream, json!({"stream": stream, "i": i}), None)
+                .await
+                .unwrap();
+            sent.entry(stream).or_default().push(id);
+        }
+    }
+    // Two per stream at most.
+    let first = m
+        .read_messages("g", Some(2), Some(Duration::from_millis(100)))
+        .await
+        .unwrap();
+    assert_eq!(first.len(), 5, "{first:?}");
+    let rest = read_n(&m, "g", 3, Duration::from_secs(5)).await;
+    let mut got: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for msg in first.iter().chain(&rest) {
+        assert_eq!(msg.data["stream"], msg.stream.as_str(), "{msg:?}");
+        let stream = ["s1", "s2", "s3"]
+            .into_iter()
+            .find(|s| *s == msg.stream)
+            .expect("a stream of the group");
+        got.entry(stream).or_default().push(msg.id.clone());
+    }
+    assert_eq!(got, sent);
+    assert_eq!(m.acknowledge_many(&first, "g").await.unwrap(), 5);
+    assert_eq!(m.acknowledge_many(&rest, "g").await.unwrap(), 3);
+}
+
+/// Bad group configurations are refused with typed errors before anything
+/// is created: no streams or a repeated stream or batch size 0 give
+/// `Config`, bad names give `InvalidName`.
+pub async fn invalid_group_config_is_refused(ctx: &TestContext) {
+    let m = ctx.manager("a");
+    assert_err!(
+        m.create_consumer_group(&ConsumerGroupConfig::new("g", Vec::<String>::new()))
+            .await,
+        StreamError::Config { .. }
+    );
+    assert_err!(
+        m.create_consumer_group(&ConsumerGroupConfig::new("g", ["s", "s"]))
+            .await,
+        StreamError::Config { .. }
+    );
+    assert_err!(
+        m.create_consumer_group(&ctx.group("g", &["s"]).with_batch_size(0))
+            .await,
+        StreamError::Config { .. }
+    );
+    assert_err!(
+        m.create_consumer_group(&ctx.group("bad group", &["s"]))
+            .await,
+        StreamError::InvalidName { kind: "group", .. }
+    );
+    assert_err!(
+        m.create_consumer_group(&ctx.group("g", &["ok", "bad{stream}"]))
+            .await,
+        StreamError::InvalidName { kind: "stream", .. }
+    );
+    assert!(m.consumer_groups().is_empty());
+    assert!(m.registered_groups().await.unwrap().is_empty());
+    assert_eq!(ctx.backend().len(&ctx.key("ok")).await.unwrap(), 0);
+    assert!(
+        ctx.backend()
+            .groups(&ctx.key("ok"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}

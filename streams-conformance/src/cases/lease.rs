@@ -1,0 +1,104 @@
+//! Leases: `touch` renews a message being worked on, `release` hands it back.
+
+use std::time::{Duration, Instant};
+
+use streams_core::StreamMessage;
+use streams_core::backend::PendingQuery;
+
+use crate::support::{TestContext, eventually, ids, pending_all, read_n, send_n};
+
+/// Touching a message resets its idle time without counting a delivery, so
+/// a claim with a shorter idle threshold does not take it; once it has been
+/// idle long enough again, it can be claimed, and the old holder's touch
+/// then returns `false`.
+pub async fn touch_keeps_entry_from_claims(ctx: &TestContext) {
+    let a = ctx.manager("a");
+    a.create_consumer_group(&ctx.group("g", &["s"]))
+        .await
+        .unwrap();
+    send_n(&a, "s", 1).await;
+    let got = read_n(&a, "g", 1, Duration::from_secs(5)).await;
+    let idle = Duration::from_millis(250);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    assert!(a.touch(&got[0]).await.unwrap());
+    let touched_at = Instant::now();
+    let b = ctx.second_manager("b").await;
+    let early = b.claim_pending_messages("g", Some(idle)).await.unwrap();
+    assert!(
+        early.is_empty() || touched_at.elapsed() >= idle,
+        "claimed {:?} {:?} after a touch",
+        ids(&early),
+        touched_at.elapsed()
+    );
+    let pending = pending_all(&ctx.backend(), &ctx.key("s"), "g").await;
+    assert_eq!(pending[0].consumer, "a");
+    assert_eq!(pending[0].deliveries, 1, "a touch is not a delivery");
+
+    let claimed: Vec<StreamMessage> = eventually("claimable", Duration::from_secs(3), || async {
+        let c = b.claim_pending_messages("g", Some(idle)).await.unwrap();
+        (!c.is_empty()).then_some(c)
+    })
+    .await;
+    assert!(touched_at.elapsed() >= idle - Duration::from_millis(2));
+    assert_eq!(ids(&claimed), ids(&got));
+    assert_eq!(claimed[0].delivery.as_ref().unwrap().deliveries, Some(2));
+    assert!(!a.touch(&got[0]).await.unwrap(), "no longer a's to touch");
+    let pending = pending_all(&ctx.backend(), &ctx.key("s"), "g").await;
+    assert_eq!(pending[0].consumer, "b");
+    assert_eq!(pending[0].deliveries, 2);
+}
+
+/// Releasing messages hands them back: they stay pending for their holder
+/// but are claimable at once, even with a long idle threshold; the others
+/// are untouched.
+pub async fn release_makes_entry_claimable(ctx: &TestContext) {
+    let a = ctx.manager("a");
+    a.create_consumer_group(&ctx.group("g", &["s"]))
+        .await
+        .unwrap();
+    let sent = send_n(&a, "s", 3).await;
+    let got = read_n(&a, "g", 3, Duration::from_secs(5)).await;
+    let handed_back = [got[0].clone(), got[2].clone()];
+    assert_eq!(a.release(&handed_back).await.unwrap(), 2);
+    assert_eq!(a.release(&[]).await.unwrap(), 0);
+
+    let backend = ctx.backend();
+    let key = ctx.key("s");
+    let idle_long = backend
+        .pending(PendingQuery {
+            key: &key,
+            group: "g",
+            start: "-",
+            end: "+",
+            count: 100,
+            consumer: None,
+            min_idle: Some(Duration::from_secs(3600)),
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        idle_long.iter().map(|p| p.id.clone()).collect::<Vec<_>>(),
+        [sent[0].clone(), sent[2].clone()]
+    );
+    assert!(
+        idle_long
+            .iter()
+            .all(|p| p.consumer == "a" && p.deliveries == 1)
+    );
+
+    let b = ctx.second_manager("b").await;
+    let claimed = b
+        .claim_pending_messages("g", Some(Duration::from_secs(60)))
+        .await
+        .unwrap();
+    assert_eq!(ids(&claimed), ids(&handed_back));
+    let pending = pending_all(&backend, &key, "g").await;
+    let owners: Vec<_> = pending
+        .iter()
+        .map(|p| (p.consumer.as_str(), p.deliveries))
+        .collect();
+    assert_eq!(owners, [("b", 2), ("a", 1), ("b", 2)]);
+    // Released entries that another consumer took are not a's to release.
+    assert_eq!(a.release(&handed_back).await.unwrap(), 0);
+}

@@ -1,0 +1,232 @@
+//! Reading: blocking, sharing work between consumers, resuming after a restart.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use streams_core::StreamMessage;
+
+use crate::support::{
+    TestContext, TestManager, ids, pending_all, read_n, read_now, send_n, within,
+};
+
+/// A read blocked waiting for new entries returns within 50 ms of a send to
+/// any stream of its group (measured from the send's return to the read's
+/// return), five times in a row, after blocking for different times (so a
+/// backend that polls instead of waking cannot pass by the luck of its phase).
+pub async fn blocking_read_wakes_on_send(ctx: &TestContext) {
+    let reader = ctx.manager("reader");
+    reader
+        .create_consumer_group(&ctx.group("g", &["s1", "s2"]))
+        .await
+        .unwrap();
+    let producer = ctx.second_manager("producer").await;
+    producer.initialize().await.unwrap();
+    // Nothing pending: the first read only resumes the (empty) backlog.
+    assert!(read_now(&reader, "g").await.is_empty());
+
+    let rounds = [
+        ("s1", 100),
+        ("s2", 125),
+        ("s1", 150),
+        ("s2", 175),
+        ("s1", 200),
+    ];
+    for (round, (stream, blocked_ms)) in rounds.into_iter().enumerate() {
+        let r = reader.clone();
+        let started = Instant::now();
+        let read = tokio::spawn(async move {
+            let got = r
+                .read_messages("g", None, Some(Duration::from_secs(10)))
+                .await
+                .unwrap();
+            (got, Instant::now())
+        });
+        // Let the read reach its blocking wait.
+        tokio::time::sleep(Duration::from_millis(blocked_ms)).await;
+        assert!(
+            !read.is_finished(),
+            "round {round}: the read returned before any send"
+        );
+        let id = producer
+            .send_message(stream, json!({"round": round}), None)
+            .await
+            .unwrap();
+        let sent_at = Instant::now();
+        let (got, returned_at) = within("blocked read", Duration::from_secs(5), read)
+            .await
+            .unwrap();
+        let wake = returned_at.saturating_duration_since(sent_at);
+        assert_eq!(ids(&got), [id], "round {round}");
+        assert_eq!(got[0].stream, stream);
+        assert!(
+            wake < Duration::from_millis(50),
+            "round {round}: the read returned {wake:?} after the send (blocked {:?})",
+            returned_at - started
+        );
+    }
+}
+
+/// Two consumers of one group reading concurrently share the new messages:
+/// every one of 200 messages goes to exactly one of them.
+pub async fn consumers_share_new_messages(ctx: &TestContext) {
+    let a = ctx.manager("a");
+    a.create_consumer_group(&ctx.group("g", &["s"]))
+        .await
+        .unwrap();
+    let b = ctx.second_manager("b").await;
+    let sent = send_n(&a, "s", 200).await;
+    let total = Arc::new(AtomicUsize::new(0));
+    let consume = |m: TestManager, total: Arc<AtomicUsize>| async move {
+        let mut got: Vec<StreamMessage> = Vec::new();
+        while total.load(Ordering::SeqCst) < 200 {
+            let batch = m
+                .read_messages("g", Some(5), Some(Duration::from_millis(20)))
+                .await
+                .unwrap();
+            total.fetch_add(batch.len(), Ordering::SeqCst);
+            got.extend(batch);
+            tokio::task::yield_now().await;
+        }
+        got
+    };
+    let ta = tokio::spawn(consume(a.clone(), Arc::clone(&total)));
+    let tb = tokio::spawn(consume(b.clone(), Arc::clone(&total)));
+    let got_a = within("consumer a", Duration::from_secs(20), ta)
+        .await
+        .unwrap();
+    let got_b = within("consumer b", Duration::from_secs(20), tb)
+        .await
+        .unwrap();
+
+    let set_a: HashSet<String> = ids(&got_a).into_iter().collect();
+    let set_b: HashSet<String> = ids(&got_b).into_iter().collect();
+    assert_eq!(set_a.len(), got_a.len(), "a got a message twice");
+    assert_eq!(set_b.len(), got_b.len(), "b got a message twice");
+    let both: Vec<_> = set_a.intersection(&set_b).collect();
+    assert!(both.is_empty(), "delivered to both consumers: {both:?}");
+    let union: HashSet<String> = set_a.union(&set_b).cloned().collect();
+    assert_eq!(union, sent.iter().cloned().collect::<HashSet<_>>());
+    for m in &got_a {
+        assert_eq!(m.delivery.as_ref().unwrap().consumer, "a");
+    }
+    for m in &got_b {
+        assert_eq!(m.delivery.as_ref().unwrap().consumer, "b");
+    }
+    // The server agrees on who holds what.
+    let pending = pending_all(&ctx.backend(), &ctx.key("s"), "g").await;
+    assert_eq!(pending.len(), 200);
+    for p in &pending {
+        let expected = if set_a.contains(&p.id) { "a" } else { "b" };
+        assert_eq!(p.consumer, expected, "{p:?}");
+        assert_eq!(p.deliveries, 1);
+    }
+}
+
+/// A restarted consumer (a new manager with the same consumer id) first gets
+/// its own pending entries again, in order, counted as redeliveries, then
+/// new ones; other consumers never see those pending entries.
+pub async fn restarted_consumer_gets_own_pending_first(ctx: &TestContext) {
+    let first = ctx.manager("worker");
+    first
+        .create_consumer_group(&ctx.group("g", &["s"]))
+        .await
+        .unwrap();
+    let old = send_n(&first, "s", 3).await;
+    let taken = read_n(&first, "g", 3, Duration::from_secs(5)).await;
+    assert_eq!(ids(&taken), old);
+    // The worker dies without acknowledging; more work arrives.
+    let new = send_n(&first, "s", 2).await;
+
+    let other = ctx.second_manager("other").await;
+    let others = other
+        .read_messages("g", Some(1), Some(Duration::from_millis(50)))
+        .await
+        .unwrap();
+    assert_eq!(
+        ids(&others),
+        [new[0].clone()],
+        "others only get new entries"
+    );
+
+    let restarted = ctx.second_manager("worker").await;
+    let resumed = restarted
+        .read_messages("g", Some(10), Some(Duration::from_millis(50)))
+        .await
+        .unwrap();
+    assert_eq!(ids(&resumed), old, "own pending entries first");
+    for msg in &resumed {
+        assert_eq!(msg.retry_count, 1, "a redelivery counts: {msg:?}");
+        let d = msg.delivery.as_ref().unwrap();
+        assert_eq!(d.consumer, "worker");
+        assert_eq!(d.deliveries, Some(2));
+    }
+    let fresh = read_n(&restarted, "g", 1, Duration::from_secs(5)).await;
+    assert_eq!(ids(&fresh), [new[1].clone()]);
+    assert_eq!(fresh[0].retry_count, 0);
+    assert_eq!(restarted.acknowledge_many(&resumed, "g").await.unwrap(), 3);
+    assert!(read_now(&restarted, "g").await.is_empty());
+}
+
+/// `read_messages` without arguments uses the group's `batch_size` and
+/// `block`; an explicit `count` overrides the batch size.
+pub async fn read_uses_group_defaults(ctx: &TestContext) {
+    let m = ctx.manager("a");
+    m.create_consumer_group(
+        &ctx.group("g", &["s"])
+            .with_batch_size(3)
+            .with_block(Duration::from_millis(300)),
+    )
+    .await
+    .unwrap();
+    send_n(&m, "s", 5).await;
+    let batch = m.read_messages("g", None, None).await.unwrap();
+    assert_eq!(batch.len(), 3);
+    let batch = m.read_messages("g", Some(1), None).await.unwrap();
+    assert_eq!(batch.len(), 1);
+    let batch = m.read_messages("g", None, None).await.unwrap();
+    assert_eq!(batch.len(), 1);
+
+    // Nothing left: the group's block (300 ms) applies.
+    let started = Instant::now();
+    let empty = m.read_messages("g", None, None).await.unwrap();
+    let waited = started.elapsed();
+    assert!(empty.is_empty());
+    assert!(
+        waited >= Duration::from_millis(290) && waited < Duration::from_secs(3),
+        "waited {waited:?}"
+    );
+}
+
+/// An empty read waits for the block time given, and `Duration::ZERO` does
+/// not wait at all.
+pub async fn empty_read_waits_for_block(ctx: &TestContext) {
+    let m = ctx.manager("a");
+    m.create_consumer_group(&ctx.group("g", &["s"]).with_block(Duration::from_secs(30)))
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let got = m
+        .read_messages("g", None, Some(Duration::from_millis(250)))
+        .await
+        .unwrap();
+    let waited = started.elapsed();
+    assert!(got.is_empty());
+    assert!(
+        waited >= Duration::from_millis(240) && waited < Duration::from_secs(3),
+        "waited {waited:?}"
+    );
+    let started = Instant::now();
+    let got = m
+        .read_messages("g", None, Some(Duration::ZERO))
+        .await
+        .unwrap();
+    assert!(got.is_empty());
+    assert!(
+        started.elapsed() < Duration::from_millis(200),
+        "a zero block waited {:?}",
+        started.elapsed()
+    );
+}

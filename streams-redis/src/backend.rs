@@ -1,0 +1,373 @@
+//! [`RedisBackend`]: constructors, and [`StreamBackend`] over Redis commands.
+//! The commands that need atomicity run as Lua scripts (`scripts.rs`).
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use redis::aio::ConnectionManager;
+use redis::{Client, Cmd, Value};
+use streams_core::backend::{
+    Add, AutoClaimPage, ConsumerInfo, ConsumerRemoval, Entry, GroupInfo, KeyEntries, Move,
+    MoveOutcome, PendingEntry, PendingQuery, Promotion, ReadGroup, ServerInfo, Trim,
+};
+use streams_core::{Result, StreamBackend};
+
+use crate::commands;
+use crate::config::RedisConfig;
+use crate::conn::Conns;
+use crate::error::{self, BACKEND, Op, bad_reply};
+use crate::reply;
+use crate::scripts;
+
+/// The Redis Streams backend.
+///
+/// Cheap to clone: clones share the connections, so one backend can serve
+/// many managers (`Arc<RedisBackend>` works as well).
+///
+/// Ordinary commands go through one auto-reconnecting multiplexed connection
+/// with the configured response timeout (default 5 s). Each blocking read
+/// runs on a dedicated connection from a small pool, with a response timeout
+/// of its `BLOCK` time plus [`RedisConfig::block_margin`], so acknowledgements
+/// and sends are never queued behind a `BLOCK`. `TCP_NODELAY` is set on every
+/// connection. A producer's `XADD` is never retried by the backend: a lost
+/// reply would otherwise duplicate the entry.
+///
+/// [`close`](StreamBackend::close) closes only the idle blocking
+/// connections, since other managers may share the backend; everything is
+/// closed when the last clone is dropped.
+///
+/// ```no_run
+/// # #[tokio::main] async fn main() -> streams_core::Result<()> {
+/// use streams_core::{Manager, ManagerConfig};
+/// use streams_redis::RedisBackend;
+///
+/// let backend = RedisBackend::connect("redis://127.0.0.1:6379").await?;
+/// let manager = Manager::new(backend, ManagerConfig::default())?;
+/// manager.initialize().await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct RedisBackend {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) conns: Conns,
+    pub(crate) config: RedisConfig,
+    /// `host:port` or socket path, for `Debug` and logs.
+    pub(crate) addr: String,
+}
+
+impl fmt::Debug for RedisBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisBackend")
+            .field("addr", &self.inner.addr)
+            .field("config", &self.inner.config)
+            .field("idle_blocking_connections", &self.inner.conns.idle_count())
+            .finish()
+    }
+}
+
+impl RedisBackend {
+    /// Connects to the server at `url` with the default settings.
+    ///
+    /// # Errors
+    /// [`StreamError::Config`](streams_core::StreamError::Config) for a bad
+    /// URL, [`StreamError::Connection`](streams_core::StreamError::Connection)
+    /// or [`StreamError::Timeout`](streams_core::StreamError::Timeout) if the
+    /// server cannot be reached.
+    pub async fn connect(url: &str) -> Result<Self> {
+        Self::from_config(RedisConfig::new(url)).await
+    }
+
+    /// Connects to `REDIS_URL`, or `redis://127.0.0.1:6379` when it is unset.
+    ///
+    /// # Errors
+    /// As [`connect`](Self::connect).
+    pub async fn from_env() -> Result<Self> {
+        Self::from_config(RedisConfig::from_env()).await
+    }
+
+    /// Connects with the given settings.
+    ///
+    /// # Errors
+    /// As [`connect`](Self::connect).
+    pub async fn from_config(config: RedisConfig) -> Result<Self> {
+        let connect = Op::new("connect", config.connect_timeout);
+        let client = Client::open(config.url.as_str()).map_err(|e| error::map(e, connect))?;
+        Self::from_client_with_config(client, config).await
+    }
+
+    /// Uses an existing client (its address, credentials, database and TLS
+    /// settings) with the default timeouts. `TCP_NODELAY` is turned on.
+    ///
+    /// # Errors
+    /// As [`connect`](Self::connect).
+    pub async fn from_client(client: Client) -> Result<Self> {
+        Self::from_client_with_config(client, RedisConfig::default()).await
+    }
+
+    /// Uses an existing client with the given settings; `config.url` is
+    /// ignored in favour of the client's address.
+    ///
+    /// # Errors
+    /// As [`connect`](Self::connect).
+    pub async fn from_client_with_config(client: Client, config: RedisConfig) -> Result<Self> {
+        let addr = client.get_connection_info().addr().to_string();
+        let conns = Conns::open(client, &config)
+            .await
+            .map_err(|e| error::map(e, Op::new("connect", config.connect_timeout)))?;
+        tracing::debug!(%addr, "connected to redis");
+        Ok(Self::build(conns, config, addr))
+    }
+
+    /// Uses an existing connection for everything, with the default settings.
+    /// See [`from_connection_manager_with_config`](Self::from_connection_manager_with_config).
+    pub fn from_connection_manager(conn: ConnectionManager) -> Self {
+        Self::from_connection_manager_with_config(conn, RedisConfig::default())
+    }
+
+    /// Uses an existing connection for everything.
+    ///
+    /// A connection does not reveal how to open another one, so blocking
+    /// reads cannot have connections of their own: they share this one and
+    /// wait in slices of at most [`RedisConfig::shared_block_slice`]
+    /// (default 50 ms), so another command waits for one slice at most. Each
+    /// slice is a round trip; prefer [`from_client`](Self::from_client) for
+    /// consumers that block often. The slice must be shorter than the
+    /// connection's response timeout (the redis crate's default is 500 ms).
+    /// `config.url` is ignored; the timeouts of `conn` apply, not those of
+    /// `config` (set `config.response_timeout` to the connection's, so that
+    /// timeout errors report the right duration).
+    pub fn from_connection_manager_with_config(
+        conn: ConnectionManager,
+        config: RedisConfig,
+    ) -> Self {
+        let conns = Conns::shared(conn, &config);
+        Self::build(conns, config, "(caller's connection)".to_owned())
+    }
+
+    fn build(conns: Conns, config: RedisConfig, addr: String) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                conns,
+                config,
+                addr,
+            }),
+        }
+    }
+
+    /// The settings in use.
+    pub fn config(&self) -> &RedisConfig {
+        &self.inner.config
+    }
+
+    /// The response timeout of ordinary commands, for errors.
+    pub(crate) fn timeout(&self) -> Duration {
+        self.inner.config.response_timeout
+    }
+
+    /// An [`Op`] for a command on the command connection.
+    pub(crate) fn op(&self, name: &'static str) -> Op<'static> {
+        Op::new(name, self.timeout())
+    }
+
+    /// Runs a command on the command connection, returning the raw reply.
+    pub(crate) async fn raw(&self, cmd: &Cmd, op: Op<'_>) -> Result<Value> {
+        let mut conn = self.inner.conns.commands();
+        cmd.query_async::<Value>(&mut conn)
+            .await
+            .map_err(|e| error::map(e, op))
+    }
+
+    /// Runs a pipeline in one round trip, returning the raw replies of the
+    /// commands not marked `ignore`.
+    pub(crate) async fn pipeline(&self, pipe: &redis::Pipeline, op: Op<'_>) -> Result<Vec<Value>> {
+        let mut conn = self.inner.conns.commands();
+        pipe.query_async::<Vec<Value>>(&mut conn)
+            .await
+            .map_err(|e| error::map(e, op))
+    }
+
+    /// Invokes a script on the command connection (reloading it on `NOSCRIPT`).
+    pub(crate) async fn script(
+        &self,
+        invocation: &redis::ScriptInvocation<'_>,
+        op: Op<'_>,
+    ) -> Result<Value> {
+        let mut conn = self.inner.conns.commands();
+        invocation
+            .invoke_async::<Value>(&mut conn)
+            .await
+            .map_err(|e| error::map(e, op))
+    }
+}
+
+#[async_trait]
+impl StreamBackend for RedisBackend {
+    fn name(&self) -> &'static str {
+        BACKEND
+    }
+
+    async fn server_info(&self) -> Result<ServerInfo> {
+        commands::server_info(self).await
+    }
+
+    async fn ping(&self) -> Result<()> {
+        let pong = reply::bytes(
+            "PING",
+            self.raw(&redis::cmd("PING"), self.op("PING")).await?,
+        )?;
+        if pong.as_ref() == b"PONG" {
+            Ok(())
+        } else {
+            Err(bad_reply("PING", "the answer is not PONG"))
+        }
+    }
+
+    async fn create_group(&self, key: &str, group: &str, start: &str) -> Result<bool> {
+        commands::create_group(self, key, group, start).await
+    }
+
+    async fn add(&self, add: Add) -> Result<String> {
+        commands::add(self, &add).await
+    }
+
+    async fn add_batch(&self, adds: Vec<Add>) -> Result<Vec<String>> {
+        commands::add_batch(self, adds).await
+    }
+
+    async fn read_group(&self, read: ReadGroup<'_>) -> Result<Vec<KeyEntries>> {
+        commands::read_group(self, read).await
+    }
+
+    async fn ack(&self, key: &str, group: &str, ids: &[String], delete: bool) -> Result<u64> {
+        commands::ack(self, key, group, ids, delete).await
+    }
+
+    async fn auto_claim(
+        &self,
+        key: &str,
+        group: &str,
+        consumer: &str,
+        min_idle: Duration,
+        start: &str,
+        count: usize,
+    ) -> Result<AutoClaimPage> {
+        scripts::auto_claim(self, key, group, consumer, min_idle, start, count).await
+    }
+
+    async fn pending(&self, query: PendingQuery<'_>) -> Result<Vec<PendingEntry>> {
+        commands::pending(self, query).await
+    }
+
+    async fn set_idle(
+        &self,
+        key: &str,
+        group: &str,
+        consumer: &str,
+        ids: &[String],
+        idle: Duration,
+    ) -> Result<Vec<String>> {
+        scripts::set_idle(self, key, group, consumer, ids, idle).await
+    }
+
+    async fn move_entry(&self, mv: Move) -> Result<MoveOutcome> {
+        scripts::move_entry(self, &mv).await
+    }
+
+    async fn promote_due(
+        &self,
+        pairs: &[(String, String)],
+        limit: usize,
+    ) -> Result<Vec<Promotion>> {
+        scripts::promote_due(self, pairs, limit).await
+    }
+
+    async fn schedule_len(&self, key: &str) -> Result<u64> {
+        let mut cmd = redis::cmd("ZCARD");
+        cmd.arg(key);
+        reply::count("ZCARD", self.raw(&cmd, self.op("ZCARD")).await?)
+    }
+
+    async fn trim(&self, key: &str, trim: Trim) -> Result<u64> {
+        match trim {
+            Trim::MaxLen { len, approx } => {
+                let mut cmd = redis::cmd("XTRIM");
+                cmd.arg(key)
+                    .arg("MAXLEN")
+                    .arg(if approx { "~" } else { "=" })
+                    .arg(len);
+                reply::count("XTRIM", self.raw(&cmd, self.op("XTRIM")).await?)
+            }
+            Trim::MaxAge { .. } => scripts::trim(self, key, trim).await,
+        }
+    }
+
+    async fn len(&self, key: &str) -> Result<u64> {
+        let mut cmd = redis::cmd("XLEN");
+        cmd.arg(key);
+        reply::count("XLEN", self.raw(&cmd, self.op("XLEN")).await?)
+    }
+
+    async fn range(&self, key: &str, start: &str, end: &str, count: usize) -> Result<Vec<Entry>> {
+        if count == 0 {
+            return Ok(Vec::new());
+        }
+        let mut cmd = redis::cmd("XRANGE");
+        cmd.arg(key).arg(start).arg(end).arg("COUNT").arg(count);
+        reply::entries("XRANGE", self.raw(&cmd, self.op("XRANGE")).await?)
+    }
+
+    async fn groups(&self, key: &str) -> Result<Vec<GroupInfo>> {
+        commands::groups(self, key).await
+    }
+
+    async fn consumers(&self, key: &str, group: &str) -> Result<Vec<ConsumerInfo>> {
+        commands::consumers(self, key, group).await
+    }
+
+    async fn delete_consumer(
+        &self,
+        key: &str,
+        group: &str,
+        consumer: &str,
+    ) -> Result<ConsumerRemoval> {
+        scripts::delete_consumer(self, key, group, consumer).await
+    }
+
+    async fn registry_put(&self, key: &str, field: &str, value: &str) -> Result<()> {
+        let mut cmd = redis::cmd("HSET");
+        cmd.arg(key).arg(field).arg(value);
+        self.raw(&cmd, self.op("HSET")).await.map(drop)
+    }
+
+    async fn registry_get(&self, key: &str, field: &str) -> Result<Option<String>> {
+        let mut cmd = redis::cmd("HGET");
+        cmd.arg(key).arg(field);
+        match self.raw(&cmd, self.op("HGET")).await? {
+            Value::Nil => Ok(None),
+            v => reply::string("HGET", v).map(Some),
+        }
+    }
+
+    async fn registry_list(&self, key: &str) -> Result<Vec<(String, String)>> {
+        let mut cmd = redis::cmd("HGETALL");
+        cmd.arg(key);
+        reply::pairs("HGETALL", self.raw(&cmd, self.op("HGETALL")).await?)?
+            .into_iter()
+            .map(|(k, v)| Ok((reply::string("HGETALL", k)?, reply::string("HGETALL", v)?)))
+            .collect()
+    }
+
+    /// Closes the idle blocking connections only. Other managers may share
+    /// this backend, so the command connection stays open and later calls
+    /// keep working (blocking reads open new connections); the connections
+    /// close for good when the last clone of the backend is dropped.
+    async fn close(&self) -> Result<()> {
+        self.inner.conns.close_idle();
+        Ok(())
+    }
+}

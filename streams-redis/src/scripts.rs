@@ -1,0 +1,325 @@
+//! The Lua scripts, loaded once per server and called by `EVALSHA`.
+//!
+//! Each script is atomic on the server. Keys are passed only through `KEYS`
+//! and values only through `ARGV`. `redis::Script` reloads a script when the
+//! server answers `NOSCRIPT` (after a restart or `SCRIPT FLUSH`); pipelines
+//! put a `SCRIPT LOAD` in front instead, because retrying a pipeline could
+//! repeat the writes that did succeed.
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use redis::{Cmd, Script, ScriptInvocation, Value};
+use streams_core::Result;
+use streams_core::backend::{
+    Add, AutoClaimPage, ClaimedEntry, ConsumerRemoval, Entry, Fields, Move, MoveOutcome,
+    MoveTarget, Promotion, Trim,
+};
+
+use crate::backend::RedisBackend;
+use crate::commands::push_fields;
+use crate::error::bad_reply;
+use crate::reply;
+
+/// Prepends the shared helpers (`now_ms`, `apply_trims`, `rest`) to a script.
+macro_rules! with_lib {
+    ($file:literal) => {
+        concat!(include_str!("scripts/lib.lua"), include_str!($file))
+    };
+}
+
+/// Adds an entry with trims by age (server clock) and/or length.
+pub(crate) static ADD: LazyLock<Script> =
+    LazyLock::new(|| Script::new(with_lib!("scripts/add.lua")));
+
+/// Trims a stream by age (server clock) and/or length.
+pub(crate) static TRIM: LazyLock<Script> =
+    LazyLock::new(|| Script::new(with_lib!("scripts/trim.lua")));
+
+/// The fenced "write the new copy, then acknowledge" move.
+pub(crate) static MOVE_ENTRY: LazyLock<Script> =
+    LazyLock::new(|| Script::new(with_lib!("scripts/move_entry.lua")));
+
+/// Moves due retries into a ready stream.
+pub(crate) static PROMOTE_DUE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(with_lib!("scripts/promote_due.lua")));
+
+/// `XAUTOCLAIM` plus the delivery counts of the claimed entries.
+pub(crate) static AUTO_CLAIM: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("scripts/auto_claim.lua")));
+
+/// Fenced `XCLAIM ... IDLE ms JUSTID`.
+pub(crate) static SET_IDLE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("scripts/set_idle.lua")));
+
+/// Deletes a consumer unless it holds pending entries.
+pub(crate) static DELETE_CONSUMER: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("scripts/delete_consumer.lua")));
+
+/// The source of [`ADD`], for `SCRIPT LOAD` in front of a pipeline.
+pub(crate) const ADD_SOURCE: &str = with_lib!("scripts/add.lua");
+
+/// The source of [`PROMOTE_DUE`], for `SCRIPT LOAD` in front of a pipeline.
+pub(crate) const PROMOTE_DUE_SOURCE: &str = with_lib!("scripts/promote_due.lua");
+
+/// Milliseconds of a duration, saturating.
+pub(crate) fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// The `ARGV` form of trims read by the scripts' `apply_trims`: their
+/// number, then a triple per trim.
+pub(crate) fn trim_args(trims: &[Trim]) -> Vec<String> {
+    let mut out = Vec::with_capacity(1 + 3 * trims.len());
+    out.push(trims.len().to_string());
+    for t in trims {
+        let (kind, approx, value) = match *t {
+            Trim::MaxLen { len, approx } => ("MAXLEN", approx, len),
+            Trim::MaxAge { age, approx } => ("MAXAGE", approx, ms(age)),
+        };
+        out.push(kind.to_owned());
+        out.push(if approx { "~" } else { "=" }.to_owned());
+        out.push(value.to_string());
+    }
+    out
+}
+
+/// An `EVALSHA` of `script` as a plain command, for pipelines.
+pub(crate) fn evalsha(script: &Script, keys: &[&str]) -> Cmd {
+    let mut cmd = redis::cmd("EVALSHA");
+    cmd.arg(script.get_hash()).arg(keys.len()).arg(keys);
+    cmd
+}
+
+/// `SCRIPT LOAD` of a script source.
+pub(crate) fn load(source: &str) -> Cmd {
+    let mut cmd = redis::cmd("SCRIPT");
+    cmd.arg("LOAD").arg(source);
+    cmd
+}
+
+fn push_invocation_fields(inv: &mut ScriptInvocation<'_>, fields: &Fields) {
+    for (k, v) in fields {
+        inv.arg(&k[..]).arg(&v[..]);
+    }
+}
+
+/// Adds an entry through the `add` script (trims by age or several trims).
+pub(crate) async fn add(b: &RedisBackend, add: &Add) -> Result<Value> {
+    let mut inv = ADD.prepare_invoke();
+    inv.key(&add.key).arg(trim_args(&add.trim));
+    push_invocation_fields(&mut inv, &add.fields);
+    b.script(&inv, b.op("XADD (add script)")).await
+}
+
+/// The `add` script as an `EVALSHA` command, for a pipeline that loads it first.
+pub(crate) fn add_cmd(add: &Add) -> Cmd {
+    let mut cmd = evalsha(&ADD, &[&add.key]);
+    cmd.arg(trim_args(&add.trim));
+    push_fields(&mut cmd, &add.fields);
+    cmd
+}
+
+/// Trims by age (or anything else) on the server's clock; returns entries removed.
+pub(crate) async fn trim(b: &RedisBackend, key: &str, trim: Trim) -> Result<u64> {
+    let mut inv = TRIM.prepare_invoke();
+    inv.key(key).arg(trim_args(&[trim]));
+    reply::count("XTRIM", b.script(&inv, b.op("XTRIM (trim script)")).await?)
+}
+
+/// The fenced move; see `scripts/move_entry.lua`.
+pub(crate) async fn move_entry(b: &RedisBackend, mv: &Move) -> Result<MoveOutcome> {
+    const WHAT: &str = "move_entry";
+    let mut inv = MOVE_ENTRY.prepare_invoke();
+    let (target, is_stream) = match &mv.target {
+        MoveTarget::Stream { key, .. } => (key, true),
+        MoveTarget::Schedule { key, .. } => (key, false),
+    };
+    inv.key(&mv.source)
+        .key(target)
+        .arg(&mv.group)
+        .arg(&mv.id)
+        .arg(mv.consumer.as_deref().unwrap_or(""))
+        .arg(if mv.delete_source { "1" } else { "0" });
+    match &mv.target {
+        MoveTarget::Stream { fields, trim, .. } => {
+            inv.arg("stream").arg(0).arg(trim_args(trim));
+            push_invocation_fields(&mut inv, fields);
+        }
+        MoveTarget::Schedule { fields, delay, .. } => {
+            inv.arg("schedule").arg(ms(*delay)).arg(trim_args(&[]));
+            push_invocation_fields(&mut inv, fields);
+        }
+    }
+    let op = b.op("EVALSHA move_entry").on(&mv.source, &mv.group);
+    let mut parts = reply::array(WHAT, b.script(&inv, op).await?)?.into_iter();
+    let tag = parts.next().map(|v| reply::string(WHAT, v)).transpose()?;
+    let arg = parts.next().map(|v| reply::string(WHAT, v)).transpose()?;
+    match (tag.as_deref(), arg) {
+        (Some("moved"), Some(id)) => Ok(MoveOutcome::Moved {
+            new_id: is_stream.then_some(id),
+        }),
+        (Some("not_pending"), None) => Ok(MoveOutcome::NotPending),
+        (Some("owned_by"), Some(owner)) => Ok(MoveOutcome::OwnedBy(owner)),
+        _ => Err(bad_reply(WHAT, "unknown outcome")),
+    }
+}
+
+/// Promotes due retries of every `(schedule, ready)` pair in one round trip.
+pub(crate) async fn promote_due(
+    b: &RedisBackend,
+    pairs: &[(String, String)],
+    limit: usize,
+) -> Result<Vec<Promotion>> {
+    const WHAT: &str = "promote_due";
+    if pairs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut pipe = redis::pipe();
+    pipe.add_command(load(PROMOTE_DUE_SOURCE)).ignore();
+    for (schedule, ready) in pairs {
+        let mut cmd = evalsha(&PROMOTE_DUE, &[schedule, ready]);
+        cmd.arg(limit.max(1));
+        pipe.add_command(cmd);
+    }
+    let replies = b.pipeline(&pipe, b.op("EVALSHA promote_due")).await?;
+    if replies.len() != pairs.len() {
+        return Err(bad_reply(WHAT, "one reply per schedule expected"));
+    }
+    replies
+        .into_iter()
+        .map(|v| {
+            let mut it = reply::array(WHAT, v)?.into_iter();
+            let (Some(n), Some(next)) = (it.next(), it.next()) else {
+                return Err(bad_reply(WHAT, "expected [promoted, next due]"));
+            };
+            let next = reply::int(WHAT, next)?;
+            Ok(Promotion {
+                promoted: reply::count(WHAT, n)?,
+                next_due_in: u64::try_from(next).ok().map(Duration::from_millis),
+            })
+        })
+        .collect()
+}
+
+/// One page of claiming, with delivery counts; see `scripts/auto_claim.lua`.
+pub(crate) async fn auto_claim(
+    b: &RedisBackend,
+    key: &str,
+    group: &str,
+    consumer: &str,
+    min_idle: Duration,
+    start: &str,
+    count: usize,
+) -> Result<AutoClaimPage> {
+    const WHAT: &str = "XAUTOCLAIM";
+    let mut inv = AUTO_CLAIM.prepare_invoke();
+    inv.key(key)
+        .arg(group)
+        .arg(consumer)
+        .arg(ms(min_idle))
+        .arg(start)
+        .arg(count.max(1));
+    let op = b.op("EVALSHA auto_claim").on(key, group);
+    let mut parts = reply::array(WHAT, b.script(&inv, op).await?)?.into_iter();
+    let (Some(next), Some(entries), Some(deleted), Some(counts)) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(bad_reply(WHAT, "expected [next, entries, deleted, counts]"));
+    };
+    let entries = reply::array(WHAT, entries)?;
+    let counts = reply::array(WHAT, counts)?;
+    if entries.len() != counts.len() {
+        return Err(bad_reply(WHAT, "one delivery count per entry expected"));
+    }
+    let mut claimed = Vec::with_capacity(entries.len());
+    for (entry, n) in entries.into_iter().zip(counts) {
+        if let (id, Some(fields)) = reply::entry(WHAT, entry)? {
+            claimed.push(ClaimedEntry {
+                entry: Entry { id, fields },
+                deliveries: reply::count(WHAT, n)?,
+            });
+        }
+    }
+    Ok(AutoClaimPage {
+        next: reply::string(WHAT, next)?,
+        entries: claimed,
+        deleted: reply::array(WHAT, deleted)?
+            .into_iter()
+            .map(|v| reply::string(WHAT, v))
+            .collect::<Result<_>>()?,
+    })
+}
+
+/// Fenced idle-time update; see `scripts/set_idle.lua`.
+pub(crate) async fn set_idle(
+    b: &RedisBackend,
+    key: &str,
+    group: &str,
+    consumer: &str,
+    ids: &[String],
+    idle: Duration,
+) -> Result<Vec<String>> {
+    const WHAT: &str = "XCLAIM";
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut inv = SET_IDLE.prepare_invoke();
+    inv.key(key).arg(group).arg(consumer).arg(ms(idle)).arg(ids);
+    let op = b.op("EVALSHA set_idle").on(key, group);
+    reply::array(WHAT, b.script(&inv, op).await?)?
+        .into_iter()
+        .map(|v| reply::string(WHAT, v))
+        .collect()
+}
+
+/// Deletes a consumer that holds nothing; see `scripts/delete_consumer.lua`.
+pub(crate) async fn delete_consumer(
+    b: &RedisBackend,
+    key: &str,
+    group: &str,
+    consumer: &str,
+) -> Result<ConsumerRemoval> {
+    let mut inv = DELETE_CONSUMER.prepare_invoke();
+    inv.key(key).arg(group).arg(consumer);
+    let op = b.op("EVALSHA delete_consumer").on(key, group);
+    match reply::int("XGROUP DELCONSUMER", b.script(&inv, op).await?)? {
+        0 => Ok(ConsumerRemoval::Deleted),
+        n if n > 0 => Ok(ConsumerRemoval::HasPending(n.unsigned_abs())),
+        _ => Ok(ConsumerRemoval::Missing),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trims_encode_as_triples() {
+        let args = trim_args(&[
+            Trim::MaxLen {
+                len: 10,
+                approx: true,
+            },
+            Trim::MaxAge {
+                age: Duration::from_secs(2),
+                approx: false,
+            },
+        ]);
+        assert_eq!(args, ["2", "MAXLEN", "~", "10", "MAXAGE", "=", "2000"]);
+        assert_eq!(trim_args(&[]), ["0"]);
+    }
+
+    #[test]
+    fn sources_match_scripts() {
+        assert_eq!(Script::new(ADD_SOURCE).get_hash(), ADD.get_hash());
+        assert_eq!(
+            Script::new(PROMOTE_DUE_SOURCE).get_hash(),
+            PROMOTE_DUE.get_hash()
+        );
+        assert!(MOVE_ENTRY.get_hash() != TRIM.get_hash());
+        for s in [&*AUTO_CLAIM, &*SET_IDLE, &*DELETE_CONSUMER] {
+            assert_eq!(s.get_hash().len(), 40);
+        }
+    }
+}

@@ -1,0 +1,39 @@
+-- Helpers shared by the scripts; prepended to each script that uses them.
+
+-- The server's clock in milliseconds. Scripts may read TIME because Redis 7
+-- replicates their effects, not the scripts themselves.
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- Applies `n` trims to `key`, read from ARGV as triples starting at index `i`:
+-- kind ('MAXLEN' or 'MAXAGE'), mode ('~' or '='), value (entries or ms).
+-- MAXAGE becomes MINID of the server's now minus the age. Returns the number
+-- of entries removed.
+local function apply_trims(key, i, n)
+  local removed = 0
+  for j = 0, n - 1 do
+    local kind, mode, value = ARGV[i + 3 * j], ARGV[i + 3 * j + 1], ARGV[i + 3 * j + 2]
+    if kind == 'MAXLEN' then
+      removed = removed + redis.call('XTRIM', key, 'MAXLEN', mode, value)
+    elseif kind == 'MAXAGE' then
+      local minid = now_ms() - tonumber(value)
+      if minid > 0 then
+        removed = removed + redis.call('XTRIM', key, 'MINID', mode, string.format('%d', minid))
+      end
+    else
+      return redis.error_reply('ERR unknown trim kind ' .. tostring(kind))
+    end
+  end
+  return removed
+end
+
+-- ARGV from index `i` to the end, as a list (the fields of an entry).
+local function rest(i)
+  local out = {}
+  for j = i, #ARGV do
+    out[#out + 1] = ARGV[j]
+  end
+  return out
+end

@@ -1,0 +1,23 @@
+-- Moves due retries from a group's schedule into its ready stream.
+-- KEYS[1]: the schedule (sorted set, score = due time in ms).
+-- KEYS[2]: the ready stream.
+-- ARGV[1]: most entries moved.
+-- Returns {promoted, ms until the next due entry or -1 if none is left}.
+local now = now_ms()
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))
+for _, member in ipairs(due) do
+  local ok, t = pcall(cmsgpack.unpack, member)
+  if ok and type(t) == 'table' and #t >= 4 and #t % 2 == 0 then
+    redis.call('XADD', KEYS[2], '*', unpack(t, 3))
+  else
+    -- Not written by move_entry: deliver it as it is rather than lose it.
+    redis.call('XADD', KEYS[2], '*', 'schedule_member', member)
+  end
+  redis.call('ZREM', KEYS[1], member)
+end
+local next_due = -1
+local head = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+if #head == 2 then
+  next_due = math.max(0, tonumber(head[2]) - now)
+end
+return {#due, next_due}

@@ -1,0 +1,768 @@
+//! The Redis-specific behaviour of each primitive, below the manager: reply
+//! shapes, scripts, fencing, server-clock trims, and the connection model.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{Ctx, fields, run};
+use streams_core::StreamError;
+use streams_core::backend::{
+    Add, ConsumerRemoval, KeyEntries, Move, MoveOutcome, MoveTarget, PendingQuery, ReadCursor,
+    ReadGroup, StreamBackend, Trim,
+};
+use streams_redis::{RedisBackend, RedisConfig};
+
+fn add(key: &str, pairs: &[(&str, &str)], trim: Vec<Trim>) -> Add {
+    Add {
+        key: key.to_owned(),
+        fields: fields(pairs),
+        trim,
+    }
+}
+
+async fn read(
+    b: &dyn StreamBackend,
+    group: &str,
+    consumer: &str,
+    keys: &[(String, ReadCursor)],
+    block: Option<Duration>,
+) -> Result<Vec<KeyEntries>, StreamError> {
+    b.read_group(ReadGroup {
+        group,
+        consumer,
+        keys,
+        count: 100,
+        block,
+    })
+    .await
+}
+
+fn new(key: &str) -> Vec<(String, ReadCursor)> {
+    vec![(key.to_owned(), ReadCursor::New)]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_info_and_ping() {
+    run("info", |c: Ctx| async move {
+        let info = c.backend.server_info().await.unwrap();
+        assert_eq!(info.backend, "redis");
+        assert!(info.version >= (6, 2, 0), "{info:?}");
+        c.backend.ping().await.unwrap();
+        assert_eq!(c.backend.name(), "redis");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn groups_adds_trims_and_ranges() {
+    run("basics", |c: Ctx| async move {
+        let b = &c.backend;
+        let s = c.key("s");
+        assert!(b.create_group(&s, "g", "0").await.unwrap());
+        assert!(!b.create_group(&s, "g", "0").await.unwrap());
+        let mut ids = Vec::new();
+        for i in 0..10 {
+            let n = i.to_string();
+            ids.push(b.add(add(&s, &[("n", &n)], vec![])).await.unwrap());
+        }
+        let exact = Trim::MaxLen {
+            len: 4,
+            approx: false,
+        };
+        b.add(add(&s, &[("n", "10")], vec![exact])).await.unwrap();
+        assert_eq!(b.len(&s).await.unwrap(), 4);
+        let all = b.range(&s, "-", "+", 100).await.unwrap();
+        assert_eq!(all.len(), 4);
+        assert_eq!(all[3].fields, fields(&[("n", "10")]));
+        assert_eq!(b.range(&s, "-", "+", 2).await.unwrap().len(), 2);
+        assert_eq!(
+            b.trim(
+                &s,
+                Trim::MaxLen {
+                    len: 1,
+                    approx: false
+                }
+            )
+            .await
+            .unwrap(),
+            3
+        );
+        assert_eq!(b.len(&c.key("missing")).await.unwrap(), 0);
+        assert!(
+            b.range(&c.key("missing"), "-", "+", 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(
+            b.trim(
+                &c.key("missing"),
+                Trim::MaxLen {
+                    len: 1,
+                    approx: true
+                }
+            )
+            .await
+            .unwrap(),
+            0
+        );
+
+        let groups = b.groups(&s).await.unwrap();
+        assert_eq!(groups.len(), 1);
+        assert_eq!(groups[0].name, "g");
+        assert_eq!(groups[0].pending, 0);
+        assert!(b.groups(&c.key("missing")).await.unwrap().is_empty());
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_age_trims_by_server_clock() {
+    run("maxage", |c: Ctx| async move {
+        let b = &c.backend;
+        let s = c.key("s");
+        for _ in 0..3 {
+            b.add(add(&s, &[("old", "1")], vec![])).await.unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(120)).await;
+        let age = Trim::MaxAge {
+            age: Duration::from_millis(60),
+            approx: false,
+        };
+        let both = vec![
+            Trim::MaxLen {
+                len: 100,
+                approx: true,
+            },
+            age,
+        ];
+        b.add(add(&s, &[("new", "1")], both)).await.unwrap();
+        let left = b.range(&s, "-", "+", 10).await.unwrap();
+        assert_eq!(left.len(), 1, "{left:?}");
+        assert_eq!(left[0].fields, fields(&[("new", "1")]));
+
+        b.add(add(&s, &[("x", "1")], vec![])).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(120)).await;
+        assert_eq!(b.trim(&s, age).await.unwrap(), 2);
+        assert_eq!(b.trim(&c.key("missing"), age).await.unwrap(), 0);
+        // A huge age keeps everything (no MINID below zero).
+        b.add(add(&s, &[("y", "1")], vec![])).await.unwrap();
+        let forever = Trim::MaxAge {
+            age: Duration::from_secs(u64::MAX / 4),
+            approx: false,
+        };
+        assert_eq!(b.trim(&s, forever).await.unwrap(), 0);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_keep_order_with_and_without_scripts() {
+    run("batch", |c: Ctx| async move {
+        let b = &c.backend;
+        let s = c.key("s");
+        let plain: Vec<Add> = (0..50)
+            .map(|i| {
+                add(
+                    &s,
+                    &[("n", &i.to_string())],
+                    vec![Trim::MaxLen {
+                        len: 1000,
+                        approx: true,
+                    }],
+                )
+            })
+            .collect();
+        let ids = b.add_batch(plain).await.unwrap();
+        assert_eq!(ids.len(), 50);
+        let aged: Vec<Add> = (50..60)
+            .map(|i| {
+                add(
+                    &s,
+                    &[("n", &i.to_string())],
+                    vec![Trim::MaxAge {
+                        age: Duration::from_secs(60),
+                        approx: true,
+                    }],
+                )
+            })
+            .collect();
+        let more = b.add_batch(aged).await.unwrap();
+        let all = b.range(&s, "-", "+", 1000).await.unwrap();
+        let got: Vec<&String> = all.iter().map(|e| &e.id).collect();
+        let want: Vec<&String> = ids.iter().chain(&more).collect();
+        assert_eq!(got, want);
+        for (i, e) in all.iter().enumerate() {
+            assert_eq!(e.fields, fields(&[("n", &i.to_string())]));
+        }
+        assert!(b.add_batch(Vec::new()).await.unwrap().is_empty());
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_history_deleted_entries_and_nogroup() {
+    run("read", |c: Ctx| async move {
+        let b = &c.backend;
+        let (s1, s2) = (c.key("s1"), c.key("s2"));
+        b.create_group(&s1, "g", "0").await.unwrap();
+        b.create_group(&s2, "g", "0").await.unwrap();
+        let a = b.add(add(&s1, &[("k", "a")], vec![])).await.unwrap();
+        let d = b.add(add(&s1, &[("k", "d")], vec![])).await.unwrap();
+        let keys = vec![(s1.clone(), ReadCursor::New), (s2.clone(), ReadCursor::New)];
+        let got = read(b, "g", "c1", &keys, None).await.unwrap();
+        assert_eq!(got.len(), 1, "keys without entries are left out");
+        assert_eq!(got[0].key, s1);
+        assert_eq!(got[0].entries.len(), 2);
+
+        // Deleted while pending: history reads report the id.
+        b.ack(&c.key("nothing"), "g", std::slice::from_ref(&a), false)
+            .await
+            .unwrap();
+        let mut xdel = streams_redis::redis::cmd("XDEL");
+        xdel.arg(&s1).arg(&d);
+        let client = streams_redis::redis::Client::open(c.url.as_str()).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        let _: i64 = xdel.query_async(&mut conn).await.unwrap();
+        let history = vec![
+            (s1.clone(), ReadCursor::Pending("0".into())),
+            (s2.clone(), ReadCursor::Pending("0".into())),
+        ];
+        // A block is ignored for history reads.
+        let got = read(b, "g", "c1", &history, Some(Duration::from_secs(5)))
+            .await
+            .unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].entries.len(), 1);
+        assert_eq!(got[0].entries[0].id, a);
+        assert_eq!(got[0].deleted, vec![d.clone()]);
+
+        // NOGROUP at once, blocking or not, naming the key.
+        let missing = vec![
+            (s1.clone(), ReadCursor::New),
+            (c.key("nokey"), ReadCursor::New),
+        ];
+        let started = Instant::now();
+        match read(b, "g", "c1", &missing, Some(Duration::from_secs(3))).await {
+            Err(StreamError::NoGroup { stream, group }) => {
+                assert_eq!(stream, c.key("nokey"));
+                assert_eq!(group, "g");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(started.elapsed() < Duration::from_secs(1));
+        assert!(matches!(
+            read(b, "nogroup", "c1", &new(&s1), None).await,
+            Err(StreamError::NoGroup { .. })
+        ));
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blocking_read_wakes_on_add_and_times_out_empty() {
+    run("block", |c: Ctx| async move {
+        let b = Arc::new(c.backend.clone());
+        let s = c.key("s");
+        b.create_group(&s, "g", "$").await.unwrap();
+        let started = Instant::now();
+        let got = read(&*b, "g", "c", &new(&s), Some(Duration::from_millis(700)))
+            .await
+            .unwrap();
+        assert!(got.is_empty());
+        let waited = started.elapsed();
+        assert!(waited >= Duration::from_millis(650), "{waited:?}");
+
+        let reader = {
+            let (b, s) = (Arc::clone(&b), s.clone());
+            tokio::spawn(async move {
+                read(&*b, "g", "c", &new(&s), Some(Duration::from_secs(5))).await
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let sent = Instant::now();
+        let id = b.add(add(&s, &[("k", "v")], vec![])).await.unwrap();
+        assert!(
+            sent.elapsed() < Duration::from_millis(100),
+            "send waited {:?}",
+            sent.elapsed()
+        );
+        let got = reader.await.unwrap().unwrap();
+        assert_eq!(got[0].entries[0].id, id);
+        assert!(sent.elapsed() < Duration::from_secs(2));
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acks_claims_and_pending_details() {
+    run("claim", |c: Ctx| async move {
+        let b = &c.backend;
+        let s = c.key("s");
+        b.create_group(&s, "g", "0").await.unwrap();
+        let mut ids = Vec::new();
+        for i in 0..5 {
+            ids.push(
+                b.add(add(&s, &[("n", &i.to_string())], vec![]))
+                    .await
+                    .unwrap(),
+            );
+        }
+        read(b, "g", "a", &new(&s), None).await.unwrap();
+        let all = |consumer: Option<&'static str>, idle: Option<Duration>| PendingQuery {
+            key: &s,
+            group: "g",
+            start: "-",
+            end: "+",
+            count: 100,
+            consumer,
+            min_idle: idle,
+        };
+        let p = b.pending(all(None, None)).await.unwrap();
+        assert_eq!(p.len(), 5);
+        assert!(p.iter().all(|e| e.consumer == "a" && e.deliveries == 1));
+        assert!(b.pending(all(Some("b"), None)).await.unwrap().is_empty());
+        assert!(
+            b.pending(all(None, Some(Duration::from_secs(60))))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+
+        // Not idle long enough: nothing claimed.
+        let page = b
+            .auto_claim(&s, "g", "b", Duration::from_secs(60), "0-0", 10)
+            .await
+            .unwrap();
+        assert!(page.entries.is_empty());
+        assert_eq!(page.next, "0-0");
+
+        // Trimmed while pending: reported as deleted by the claim.
+        let mut xdel = streams_redis::redis::cmd("XDEL");
+        xdel.arg(&s).arg(&ids[1]);
+        let client = streams_redis::redis::Client::open(c.url.as_str()).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        let _: i64 = xdel.query_async(&mut conn).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(30)).await;
+
+        // Pages of two until the cursor is 0-0.
+        let mut start = "0-0".to_owned();
+        let mut claimed = Vec::new();
+        let mut deleted = Vec::new();
+        loop {
+            let page = b
+                .auto_claim(&s, "g", "b", Duration::from_millis(10), &start, 2)
+                .await
+                .unwrap();
+            claimed.extend(page.entries);
+            deleted.extend(page.deleted);
+            if page.next == "0-0" {
+                break;
+            }
+            start = page.next;
+        }
+        assert_eq!(deleted, vec![ids[1].clone()]);
+        let claimed_ids: Vec<&String> = claimed.iter().map(|e| &e.entry.id).collect();
+        assert_eq!(claimed_ids, [&ids[0], &ids[2], &ids[3], &ids[4]]);
+        assert!(claimed.iter().all(|e| e.deliveries == 2), "{claimed:?}");
+        assert_eq!(claimed[1].entry.fields, fields(&[("n", "2")]));
+
+        assert_eq!(b.ack(&s, "g", &ids, false).await.unwrap(), 4);
+        assert_eq!(b.ack(&s, "g", &ids, false).await.unwrap(), 0);
+        assert_eq!(b.ack(&c.key("missing"), "g", &ids, false).await.unwrap(), 0);
+        assert_eq!(b.ack(&s, "nogroup", &ids, false).await.unwrap(), 0);
+        assert_eq!(b.ack(&s, "g", &[], true).await.unwrap(), 0);
+        assert!(matches!(
+            b.auto_claim(&c.key("missing"), "g", "b", Duration::ZERO, "0-0", 10)
+                .await,
+            Err(StreamError::NoGroup { .. })
+        ));
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ack_with_delete_removes_entries() {
+    run("ackdel", |c: Ctx| async move {
+        let b = &c.backend;
+        let s = c.key("s");
+        b.create_group(&s, "g", "0").await.unwrap();
+        let id = b.add(add(&s, &[("k", "v")], vec![])).await.unwrap();
+        read(b, "g", "a", &new(&s), None).await.unwrap();
+        assert_eq!(
+            b.ack(&s, "g", std::slice::from_ref(&id), true)
+                .await
+                .unwrap(),
+            1
+        );
+        assert_eq!(b.len(&s).await.unwrap(), 0);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn set_idle_is_fenced() {
+    run("idle", |c: Ctx| async move {
+        let b = &c.backend;
+        let s = c.key("s");
+        b.create_group(&s, "g", "0").await.unwrap();
+        let x = b.add(add(&s, &[("k", "x")], vec![])).await.unwrap();
+        read(b, "g", "a", &new(&s), None).await.unwrap();
+        let y = b.add(add(&s, &[("k", "y")], vec![])).await.unwrap();
+        read(b, "g", "b", &new(&s), None).await.unwrap();
+        let both = vec![x.clone(), y.clone(), "1-1".to_owned()];
+        let long = Duration::from_secs(3600);
+        assert_eq!(
+            b.set_idle(&s, "g", "a", &both, long).await.unwrap(),
+            vec![x.clone()]
+        );
+        let page = b
+            .auto_claim(&s, "g", "c", Duration::from_secs(60), "0-0", 10)
+            .await
+            .unwrap();
+        assert_eq!(
+            page.entries.len(),
+            1,
+            "only the released entry is claimable"
+        );
+        assert_eq!(page.entries[0].entry.id, x);
+        assert_eq!(
+            page.entries[0].deliveries, 2,
+            "set_idle counted no delivery"
+        );
+        assert!(
+            b.set_idle(&s, "g", "a", &both, Duration::ZERO)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(
+            b.set_idle(&s, "g", "b", &both, Duration::ZERO)
+                .await
+                .unwrap(),
+            vec![y]
+        );
+        assert!(
+            b.set_idle(&c.key("missing"), "g", "a", &both, long)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moves_are_fenced_and_atomic() {
+    run("move", |c: Ctx| async move {
+        let b = &c.backend;
+        let (s, dlq) = (c.key("s"), c.key("dlq"));
+        b.create_group(&s, "g", "0").await.unwrap();
+        let id = b.add(add(&s, &[("data", "{}")], vec![])).await.unwrap();
+        read(b, "g", "a", &new(&s), None).await.unwrap();
+        let mv = |consumer: Option<&str>| Move {
+            source: s.clone(),
+            group: "g".into(),
+            id: id.clone(),
+            consumer: consumer.map(str::to_owned),
+            delete_source: false,
+            target: MoveTarget::Stream {
+                key: dlq.clone(),
+                fields: fields(&[("reason", "r"), ("bin", "\u{7f}")]),
+                trim: vec![
+                    Trim::MaxLen {
+                        len: 10,
+                        approx: true,
+                    },
+                    Trim::MaxAge {
+                        age: Duration::from_secs(3600),
+                        approx: true,
+                    },
+                ],
+            },
+        };
+        assert_eq!(
+            b.move_entry(mv(Some("b"))).await.unwrap(),
+            MoveOutcome::OwnedBy("a".into())
+        );
+        assert_eq!(
+            b.len(&dlq).await.unwrap(),
+            0,
+            "a refused move writes nothing"
+        );
+        let MoveOutcome::Moved {
+            new_id: Some(new_id),
+        } = b.move_entry(mv(Some("a"))).await.unwrap()
+        else {
+            panic!("moved expected");
+        };
+        let copy = b.range(&dlq, "-", "+", 10).await.unwrap();
+        assert_eq!(copy[0].id, new_id);
+        assert_eq!(
+            copy[0].fields,
+            fields(&[("reason", "r"), ("bin", "\u{7f}")])
+        );
+        assert_eq!(
+            b.move_entry(mv(Some("a"))).await.unwrap(),
+            MoveOutcome::NotPending
+        );
+        assert_eq!(
+            b.move_entry(mv(None)).await.unwrap(),
+            MoveOutcome::NotPending
+        );
+        assert_eq!(
+            b.len(&s).await.unwrap(),
+            1,
+            "the source stays without delete_source"
+        );
+
+        let mut missing = mv(None);
+        missing.group = "nogroup".into();
+        assert_eq!(
+            b.move_entry(missing).await.unwrap(),
+            MoveOutcome::NotPending
+        );
+        let mut missing = mv(None);
+        missing.source = c.key("nokey");
+        assert_eq!(
+            b.move_entry(missing).await.unwrap(),
+            MoveOutcome::NotPending
+        );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scheduled_retries_promote_when_due() {
+    run("schedule", |c: Ctx| async move {
+        let b = &c.backend;
+        let (s, sched, ready) = (c.key("s"), c.key("retry:{s}:g"), c.key("retry:{s}:g:ready"));
+        b.create_group(&s, "g", "0").await.unwrap();
+        b.create_group(&ready, "g", "0").await.unwrap();
+        // Equal fields from two entries must stay two retries.
+        let id1 = b
+            .add(add(&s, &[("data", "{\"same\":1}")], vec![]))
+            .await
+            .unwrap();
+        let id2 = b
+            .add(add(&s, &[("data", "{\"same\":1}")], vec![]))
+            .await
+            .unwrap();
+        read(b, "g", "a", &new(&s), None).await.unwrap();
+        for (id, delay) in [(&id1, 300), (&id2, 5000)] {
+            let out = b
+                .move_entry(Move {
+                    source: s.clone(),
+                    group: "g".into(),
+                    id: id.clone(),
+                    consumer: Some("a".into()),
+                    delete_source: false,
+                    target: MoveTarget::Schedule {
+                        key: sched.clone(),
+                        fields: fields(&[("data", "{\"same\":1}"), ("retry_count", "1")]),
+                        delay: Duration::from_millis(delay),
+                    },
+                })
+                .await
+                .unwrap();
+            assert_eq!(out, MoveOutcome::Moved { new_id: None });
+        }
+        assert_eq!(b.schedule_len(&sched).await.unwrap(), 2);
+        let pairs = vec![(sched.clone(), ready.clone())];
+        let p = b.promote_due(&pairs, 100).await.unwrap();
+        assert_eq!(p[0].promoted, 0);
+        let next = p[0].next_due_in.unwrap();
+        assert!(
+            next > Duration::from_millis(100) && next <= Duration::from_millis(300),
+            "{next:?}"
+        );
+        tokio::time::sleep(next + Duration::from_millis(20)).await;
+        let p = b.promote_due(&pairs, 100).await.unwrap();
+        assert_eq!(p[0].promoted, 1);
+        assert!(p[0].next_due_in.unwrap() > Duration::from_secs(4));
+        let got = read(b, "g", "a", &new(&ready), None).await.unwrap();
+        assert_eq!(
+            got[0].entries[0].fields,
+            fields(&[("data", "{\"same\":1}"), ("retry_count", "1")])
+        );
+        assert_eq!(b.schedule_len(&sched).await.unwrap(), 1);
+        assert!(b.promote_due(&[], 10).await.unwrap().is_empty());
+        let empty = vec![(c.key("none"), c.key("none:ready"))];
+        assert_eq!(
+            b.promote_due(&empty, 10).await.unwrap()[0].next_due_in,
+            None
+        );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumers_and_their_removal() {
+    run("consumers", |c: Ctx| async move {
+        let b = &c.backend;
+        let s = c.key("s");
+        b.create_group(&s, "g", "0").await.unwrap();
+        b.add(add(&s, &[("k", "v")], vec![])).await.unwrap();
+        read(b, "g", "busy", &new(&s), None).await.unwrap();
+        let done = b.add(add(&s, &[("k", "w")], vec![])).await.unwrap();
+        read(b, "g", "idle", &new(&s), None).await.unwrap();
+        b.ack(&s, "g", std::slice::from_ref(&done), false)
+            .await
+            .unwrap();
+        let mut cs = b.consumers(&s, "g").await.unwrap();
+        cs.sort_by(|x, y| x.name.cmp(&y.name));
+        assert_eq!(cs.len(), 2);
+        assert_eq!((cs[0].name.as_str(), cs[0].pending), ("busy", 1));
+        assert_eq!((cs[1].name.as_str(), cs[1].pending), ("idle", 0));
+        let groups = b.groups(&s).await.unwrap();
+        assert_eq!((groups[0].consumers, groups[0].pending), (2, 1));
+        assert_eq!(groups[0].last_delivered_id, done);
+        assert_eq!(
+            b.delete_consumer(&s, "g", "busy").await.unwrap(),
+            ConsumerRemoval::HasPending(1)
+        );
+        assert_eq!(
+            b.delete_consumer(&s, "g", "idle").await.unwrap(),
+            ConsumerRemoval::Deleted
+        );
+        assert_eq!(
+            b.delete_consumer(&s, "g", "idle").await.unwrap(),
+            ConsumerRemoval::Missing
+        );
+        assert_eq!(
+            b.delete_consumer(&s, "nogroup", "x").await.unwrap(),
+            ConsumerRemoval::Missing
+        );
+        assert_eq!(b.consumers(&s, "g").await.unwrap().len(), 1);
+        assert!(matches!(
+            b.consumers(&s, "nogroup").await,
+            Err(StreamError::NoGroup { .. })
+        ));
+        assert!(matches!(
+            b.consumers(&c.key("nokey"), "g").await,
+            Err(StreamError::NoGroup { .. })
+        ));
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registry_round_trips() {
+    run("registry", |c: Ctx| async move {
+        let b = &c.backend;
+        let r = c.key("groups");
+        assert_eq!(b.registry_get(&r, "g").await.unwrap(), None);
+        assert!(b.registry_list(&r).await.unwrap().is_empty());
+        b.registry_put(&r, "g", "{\"name\":\"g\"}").await.unwrap();
+        b.registry_put(&r, "h", "{}").await.unwrap();
+        assert_eq!(
+            b.registry_get(&r, "g").await.unwrap().as_deref(),
+            Some("{\"name\":\"g\"}")
+        );
+        let mut all = b.registry_list(&r).await.unwrap();
+        all.sort();
+        assert_eq!(
+            all,
+            vec![
+                ("g".into(), "{\"name\":\"g\"}".into()),
+                ("h".into(), "{}".into())
+            ]
+        );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_keeps_shared_backend_usable() {
+    run("close", |c: Ctx| async move {
+        let shared = Arc::new(c.backend.clone());
+        let other = Arc::clone(&shared);
+        let s = c.key("s");
+        shared.create_group(&s, "g", "0").await.unwrap();
+        read(
+            &*shared,
+            "g",
+            "a",
+            &new(&s),
+            Some(Duration::from_millis(20)),
+        )
+        .await
+        .unwrap();
+        shared.close().await.unwrap();
+        other.add(add(&s, &[("k", "v")], vec![])).await.unwrap();
+        let got = read(
+            &*other,
+            "g",
+            "a",
+            &new(&s),
+            Some(Duration::from_millis(500)),
+        )
+        .await
+        .unwrap();
+        assert_eq!(got[0].entries.len(), 1);
+        let dbg = format!("{shared:?}");
+        assert!(dbg.contains("RedisBackend"), "{dbg}");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn existing_connection_slices_blocking_reads() {
+    run("shared", |c: Ctx| async move {
+        let client = streams_redis::redis::Client::open(c.url.as_str()).unwrap();
+        let conn = client.get_connection_manager().await.unwrap();
+        let b = Arc::new(RedisBackend::from_connection_manager(conn));
+        let s = c.key("s");
+        b.create_group(&s, "g", "$").await.unwrap();
+        // Longer than the connection's 500 ms default response timeout.
+        let started = Instant::now();
+        let got = read(&*b, "g", "a", &new(&s), Some(Duration::from_millis(1200)))
+            .await
+            .unwrap();
+        assert!(got.is_empty());
+        assert!(started.elapsed() >= Duration::from_millis(1150));
+
+        let reader = {
+            let (b, s) = (Arc::clone(&b), s.clone());
+            tokio::spawn(async move {
+                read(&*b, "g", "a", &new(&s), Some(Duration::from_secs(3))).await
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let sent = Instant::now();
+        b.add(add(&s, &[("k", "v")], vec![])).await.unwrap();
+        let waited = sent.elapsed();
+        assert!(
+            waited < Duration::from_millis(150),
+            "send waited {waited:?} behind a slice"
+        );
+        assert_eq!(reader.await.unwrap().unwrap()[0].entries.len(), 1);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_urls_and_unreachable_servers_are_clear_errors() {
+    match RedisBackend::connect("not-a-url").await {
+        Err(StreamError::Config { message }) => assert!(message.contains("redis"), "{message}"),
+        other => panic!("{other:?}"),
+    }
+    let port = streams_redis::testing::free_port().unwrap();
+    let config = RedisConfig::new(format!("redis://:pw@127.0.0.1:{port}"))
+        .with_connect_timeout(Duration::from_millis(300))
+        .with_reconnect_retries(0);
+    let started = Instant::now();
+    let err = RedisBackend::from_config(config).await.unwrap_err();
+    assert!(err.is_retryable(), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            StreamError::Connection { .. } | StreamError::Timeout { .. }
+        ),
+        "{err:?}"
+    );
+    assert!(!err.to_string().contains("pw"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(3));
+}
