@@ -1,10 +1,11 @@
-//! Every usage pattern of the specification on a real Redis: the examples of
-//! `examples/` run here against `RedisBackend`, each in a namespace of its
+//! Every usage pattern of the API specification, as the examples of
+//! `examples/`, on both backends: `memory::<example>` on the in-process
+//! backend and `redis::<example>` on a real Redis, each in a namespace of its
 //! own that is deleted afterwards, pass or fail.
 //!
 //! Redis is found as the other tests find it (`REDIS_URL`, else
 //! 127.0.0.1:6379, else a `redis-server` started from `PATH`); without one
-//! these tests fail and say how to get one.
+//! the Redis half fails and says how to get one.
 
 #[allow(unreachable_pub, dead_code)]
 #[path = "../examples/agent_bus_client.rs"]
@@ -52,7 +53,20 @@ use std::time::Duration;
 
 use futures::FutureExt;
 use streams_redis::testing;
-use xnai_streams::{ManagerConfig, RedisBackend};
+use xnai_streams::{ManagerConfig, MemoryBackend, RedisBackend};
+
+const LIMIT: Duration = Duration::from_secs(30);
+
+async fn on_memory<F, Fut>(name: &str, body: F)
+where
+    F: FnOnce(MemoryBackend, ManagerConfig) -> Fut,
+    Fut: Future<Output = xnai_streams::Result<()>>,
+{
+    tokio::time::timeout(LIMIT, body(MemoryBackend::new(), ManagerConfig::default()))
+        .await
+        .unwrap_or_else(|_| panic!("`{name}` did not finish within {LIMIT:?}"))
+        .expect("the example succeeds on the in-process backend");
+}
 
 /// Runs `body` against Redis in a fresh namespace, then deletes the namespace.
 async fn on_redis<F, Fut>(name: &str, body: F)
@@ -65,7 +79,7 @@ where
     let backend = testing::backend().await.expect("connect to the test Redis");
     let config = ManagerConfig::default().with_namespace(namespace.clone());
     let outcome = tokio::time::timeout(
-        Duration::from_secs(30),
+        LIMIT,
         AssertUnwindSafe(body(backend, config)).catch_unwind(),
     )
     .await;
@@ -75,22 +89,34 @@ where
     match outcome {
         Ok(Ok(result)) => result.expect("the example succeeds on Redis"),
         Ok(Err(panic)) => std::panic::resume_unwind(panic),
-        Err(_) => panic!("`{name}` did not finish within 30 s on Redis"),
+        Err(_) => panic!("`{name}` did not finish within {LIMIT:?} on Redis"),
     }
 }
 
-macro_rules! on_redis {
+macro_rules! on_both {
     ($($example:ident),* $(,)?) => {
-        $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $example() {
-                on_redis(stringify!($example), $example::run).await;
-            }
-        )*
+        mod memory {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $example() {
+                    on_memory(stringify!($example), $example::run).await;
+                }
+            )*
+        }
+        mod redis {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $example() {
+                    on_redis(stringify!($example), $example::run).await;
+                }
+            )*
+        }
     };
 }
 
-on_redis!(
+on_both!(
     agent_bus_client,
     agent_coordination,
     claim_pending,
