@@ -42,6 +42,10 @@ pub(crate) struct DemoArgs {
     /// Print only the summary.
     #[arg(long)]
     quiet: bool,
+    /// With --redis: keep the demo's keys afterwards, to look at them with
+    /// redis-cli (by default the namespace is deleted at the end).
+    #[arg(long)]
+    keep: bool,
 }
 
 /// What the agents have done, shared with the coordinator.
@@ -82,7 +86,15 @@ pub(crate) async fn run(args: DemoArgs) -> Result<()> {
                 "xnai-streams demo on Redis at {}, namespace `{namespace}`",
                 redact(&url)
             );
-            run_on(backend, namespace, args).await
+            let keep = args.keep;
+            let outcome = run_on(backend.clone(), namespace.clone(), args).await;
+            if keep {
+                println!("kept the keys: redis-cli --scan --pattern '{namespace}:*'");
+            } else {
+                let deleted = backend.delete_namespace(&namespace).await?;
+                println!("deleted the demo's {deleted} keys (--keep keeps them)");
+            }
+            outcome
         }
         None => {
             println!("xnai-streams demo on the in-process backend");

@@ -164,6 +164,20 @@ impl RedisBackend {
         &self.inner.config
     }
 
+    /// Deletes every key of a namespace (`<namespace>:*`: its streams, retry
+    /// schedules, dead-letter streams and group registry) with `SCAN` and
+    /// `UNLINK`; returns how many keys were deleted. Keys written while it
+    /// runs may survive.
+    ///
+    /// # Errors
+    /// [`StreamError::InvalidName`](streams_core::StreamError::InvalidName)
+    /// for a name that is not a valid namespace (an empty one would match
+    /// other data), connection errors.
+    pub async fn delete_namespace(&self, namespace: &str) -> Result<u64> {
+        streams_core::validate_name("namespace", namespace)?;
+        commands::delete_namespace(self, namespace).await
+    }
+
     /// The response timeout of ordinary commands, for errors.
     pub(crate) fn timeout(&self) -> Duration {
         self.inner.config.response_timeout

@@ -270,3 +270,55 @@ pub(crate) async fn add(b: &RedisBackend, add: &Add) -> Result<String> {
     };
     reply::string("XADD", id)
 }
+
+/// Deletes every key under `namespace` (`<namespace>:*`) with `SCAN` and
+/// `UNLINK`; returns how many were deleted.
+pub(crate) async fn delete_namespace(b: &RedisBackend, namespace: &str) -> Result<u64> {
+    let pattern = format!("{}:*", glob_escape(namespace));
+    let mut cursor = "0".to_owned();
+    let mut deleted = 0;
+    loop {
+        let mut scan = redis::cmd("SCAN");
+        scan.arg(&cursor)
+            .arg("MATCH")
+            .arg(&pattern)
+            .arg("COUNT")
+            .arg(1000);
+        let (next, keys): (String, Vec<Vec<u8>>) =
+            redis::from_redis_value(b.raw(&scan, b.op("SCAN")).await?)
+                .map_err(|e| bad_reply("SCAN", e.to_string()))?;
+        if !keys.is_empty() {
+            let mut unlink = redis::cmd("UNLINK");
+            unlink.arg(&keys);
+            let n = reply::int("UNLINK", b.raw(&unlink, b.op("UNLINK")).await?)?;
+            deleted += u64::try_from(n).unwrap_or(0);
+        }
+        if next == "0" {
+            return Ok(deleted);
+        }
+        cursor = next;
+    }
+}
+
+/// Escapes the glob characters of `SCAN MATCH`.
+fn glob_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn glob_characters_are_escaped() {
+        assert_eq!(glob_escape("xt-1-a::b"), "xt-1-a::b");
+        assert_eq!(glob_escape("a*b?[c]\\"), "a\\*b\\?\\[c\\]\\\\");
+    }
+}

@@ -25,7 +25,6 @@ use std::time::Duration;
 use streams_core::Result;
 
 use crate::RedisBackend;
-use crate::error::{self, Op};
 
 #[cfg(feature = "testcontainers")]
 mod container;
@@ -124,61 +123,15 @@ pub fn free_port() -> io::Result<u16> {
 /// # Errors
 /// Connection errors.
 pub async fn cleanup(url: &str, namespace: &str) -> Result<u64> {
-    let op = Op::new("cleanup", Duration::from_secs(5));
-    let client = redis::Client::open(url).map_err(|e| error::map(e, op))?;
-    let mut conn = client
-        .get_multiplexed_async_connection()
+    RedisBackend::connect(url)
+        .await?
+        .delete_namespace(namespace)
         .await
-        .map_err(|e| error::map(e, op))?;
-    let pattern = format!("{}:*", glob_escape(namespace));
-    let mut cursor = 0u64;
-    let mut deleted = 0u64;
-    loop {
-        let (next, keys): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(&pattern)
-            .arg("COUNT")
-            .arg(1000)
-            .query_async(&mut conn)
-            .await
-            .map_err(|e| error::map(e, op))?;
-        if !keys.is_empty() {
-            let n: u64 = redis::cmd("UNLINK")
-                .arg(&keys)
-                .query_async(&mut conn)
-                .await
-                .map_err(|e| error::map(e, op))?;
-            deleted += n;
-        }
-        if next == 0 {
-            return Ok(deleted);
-        }
-        cursor = next;
-    }
-}
-
-/// Escapes the glob characters of `SCAN MATCH`.
-fn glob_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn glob_characters_are_escaped() {
-        assert_eq!(glob_escape("xt-1-a::b"), "xt-1-a::b");
-        assert_eq!(glob_escape("a*b?[c]\\"), "a\\*b\\?\\[c\\]\\\\");
-    }
 
     #[test]
     fn closed_port_does_not_answer() {

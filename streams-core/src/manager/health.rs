@@ -117,13 +117,18 @@ impl<B: StreamBackend> Manager<B> {
             }
         }
         match self.collect_health(&mut report).await {
-            Ok(()) => report.healthy = !report.problems.iter().any(|p| p.contains("missing")),
+            // Waiting work is worth a warning; a group missing from a stream
+            // or from the registry means reads fail or cannot find it.
+            Ok(broken) => report.healthy = !broken,
             Err(e) => report.problems.push(format!("health check failed: {e}")),
         }
         Ok(report)
     }
 
-    async fn collect_health(&self, report: &mut HealthReport) -> Result<()> {
+    /// Fills in the groups; returns whether something is broken (not merely
+    /// worth a look).
+    async fn collect_health(&self, report: &mut HealthReport) -> Result<bool> {
+        let mut broken = false;
         let mut configs: BTreeMap<String, ConsumerGroupConfig> = self
             .registered_groups()
             .await?
@@ -137,6 +142,7 @@ impl<B: StreamBackend> Manager<B> {
                     "group `{}` is missing from the group registry",
                     slot.key()
                 ));
+                broken = true;
                 slot.insert(config);
             }
         }
@@ -206,6 +212,7 @@ impl<B: StreamBackend> Manager<B> {
                         "group `{}` is missing on stream `{stream}`",
                         config.name
                     ));
+                    broken = true;
                 }
                 group.streams.push(health);
             }
@@ -217,6 +224,6 @@ impl<B: StreamBackend> Manager<B> {
         for key in &dlq_keys {
             report.dlq_entries += backend.len(key).await?;
         }
-        Ok(())
+        Ok(broken)
     }
 }
