@@ -29,7 +29,10 @@ fn demo_accounts_for_every_task_in_process() {
     );
     assert!(out.contains("stops mid-work"), "{out}");
     assert!(out.contains("claimed"), "{out}");
-    assert!(out.contains("is poison: sent to the dead-letter queue"), "{out}");
+    assert!(
+        out.contains("is poison: sent to the dead-letter queue"),
+        "{out}"
+    );
     assert!(out.contains("dead-letter queue (1 entries)"), "{out}");
 }
 

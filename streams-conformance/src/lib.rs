@@ -38,7 +38,7 @@
 //!
 //! # Cases
 //!
-//! 80 cases in 16 areas. Run one with `cargo test -p <backend> --test conformance <area>::<case>`.
+//! 82 cases in 16 areas. Run one with `cargo test -p <backend> --test conformance <area>::<case>`.
 //!
 //! | area | case | checks |
 //! |---|---|---|
@@ -57,6 +57,7 @@
 //! | read | `restarted_consumer_gets_own_pending_first` | a restarted consumer gets its own pending entries first (as redeliveries), then new ones |
 //! | read | `read_uses_group_defaults` | reads default to the group's `batch_size` and `block` |
 //! | read | `empty_read_waits_for_block` | an empty read waits for `block`; `Duration::ZERO` does not wait |
+//! | read | `restart_loop_dead_letters_poison` | a message that crashes its consumer at every restart is dead-lettered past `retry_limit + 1` deliveries |
 //! | ack | `ack_removes_from_pending` | a read entry is pending for its consumer until acknowledged |
 //! | ack | `ack_twice_returns_false` | a second acknowledgement returns false; unknown ids, keys and groups count 0 |
 //! | ack | `acknowledge_many_counts` | `acknowledge_many` over several streams counts only entries that were pending |

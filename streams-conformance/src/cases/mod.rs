@@ -48,6 +48,7 @@ macro_rules! __for_each_case {
                 restarted_consumer_gets_own_pending_first,
                 read_uses_group_defaults,
                 empty_read_waits_for_block,
+                restart_loop_dead_letters_poison,
             }
             ack {
                 ack_removes_from_pending,

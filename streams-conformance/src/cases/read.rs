@@ -230,3 +230,49 @@ pub async fn empty_read_waits_for_block(ctx: &TestContext) {
         started.elapsed()
     );
 }
+
+/// A message that crashes its consumer every time is not redelivered
+/// forever: each restart's re-delivery counts, and the read that would deliver
+/// it more than `retry_limit + 1` times dead-letters it instead, with reason
+/// `max deliveries exceeded`.
+pub async fn restart_loop_dead_letters_poison(ctx: &TestContext) {
+    let setup = ctx.manager("setup");
+    setup
+        .create_consumer_group(&ctx.group("g", &["s"]))
+        .await
+        .unwrap();
+    let sent = send_n(&setup, "s", 1).await;
+    let limit = setup.config().dlq.retry_limit;
+    // First delivery, then one re-delivery per restart, up to the limit.
+    for delivery in 1..=u64::from(limit) + 1 {
+        let worker = ctx.second_manager("worker").await;
+        let got = worker
+            .read_messages("g", Some(10), Some(Duration::from_millis(50)))
+            .await
+            .unwrap();
+        assert_eq!(ids(&got), sent, "delivery {delivery}");
+        assert_eq!(u64::from(got[0].retry_count), delivery - 1);
+        // The worker crashes: no ack.
+    }
+    let worker = ctx.second_manager("worker").await;
+    let got = worker
+        .read_messages("g", Some(10), Some(Duration::from_millis(50)))
+        .await
+        .unwrap();
+    assert!(
+        got.is_empty(),
+        "the poison message is not handed out again: {got:?}"
+    );
+    let dead = worker.dead_letters(10).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    let provenance = dead[0].dead_letter.as_ref().unwrap();
+    assert_eq!(provenance.origin_id, sent[0]);
+    assert_eq!(provenance.reason, streams_core::MAX_DELIVERIES_EXCEEDED);
+    assert_eq!(provenance.deliveries, Some(u64::from(limit) + 2));
+    assert_eq!(worker.get_stats().await.unwrap().poison_messages, 1);
+    assert!(
+        pending_all(&ctx.backend(), &ctx.key("s"), "g")
+            .await
+            .is_empty()
+    );
+}
