@@ -8,9 +8,7 @@ use crate::support::{TestContext, ids, pending_all, read_n, send_n};
 /// acknowledged; the acknowledgement removes exactly that entry.
 pub async fn ack_removes_from_pending(ctx: &TestContext) {
     let m = ctx.manager("a");
-    m.create_consumer_group(&ctx.group("g", &["s"]))
-        .await
-        .unwrap();
+    ctx.create_group(&m, "g", &["s"]).await;
     let sent = send_n(&m, "s", 2).await;
     let got = read_n(&m, "g", 2, Duration::from_secs(5)).await;
     let backend = ctx.backend();
@@ -44,9 +42,7 @@ pub async fn ack_removes_from_pending(ctx: &TestContext) {
 /// so does the backend's `ack` of an unknown id, key or group.
 pub async fn ack_twice_returns_false(ctx: &TestContext) {
     let m = ctx.manager("a");
-    m.create_consumer_group(&ctx.group("g", &["s"]))
-        .await
-        .unwrap();
+    ctx.create_group(&m, "g", &["s"]).await;
     send_n(&m, "s", 1).await;
     let got = read_n(&m, "g", 1, Duration::from_secs(5)).await;
     assert!(m.acknowledge(&got[0], "g").await.unwrap());
@@ -87,9 +83,7 @@ pub async fn ack_twice_returns_false(ctx: &TestContext) {
 /// returns how many were pending: already acknowledged ones do not count.
 pub async fn acknowledge_many_counts(ctx: &TestContext) {
     let m = ctx.manager("a");
-    m.create_consumer_group(&ctx.group("g", &["s1", "s2"]))
-        .await
-        .unwrap();
+    ctx.create_group(&m, "g", &["s1", "s2"]).await;
     let mut sent = send_n(&m, "s1", 3).await;
     sent.extend(send_n(&m, "s2", 2).await);
     let got = read_n(&m, "g", 5, Duration::from_secs(5)).await;

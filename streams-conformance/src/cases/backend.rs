@@ -5,12 +5,12 @@ use std::time::{Duration, Instant};
 
 use streams_core::backend::{
     Add, ConsumerRemoval, KeyEntries, Move, MoveOutcome, MoveTarget, PendingEntry, PendingQuery,
-    ReadCursor, ReadGroup, Trim,
+    ReadCursor, ReadGroup,
 };
 use streams_core::{Entry, Fields, StreamError, codec};
 
 use crate::assert_err;
-use crate::support::{DynBackend, TestContext, entries, fields, id_parts, pending_all};
+use crate::support::{DynBackend, TestContext, entries, fields, id_parts, pending_all, trim_exact};
 
 fn entry_fields(i: usize) -> Fields {
     fields(&[("i", i.to_string().as_bytes()), ("tag", b"t")])
@@ -264,16 +264,7 @@ pub async fn history_read_returns_own_pending(ctx: &TestContext) {
     assert!(nothing.is_empty(), "{nothing:?}");
 
     // Entry ids[0] is trimmed away while pending.
-    backend
-        .trim(
-            &key,
-            Trim::MaxLen {
-                len: 4,
-                approx: false,
-            },
-        )
-        .await
-        .unwrap();
+    trim_exact(&backend, &key, 4).await;
     let own = read(&backend, &key, "a", history("0"), 10).await.unwrap();
     assert_eq!(own.len(), 1);
     assert_eq!(entry_ids(&own), ids[1..2]);
@@ -383,16 +374,7 @@ pub async fn claim_reports_deleted_entries(ctx: &TestContext) {
     read(&backend, &key, "a", ReadCursor::New, 10)
         .await
         .unwrap();
-    backend
-        .trim(
-            &key,
-            Trim::MaxLen {
-                len: 1,
-                approx: false,
-            },
-        )
-        .await
-        .unwrap();
+    trim_exact(&backend, &key, 1).await;
 
     // Deleted ids count towards a page's `count`, as in Redis.
     let first = backend
@@ -529,16 +511,7 @@ pub async fn set_idle_leaves_other_consumers_alone(ctx: &TestContext) {
     assert!(missing.is_empty());
 
     // As XCLAIM does, an own entry that no longer exists leaves the pending list.
-    backend
-        .trim(
-            &key,
-            Trim::MaxLen {
-                len: 1,
-                approx: false,
-            },
-        )
-        .await
-        .unwrap();
+    trim_exact(&backend, &key, 1).await;
     let gone = backend
         .set_idle(&key, "g", "a", &ids[..1], hour)
         .await

@@ -28,9 +28,7 @@ pub async fn send_returns_id(ctx: &TestContext) {
 /// stream, a creation time, retry count 0, status pending and no error.
 pub async fn send_round_trips_payload(ctx: &TestContext) {
     let m = ctx.manager("a");
-    m.create_consumer_group(&ctx.group("g", &["s"]))
-        .await
-        .unwrap();
+    ctx.create_group(&m, "g", &["s"]).await;
     let payload = json!({
         "agent_id": "cline-1",
         "task": {"id": "R003-1", "steps": [1, 2.5, null, true, "x"], "meta": {}},
@@ -62,9 +60,7 @@ pub async fn send_round_trips_payload(ctx: &TestContext) {
 /// increasing ids, and a reader gets them in that order.
 pub async fn send_batch_preserves_order(ctx: &TestContext) {
     let m = ctx.manager("a");
-    m.create_consumer_group(&ctx.group("g", &["s"]))
-        .await
-        .unwrap();
+    ctx.create_group(&m, "g", &["s"]).await;
     let items: Vec<_> = (0..25).map(|i| json!({"i": i})).collect();
     let sent = m.send_batch("s", items, None).await.unwrap();
     assert_eq!(sent.len(), 25);

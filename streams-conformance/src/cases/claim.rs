@@ -2,11 +2,10 @@
 
 use std::time::{Duration, Instant};
 
-use streams_core::backend::Trim;
 use streams_core::{MAX_DELIVERIES_EXCEEDED, MessageStatus, StreamMessage};
 
 use crate::support::{
-    TestContext, entries, eventually, ids, pending_all, read_n, read_now, send_n,
+    TestContext, entries, eventually, ids, pending_all, read_n, read_now, send_n, trim_exact,
 };
 
 /// An unacknowledged message can be claimed by another consumer once it has
@@ -14,9 +13,7 @@ use crate::support::{
 /// is the default threshold.
 pub async fn claim_respects_idle_time(ctx: &TestContext) {
     let a = ctx.manager("a");
-    a.create_consumer_group(&ctx.group("g", &["s"]))
-        .await
-        .unwrap();
+    ctx.create_group(&a, "g", &["s"]).await;
     let sent = send_n(&a, "s", 1).await;
     let read_started = Instant::now();
     read_n(&a, "g", 1, Duration::from_secs(5)).await;
@@ -63,9 +60,7 @@ pub async fn claim_respects_idle_time(ctx: &TestContext) {
 /// delivery count, and its `retry_count` is the number of redeliveries.
 pub async fn claim_increments_delivery_count(ctx: &TestContext) {
     let a = ctx.manager("a");
-    a.create_consumer_group(&ctx.group("g", &["s"]))
-        .await
-        .unwrap();
+    ctx.create_group(&a, "g", &["s"]).await;
     let sent = send_n(&a, "s", 1).await;
     read_n(&a, "g", 1, Duration::from_secs(5)).await;
     let b = ctx.second_manager("b").await;
@@ -94,9 +89,7 @@ pub async fn claim_increments_delivery_count(ctx: &TestContext) {
 /// many pages as it takes.
 pub async fn claim_pages_through_everything(ctx: &TestContext) {
     let a = ctx.manager("a");
-    a.create_consumer_group(&ctx.group("g", &["s1", "s2"]))
-        .await
-        .unwrap();
+    ctx.create_group(&a, "g", &["s1", "s2"]).await;
     let s1 = send_n(&a, "s1", 7).await;
     let s2 = send_n(&a, "s2", 4).await;
     read_n(&a, "g", 11, Duration::from_secs(5)).await;
@@ -135,23 +128,12 @@ pub async fn claim_pages_through_everything(ctx: &TestContext) {
 /// are acknowledged and counted in `pending_deleted`; the rest are claimed.
 pub async fn claim_acks_deleted_pending_entries(ctx: &TestContext) {
     let a = ctx.manager("a");
-    a.create_consumer_group(&ctx.group("g", &["s"]))
-        .await
-        .unwrap();
+    ctx.create_group(&a, "g", &["s"]).await;
     let sent = send_n(&a, "s", 5).await;
     read_n(&a, "g", 5, Duration::from_secs(5)).await;
     let backend = ctx.backend();
     let key = ctx.key("s");
-    let removed = backend
-        .trim(
-            &key,
-            Trim::MaxLen {
-                len: 2,
-                approx: false,
-            },
-        )
-        .await
-        .unwrap();
+    let removed = trim_exact(&backend, &key, 2).await;
     assert_eq!(removed, 3);
 
     let b = ctx.second_manager("b").await;
@@ -175,24 +157,12 @@ pub async fn claim_acks_deleted_pending_entries(ctx: &TestContext) {
 /// the surviving ones are delivered.
 pub async fn restart_acks_deleted_pending_entries(ctx: &TestContext) {
     let first = ctx.manager("worker");
-    first
-        .create_consumer_group(&ctx.group("g", &["s"]))
-        .await
-        .unwrap();
+    ctx.create_group(&first, "g", &["s"]).await;
     let sent = send_n(&first, "s", 4).await;
     read_n(&first, "g", 4, Duration::from_secs(5)).await;
     let backend = ctx.backend();
     let key = ctx.key("s");
-    backend
-        .trim(
-            &key,
-            Trim::MaxLen {
-                len: 1,
-                approx: false,
-            },
-        )
-        .await
-        .unwrap();
+    trim_exact(&backend, &key, 1).await;
 
     let restarted = ctx.second_manager("worker").await;
     let resumed = restarted
@@ -215,9 +185,7 @@ pub async fn restart_acks_deleted_pending_entries(ctx: &TestContext) {
 /// with reason "max deliveries exceeded" instead of returning it.
 pub async fn poison_message_goes_to_dlq(ctx: &TestContext) {
     let a = ctx.manager("a");
-    a.create_consumer_group(&ctx.group("g", &["s"]))
-        .await
-        .unwrap();
+    ctx.create_group(&a, "g", &["s"]).await;
     let sent = send_n(&a, "s", 1).await;
     read_n(&a, "g", 1, Duration::from_secs(5)).await;
     let b = ctx.second_manager("b").await;
@@ -261,9 +229,7 @@ pub async fn poison_message_goes_to_dlq(ctx: &TestContext) {
 /// group's retry stream it was read from, and is removed from there.
 pub async fn claimed_retry_copy_is_acked_where_read(ctx: &TestContext) {
     let a = ctx.manager("a");
-    a.create_consumer_group(&ctx.group("g", &["s"]))
-        .await
-        .unwrap();
+    ctx.create_group(&a, "g", &["s"]).await;
     send_n(&a, "s", 1).await;
     let got = read_n(&a, "g", 1, Duration::from_secs(5)).await;
     assert!(a.retry_message(&got[0]).await.unwrap());

@@ -44,9 +44,7 @@ fn malformed() -> Vec<(&'static str, Fields)> {
 /// timestamp taken from its id; it can be acknowledged as usual.
 pub async fn foreign_entries_decode_as_strings(ctx: &TestContext) {
     let m = ctx.manager("a");
-    m.create_consumer_group(&ctx.group("g", &["s"]))
-        .await
-        .unwrap();
+    ctx.create_group(&m, "g", &["s"]).await;
     let id = add_raw(
         ctx,
         "s",
@@ -80,9 +78,7 @@ pub async fn foreign_entries_decode_as_strings(ctx: &TestContext) {
 /// well-formed entry after them arrives intact.
 pub async fn malformed_entries_arrive_failed(ctx: &TestContext) {
     let m = ctx.manager("a");
-    m.create_consumer_group(&ctx.group("g", &["s"]))
-        .await
-        .unwrap();
+    ctx.create_group(&m, "g", &["s"]).await;
     let cases = malformed();
     let mut written = Vec::new();
     for (_, f) in &cases {
@@ -120,9 +116,7 @@ pub async fn malformed_entries_arrive_failed(ctx: &TestContext) {
 /// byte for byte, as `raw:<name>`, with its provenance.
 pub async fn malformed_entry_dead_letters_with_raw_fields(ctx: &TestContext) {
     let m = ctx.manager("a");
-    m.create_consumer_group(&ctx.group("g", &["s"]))
-        .await
-        .unwrap();
+    ctx.create_group(&m, "g", &["s"]).await;
     let cases = malformed();
     for (_, f) in &cases {
         add_raw(ctx, "s", f.clone()).await;
@@ -160,9 +154,7 @@ pub async fn malformed_entry_dead_letters_with_raw_fields(ctx: &TestContext) {
 /// so it can still be dead-lettered with its raw fields.
 pub async fn malformed_entry_is_not_retried(ctx: &TestContext) {
     let m = ctx.manager("a");
-    m.create_consumer_group(&ctx.group("g", &["s"]))
-        .await
-        .unwrap();
+    ctx.create_group(&m, "g", &["s"]).await;
     let raw = fields(&[("data", b"not json {")]);
     let id = add_raw(ctx, "s", raw.clone()).await;
     let msg = read_n(&m, "g", 1, Duration::from_secs(5)).await.remove(0);

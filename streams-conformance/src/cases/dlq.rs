@@ -16,9 +16,7 @@ use crate::support::{
 /// reason, failure time, deliveries) and acknowledges the original.
 pub async fn dlq_move_acks_original(ctx: &TestContext) {
     let a = ctx.manager("a");
-    a.create_consumer_group(&ctx.group("g", &["s"]))
-        .await
-        .unwrap();
+    ctx.create_group(&a, "g", &["s"]).await;
     let payload = json!({"task_id": "R003-1", "nested": {"x": [1, 2]}});
     let id = a.send_message("s", payload.clone(), None).await.unwrap();
     let msg = read_n(&a, "g", 1, Duration::from_secs(5)).await.remove(0);
@@ -66,9 +64,7 @@ pub async fn dlq_move_acks_original(ctx: &TestContext) {
 /// the original pending: only a group's move acknowledges it.
 pub async fn dlq_without_group_keeps_original_pending(ctx: &TestContext) {
     let a = ctx.manager("a");
-    a.create_consumer_group(&ctx.group("g", &["s"]))
-        .await
-        .unwrap();
+    ctx.create_group(&a, "g", &["s"]).await;
     send_n(&a, "s", 1).await;
     let msg = read_n(&a, "g", 1, Duration::from_secs(5)).await.remove(0);
     a.send_to_dlq(&msg, "inspect me", None).await.unwrap();
@@ -96,9 +92,7 @@ pub async fn dlq_disabled_keeps_message_pending(ctx: &TestContext) {
     let cfg = ctx.config("a");
     let dlq = cfg.dlq.clone().with_enabled(false).with_retry_limit(0);
     let a = ctx.manager_with(cfg.with_dlq(dlq));
-    a.create_consumer_group(&ctx.group("g", &["s"]))
-        .await
-        .unwrap();
+    ctx.create_group(&a, "g", &["s"]).await;
     send_n(&a, "s", 1).await;
     let msg = read_n(&a, "g", 1, Duration::from_secs(5)).await.remove(0);
     assert_err!(
@@ -129,9 +123,7 @@ pub async fn dlq_trims_by_max_len(ctx: &TestContext) {
     let cfg = ctx.config("a");
     let dlq = cfg.dlq.clone().with_max_len(20);
     let a = ctx.manager_with(cfg.with_dlq(dlq));
-    a.create_consumer_group(&ctx.group("g", &["s"]))
-        .await
-        .unwrap();
+    ctx.create_group(&a, "g", &["s"]).await;
     send_n(&a, "s", 1).await;
     let msg = read_n(&a, "g", 1, Duration::from_secs(5)).await.remove(0);
     let mut last = String::new();
@@ -157,9 +149,7 @@ pub async fn dlq_trims_by_age(ctx: &TestContext) {
     let cfg = ctx.config("a");
     let dlq = cfg.dlq.clone().with_max_retention(retention);
     let a = ctx.manager_with(cfg.with_dlq(dlq));
-    a.create_consumer_group(&ctx.group("g", &["s"]))
-        .await
-        .unwrap();
+    ctx.create_group(&a, "g", &["s"]).await;
     // Large entries: one per stream node, so even approximate trimming is exact.
     let big = "x".repeat(5000);
     a.send_message("s", json!({"big": big}), None)
@@ -208,9 +198,7 @@ pub async fn dlq_per_stream_layout(ctx: &TestContext) {
     let cfg = ctx.config("a");
     let dlq = cfg.dlq.clone().with_layout(DlqLayout::PerStream);
     let a = ctx.manager_with(cfg.with_dlq(dlq));
-    a.create_consumer_group(&ctx.group("g", &["s1", "s2"]))
-        .await
-        .unwrap();
+    ctx.create_group(&a, "g", &["s1", "s2"]).await;
     send_n(&a, "s1", 1).await;
     send_n(&a, "s2", 2).await;
     let got = read_n(&a, "g", 3, Duration::from_secs(5)).await;
@@ -240,9 +228,7 @@ pub async fn dlq_per_stream_layout(ctx: &TestContext) {
 /// retry count and `mid`.
 pub async fn dlq_of_retry_copy_cleans_ready_stream(ctx: &TestContext) {
     let a = ctx.manager("a");
-    a.create_consumer_group(&ctx.group("g", &["s"]))
-        .await
-        .unwrap();
+    ctx.create_group(&a, "g", &["s"]).await;
     send_n(&a, "s", 1).await;
     let msg = read_n(&a, "g", 1, Duration::from_secs(5)).await.remove(0);
     assert!(a.retry_with_error(&msg, "flaky").await.unwrap());

@@ -117,9 +117,7 @@ pub async fn non_object_payload_is_refused(ctx: &TestContext) {
 /// group that was never created, and creates nothing.
 pub async fn unknown_group_is_group_not_found(ctx: &TestContext) {
     let m = ctx.manager("a");
-    m.create_consumer_group(&ctx.group("g", &["s"]))
-        .await
-        .unwrap();
+    ctx.create_group(&m, "g", &["s"]).await;
     send_n(&m, "s", 1).await;
     let msg = read_n(&m, "g", 1, Duration::from_secs(5)).await.remove(0);
     let is_nope = |group: &String| group == "nope";
@@ -183,9 +181,7 @@ pub async fn undelivered_message_is_refused(ctx: &TestContext) {
 /// trimming to 0 entries.
 pub async fn zero_counts_are_config_errors(ctx: &TestContext) {
     let m = ctx.manager("a");
-    m.create_consumer_group(&ctx.group("g", &["s"]))
-        .await
-        .unwrap();
+    ctx.create_group(&m, "g", &["s"]).await;
     assert_err!(
         m.read_messages("g", Some(0), None).await,
         StreamError::Config { .. }
@@ -205,9 +201,7 @@ pub async fn zero_counts_are_config_errors(ctx: &TestContext) {
 /// idempotent), and nothing is written.
 pub async fn closed_manager_refuses_calls(ctx: &TestContext) {
     let m = ctx.second_manager("a").await;
-    m.create_consumer_group(&ctx.group("g", &["s"]))
-        .await
-        .unwrap();
+    ctx.create_group(&m, "g", &["s"]).await;
     m.send_message("s", json!({"k": 1}), None).await.unwrap();
     let msg = read_n(&m, "g", 1, Duration::from_secs(5)).await.remove(0);
     m.close().await.unwrap();

@@ -42,9 +42,7 @@ pub async fn create_group_is_idempotent(ctx: &TestContext) {
 /// creating manager and managers that look it up later use the new one.
 pub async fn create_group_replaces_config(ctx: &TestContext) {
     let m = ctx.manager("a");
-    m.create_consumer_group(&ctx.group("g", &["s1"]))
-        .await
-        .unwrap();
+    ctx.create_group(&m, "g", &["s1"]).await;
     let wider = ctx.group("g", &["s1", "s2"]).with_batch_size(7);
     m.create_consumer_group(&wider).await.unwrap();
     assert_eq!(m.group_config("g").await.unwrap(), wider);
@@ -65,9 +63,7 @@ pub async fn create_group_replaces_config(ctx: &TestContext) {
 pub async fn group_start_controls_old_entries(ctx: &TestContext) {
     let m = ctx.manager("a");
     let old = send_n(&m, "s", 2).await;
-    m.create_consumer_group(&ctx.group("from_start", &["s"]))
-        .await
-        .unwrap();
+    ctx.create_group(&m, "from_start", &["s"]).await;
     m.create_consumer_group(&ctx.group("only_new", &["s"]).with_start(GroupStart::New))
         .await
         .unwrap();
@@ -87,9 +83,7 @@ pub async fn group_start_controls_old_entries(ctx: &TestContext) {
 /// the right `stream`, in id order per stream; `count` applies per stream.
 pub async fn group_over_several_streams(ctx: &TestContext) {
     let m = ctx.manager("a");
-    m.create_consumer_group(&ctx.group("g", &["s1", "s2", "s3"]))
-        .await
-        .unwrap();
+    ctx.create_group(&m, "g", &["s1", "s2", "s3"]).await;
     let mut sent: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     for (stream, n) in [("s1", 4), ("s2", 3), ("s3", 1)] {
         for i in 0..n {

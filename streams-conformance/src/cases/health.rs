@@ -85,9 +85,7 @@ pub async fn health_reports_groups(ctx: &TestContext) {
 /// says so per stream, and the backend's group info of that stream is empty.
 pub async fn health_reports_missing_group(ctx: &TestContext) {
     let a = ctx.manager("a");
-    a.create_consumer_group(&ctx.group("ok", &["s"]))
-        .await
-        .unwrap();
+    ctx.create_group(&a, "ok", &["s"]).await;
     let ghost = ctx.group("ghost", &["nowhere"]);
     let backend = ctx.backend();
     backend

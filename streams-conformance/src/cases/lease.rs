@@ -13,9 +13,7 @@ use crate::support::{TestContext, eventually, ids, pending_all, read_n, send_n};
 /// then returns `false`.
 pub async fn touch_keeps_entry_from_claims(ctx: &TestContext) {
     let a = ctx.manager("a");
-    a.create_consumer_group(&ctx.group("g", &["s"]))
-        .await
-        .unwrap();
+    ctx.create_group(&a, "g", &["s"]).await;
     send_n(&a, "s", 1).await;
     let got = read_n(&a, "g", 1, Duration::from_secs(5)).await;
     let idle = Duration::from_millis(250);
@@ -54,9 +52,7 @@ pub async fn touch_keeps_entry_from_claims(ctx: &TestContext) {
 /// are untouched.
 pub async fn release_makes_entry_claimable(ctx: &TestContext) {
     let a = ctx.manager("a");
-    a.create_consumer_group(&ctx.group("g", &["s"]))
-        .await
-        .unwrap();
+    ctx.create_group(&a, "g", &["s"]).await;
     let sent = send_n(&a, "s", 3).await;
     let got = read_n(&a, "g", 3, Duration::from_secs(5)).await;
     let handed_back = [got[0].clone(), got[2].clone()];

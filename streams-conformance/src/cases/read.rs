@@ -18,10 +18,7 @@ use crate::support::{
 /// backend that polls instead of waking cannot pass by the luck of its phase).
 pub async fn blocking_read_wakes_on_send(ctx: &TestContext) {
     let reader = ctx.manager("reader");
-    reader
-        .create_consumer_group(&ctx.group("g", &["s1", "s2"]))
-        .await
-        .unwrap();
+    ctx.create_group(&reader, "g", &["s1", "s2"]).await;
     let producer = ctx.second_manager("producer").await;
     producer.initialize().await.unwrap();
     // Nothing pending: the first read only resumes the (empty) backlog.
@@ -73,9 +70,7 @@ pub async fn blocking_read_wakes_on_send(ctx: &TestContext) {
 /// every one of 200 messages goes to exactly one of them.
 pub async fn consumers_share_new_messages(ctx: &TestContext) {
     let a = ctx.manager("a");
-    a.create_consumer_group(&ctx.group("g", &["s"]))
-        .await
-        .unwrap();
+    ctx.create_group(&a, "g", &["s"]).await;
     let b = ctx.second_manager("b").await;
     let sent = send_n(&a, "s", 200).await;
     let total = Arc::new(AtomicUsize::new(0));
@@ -130,10 +125,7 @@ pub async fn consumers_share_new_messages(ctx: &TestContext) {
 /// new ones; other consumers never see those pending entries.
 pub async fn restarted_consumer_gets_own_pending_first(ctx: &TestContext) {
     let first = ctx.manager("worker");
-    first
-        .create_consumer_group(&ctx.group("g", &["s"]))
-        .await
-        .unwrap();
+    ctx.create_group(&first, "g", &["s"]).await;
     let old = send_n(&first, "s", 3).await;
     let taken = read_n(&first, "g", 3, Duration::from_secs(5)).await;
     assert_eq!(ids(&taken), old);
@@ -237,10 +229,7 @@ pub async fn empty_read_waits_for_block(ctx: &TestContext) {
 /// `max deliveries exceeded`.
 pub async fn restart_loop_dead_letters_poison(ctx: &TestContext) {
     let setup = ctx.manager("setup");
-    setup
-        .create_consumer_group(&ctx.group("g", &["s"]))
-        .await
-        .unwrap();
+    ctx.create_group(&setup, "g", &["s"]).await;
     let sent = send_n(&setup, "s", 1).await;
     let limit = setup.config().dlq.retry_limit;
     // First delivery, then one re-delivery per restart, up to the limit.

@@ -37,9 +37,7 @@ async fn poll_one(m: &TestManager, group: &str, within: Duration) -> (StreamMess
 /// it will be, and no consumer of the group gets it earlier.
 pub async fn retry_not_due_before_backoff(ctx: &TestContext) {
     let a = ctx.manager("a");
-    a.create_consumer_group(&ctx.group("g", &["s"]))
-        .await
-        .unwrap();
+    ctx.create_group(&a, "g", &["s"]).await;
     let b = ctx.second_manager("b").await;
     let sent = send_n(&a, "s", 1).await;
     let mut current = read_n(&a, "g", 1, Duration::from_secs(5)).await.remove(0);
@@ -98,9 +96,7 @@ pub async fn retry_not_due_before_backoff(ctx: &TestContext) {
 /// the copy right; acknowledging the last copy leaves nothing behind.
 pub async fn retry_due_after_backoff(ctx: &TestContext) {
     let a = ctx.manager("a");
-    a.create_consumer_group(&ctx.group("g", &["s"]))
-        .await
-        .unwrap();
+    ctx.create_group(&a, "g", &["s"]).await;
     send_n(&a, "s", 1).await;
     let original = read_n(&a, "g", 1, Duration::from_secs(5)).await.remove(0);
     let mut current = original.clone();
@@ -144,9 +140,7 @@ pub async fn retry_limit_returns_false(ctx: &TestContext) {
     let cfg = ctx.config("a");
     let dlq = cfg.dlq.clone().with_retry_limit(1);
     let a = ctx.manager_with(cfg.with_dlq(dlq));
-    a.create_consumer_group(&ctx.group("g", &["s"]))
-        .await
-        .unwrap();
+    ctx.create_group(&a, "g", &["s"]).await;
     send_n(&a, "s", 1).await;
     let msg = read_n(&a, "g", 1, Duration::from_secs(5)).await.remove(0);
     assert!(a.retry_message(&msg).await.unwrap());
@@ -190,12 +184,8 @@ pub async fn retry_limit_returns_false(ctx: &TestContext) {
 /// the source stream gets no new entry.
 pub async fn retried_message_reaches_only_its_group(ctx: &TestContext) {
     let m = ctx.manager("a");
-    m.create_consumer_group(&ctx.group("g1", &["s"]))
-        .await
-        .unwrap();
-    m.create_consumer_group(&ctx.group("g2", &["s"]))
-        .await
-        .unwrap();
+    ctx.create_group(&m, "g1", &["s"]).await;
+    ctx.create_group(&m, "g2", &["s"]).await;
     let sent = send_n(&m, "s", 1).await;
     let in_g1 = read_n(&m, "g1", 1, Duration::from_secs(5)).await;
     let in_g2 = read_n(&m, "g2", 1, Duration::from_secs(5)).await;
@@ -236,9 +226,7 @@ pub async fn retried_message_reaches_only_its_group(ctx: &TestContext) {
 /// `NotOwner` naming B and write nothing; B still holds it and can retry it.
 pub async fn retry_moves_are_fenced(ctx: &TestContext) {
     let a = ctx.manager("a");
-    a.create_consumer_group(&ctx.group("g", &["s"]))
-        .await
-        .unwrap();
+    ctx.create_group(&a, "g", &["s"]).await;
     let sent = send_n(&a, "s", 1).await;
     let msg = read_n(&a, "g", 1, Duration::from_secs(5)).await.remove(0);
     let b = ctx.second_manager("b").await;
@@ -280,9 +268,7 @@ pub async fn retry_moves_are_fenced(ctx: &TestContext) {
 /// nothing is written.
 pub async fn retry_of_acked_message_is_refused(ctx: &TestContext) {
     let a = ctx.manager("a");
-    a.create_consumer_group(&ctx.group("g", &["s"]))
-        .await
-        .unwrap();
+    ctx.create_group(&a, "g", &["s"]).await;
     send_n(&a, "s", 1).await;
     let msg = read_n(&a, "g", 1, Duration::from_secs(5)).await.remove(0);
     assert!(a.acknowledge(&msg, "g").await.unwrap());
@@ -337,9 +323,7 @@ pub async fn retry_backoff_doubles_up_to_cap(ctx: &TestContext) {
     assert!(samples.iter().any(|d| *d != samples[0]), "jitter varies");
 
     // A jittered retry is scheduled within [base, 1.5 * base].
-    j.create_consumer_group(&ctx.group("g", &["s"]))
-        .await
-        .unwrap();
+    ctx.create_group(&j, "g", &["s"]).await;
     send_n(&j, "s", 1).await;
     let msg = read_n(&j, "g", 1, Duration::from_secs(5)).await.remove(0);
     let started = Instant::now();
@@ -366,9 +350,7 @@ pub async fn retry_backoff_doubles_up_to_cap(ctx: &TestContext) {
 /// envelope (byte for byte), so a retry drops nothing.
 pub async fn retry_keeps_extra_fields(ctx: &TestContext) {
     let a = ctx.manager("a");
-    a.create_consumer_group(&ctx.group("g", &["s"]))
-        .await
-        .unwrap();
+    ctx.create_group(&a, "g", &["s"]).await;
     let stored = fields(&[
         ("data", b"{\"k\":1}"),
         ("trace_id", b"abc-123"),

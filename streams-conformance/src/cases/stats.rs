@@ -12,9 +12,7 @@ use crate::support::{TestContext, read_n, send_n};
 /// manager's counters are its own.
 pub async fn stats_match_operations(ctx: &TestContext) {
     let a = ctx.manager("a");
-    a.create_consumer_group(&ctx.group("g", &["s"]))
-        .await
-        .unwrap();
+    ctx.create_group(&a, "g", &["s"]).await;
     send_n(&a, "s", 4).await;
     a.send_message("s", serde_json::json!({"n": 4}), None)
         .await

@@ -12,9 +12,7 @@ use crate::support::{TestContext, eventually, ids, send_n, within};
 /// after the manager is closed, even while a read is in flight.
 pub async fn subscribe_yields_messages_and_ends_on_close(ctx: &TestContext) {
     let m = ctx.second_manager("a").await;
-    m.create_consumer_group(&ctx.group("g", &["s"]))
-        .await
-        .unwrap();
+    ctx.create_group(&m, "g", &["s"]).await;
     let producer = ctx.manager("p");
     let first = send_n(&producer, "s", 2).await;
 

@@ -3,7 +3,7 @@
 use serde_json::json;
 use streams_core::backend::{Add, Trim};
 
-use crate::support::{TestContext, entries, fields};
+use crate::support::{TestContext, entries, fields, trim_exact};
 
 /// Sending with `max_len` keeps the stream at about that length: never
 /// below it, and at most one stream node (100 entries) above it, however
@@ -68,16 +68,7 @@ pub async fn trim_by_max_len(ctx: &TestContext) {
                 .unwrap(),
         );
     }
-    let removed = backend
-        .trim(
-            &key,
-            Trim::MaxLen {
-                len: 10,
-                approx: false,
-            },
-        )
-        .await
-        .unwrap();
+    let removed = trim_exact(&backend, &key, 10).await;
     assert_eq!(removed, 20);
     let kept: Vec<String> = entries(&backend, &key)
         .await

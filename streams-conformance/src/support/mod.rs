@@ -108,6 +108,15 @@ impl TestContext {
             .expect("valid test configuration")
     }
 
+    /// Creates the group `name` over `streams` (with [`group`](Self::group)'s
+    /// short block) through `manager`, failing the case if that fails.
+    pub async fn create_group(&self, manager: &TestManager, name: &str, streams: &[&str]) {
+        manager
+            .create_consumer_group(&self.group(name, streams))
+            .await
+            .expect("create_consumer_group");
+    }
+
     /// A group config with a short block, so empty reads return quickly.
     pub fn group(&self, name: &str, streams: &[&str]) -> ConsumerGroupConfig {
         ConsumerGroupConfig::new(name, streams.iter().copied())
@@ -329,4 +338,15 @@ pub async fn read_now(manager: &TestManager, group: &str) -> Vec<StreamMessage> 
         .read_messages(group, Some(1000), Some(Duration::from_millis(20)))
         .await
         .expect("read_messages")
+}
+
+/// Trims `key` to exactly its newest `len` entries, failing the case if that fails.
+pub async fn trim_exact(backend: &DynBackend, key: &str, len: u64) -> u64 {
+    backend
+        .trim(
+            key,
+            streams_core::backend::Trim::MaxLen { len, approx: false },
+        )
+        .await
+        .expect("trim")
 }
