@@ -5,7 +5,6 @@
 use serde_json::json;
 use xnai_streams::{
     ConsumerGroupConfig, Manager, ManagerConfig, MemoryBackend, Result, StreamBackend, StreamType,
-    codec::now_rfc3339,
 };
 
 /// cline-1 reports progress on `xnai:task_updates`; MC-Overseer follows it
@@ -29,7 +28,7 @@ pub async fn run<B: StreamBackend + Clone>(backend: B, config: ManagerConfig) ->
                 "task_id": "R003-1",
                 "status": "in_progress",
                 "progress": "50%",
-                "timestamp": now_rfc3339(),
+                "timestamp": humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
             }),
             None,
         )

@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::json;
 use xnai_streams::{
     ConsumerGroupConfig, Manager, ManagerConfig, MemoryBackend, Result, StreamBackend,
-    StreamMessage,
+    StreamManagerExt, StreamMessage,
 };
 
 async fn process_message(message: &StreamMessage) -> Result<()> {

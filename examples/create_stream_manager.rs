@@ -23,7 +23,7 @@ pub async fn run<B: StreamBackend + Clone>(backend: B, config: ManagerConfig) ->
     let manager = Manager::new(backend, config.with_consumer_id("cline-1"))?;
     manager.initialize().await?;
     let server = manager.server_info().expect("initialized");
-    println!("{} {} is ready", server.backend, server.version_string());
+    println!("{} {} is ready", server.backend, server.version);
     manager.close().await
 }
 
@@ -35,7 +35,7 @@ async fn main() -> Result<()> {
         let manager = create_stream_manager(Some("cline-1")).await?;
         println!(
             "connected to Redis {}",
-            manager.server_info().expect("initialized").version_string()
+            manager.server_info().expect("initialized").version
         );
         manager.close().await?;
     }

@@ -47,28 +47,43 @@
 //! specification, `docs/architecture.md` for how a call flows through the
 //! crates, and `docs/wire-format.md` for what is stored in Redis.
 
+//!
+//! # Features
+//!
+//! - `memory` (default): the in-process backend, [`MemoryBackend`].
+//! - `redis` (default): the Redis backend, [`RedisBackend`].
+//! - `tls`: `rediss://` URLs.
+//!
+//! The command line tool is the separate `xnai-streams-cli` package.
+
 use std::sync::Arc;
 
 pub use streams_core::backend;
-pub use streams_core::codec;
 pub use streams_core::{
     BoxError, ConsumerGroupConfig, ConsumerHealth, DeadLetter, Delivery, DlqConfig, DlqLayout,
-    Entry, Fields, GroupHealth, GroupStart, HealthReport, KeyLayout, MAX_DELIVERIES_EXCEEDED,
-    MAX_NAME_BYTES, Manager, ManagerConfig, MessageStatus, RawFields, Result, Stats, StreamBackend,
-    StreamError, StreamHealth, StreamManager, StreamMessage, StreamType, validate_name,
+    Entry, EntryId, Fields, GroupHealth, GroupStart, HealthReport, KeyLayout,
+    MAX_DELIVERIES_EXCEEDED, MAX_NAME_BYTES, MAX_PAYLOAD_DEPTH, Manager, ManagerConfig,
+    MessageStatus, PruneReport, RawFields, Result, RetryConfig, RetryPolicy, Stats, StreamBackend,
+    StreamError, StreamHealth, StreamManager, StreamManagerExt, StreamMessage, StreamType,
+    StreamUse, field, validate_name, validate_namespace,
 };
+#[cfg(feature = "memory")]
 pub use streams_memory::MemoryBackend;
+#[cfg(feature = "redis")]
 pub use streams_redis::{RedisBackend, RedisConfig};
 
 /// The stream manager on the in-process backend.
+#[cfg(feature = "memory")]
 pub type MemoryStreamManager = Manager<MemoryBackend>;
 
 /// The stream manager on Redis (the spec's `RedisStreamManager`).
+#[cfg(feature = "redis")]
 pub type RedisStreamManager = Manager<RedisBackend>;
 
 /// A stream manager whose backend is chosen at run time.
 pub type DynStreamManager = Arc<dyn StreamManager>;
 
+#[cfg(any(feature = "memory", feature = "redis"))]
 fn config_for(consumer_id: Option<&str>) -> ManagerConfig {
     let config = ManagerConfig::default();
     match consumer_id {
@@ -92,6 +107,7 @@ fn config_for(consumer_id: Option<&str>) -> ManagerConfig {
 /// [`StreamError::Connection`] when Redis cannot be reached,
 /// [`StreamError::Unsupported`] for a server older than 6.2,
 /// [`StreamError::InvalidName`] for a bad consumer id.
+#[cfg(feature = "redis")]
 pub async fn create_stream_manager(consumer_id: Option<&str>) -> Result<RedisStreamManager> {
     let config = config_for(consumer_id);
     config.validate()?;
@@ -105,6 +121,7 @@ pub async fn create_stream_manager(consumer_id: Option<&str>) -> Result<RedisStr
 ///
 /// # Errors
 /// [`StreamError::InvalidName`] for a bad consumer id.
+#[cfg(feature = "memory")]
 pub async fn create_memory_stream_manager(
     consumer_id: Option<&str>,
 ) -> Result<MemoryStreamManager> {
@@ -127,26 +144,38 @@ pub async fn create_memory_stream_manager(
 /// # Errors
 /// [`StreamError::Config`] for an unknown scheme, connection and
 /// configuration errors.
+#[cfg(any(feature = "memory", feature = "redis"))]
 pub async fn connect(url: &str, config: ManagerConfig) -> Result<DynStreamManager> {
-    let manager: DynStreamManager = if url.starts_with("memory:") {
-        Arc::new(Manager::new(MemoryBackend::new(), config)?)
-    } else if ["redis://", "rediss://", "redis+unix://", "unix://"]
-        .iter()
-        .any(|scheme| url.starts_with(scheme))
-    {
-        Arc::new(Manager::new(RedisBackend::connect(url).await?, config)?)
-    } else {
-        // Only the scheme: the rest of a URL may hold a password.
-        let scheme = url.split_once("://").map_or("(none)", |(scheme, _)| scheme);
-        return Err(StreamError::config(format!(
-            "unknown backend url scheme `{scheme}`: use memory:// or redis://host:port"
-        )));
+    // Only the scheme: the rest of a URL may hold a password.
+    let scheme = url.split_once("://").map_or("(none)", |(scheme, _)| scheme);
+    let manager: DynStreamManager = match scheme {
+        #[cfg(feature = "memory")]
+        "memory" => Arc::new(Manager::new(MemoryBackend::new(), config)?),
+        #[cfg(feature = "redis")]
+        "redis" | "rediss" | "redis+unix" | "unix" => {
+            Arc::new(Manager::new(RedisBackend::connect(url).await?, config)?)
+        }
+        _ => {
+            return Err(StreamError::config(format!(
+                "unknown backend url scheme `{scheme}`: use {}",
+                SCHEMES.join(" or ")
+            )));
+        }
     };
     manager.initialize().await?;
     Ok(manager)
 }
 
+/// The URL schemes [`connect`] knows, with the features enabled.
+#[cfg(any(feature = "memory", feature = "redis"))]
+const SCHEMES: &[&str] = &[
+    #[cfg(feature = "memory")]
+    "memory://",
+    #[cfg(feature = "redis")]
+    "redis://host:port",
+];
+
 /// The README's code samples, compiled and run as doc-tests.
-#[cfg(doctest)]
+#[cfg(all(doctest, feature = "memory", feature = "redis"))]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;

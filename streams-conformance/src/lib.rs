@@ -128,7 +128,8 @@
 pub mod cases;
 pub mod support;
 
-pub use support::{DynBackend, TestBackend, TestContext, TestManager, run_case};
+pub use streams_core::backend::Feature;
+pub use support::{DynBackend, TestBackend, TestContext, TestManager, check_skips, run_case};
 
 /// Expands the whole suite into `#[tokio::test]`s, one module per area.
 #[macro_export]
@@ -141,7 +142,7 @@ macro_rules! conformance_suite {
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __conformance_tests {
-    ($harness:expr; $( $area:ident { $( $case:ident ),* $(,)? } )*) => {
+    ($harness:expr; $( $area:ident { $( $case:ident $([ $($feature:ident),* ])? ),* $(,)? } )*) => {
         $(
             mod $area {
                 #[allow(unused_imports)]
@@ -151,6 +152,7 @@ macro_rules! __conformance_tests {
                     async fn $case() {
                         $crate::run_case(
                             concat!(stringify!($area), "::", stringify!($case)),
+                            &[$($($crate::Feature::$feature),*)?],
                             $harness,
                             |ctx| async move { $crate::cases::$area::$case(&ctx).await },
                         )
@@ -159,5 +161,25 @@ macro_rules! __conformance_tests {
                 )*
             }
         )*
+
+        mod capabilities {
+            #[allow(unused_imports)]
+            use super::*;
+
+            /// Counts the cases this backend skips, and checks them against
+            /// what its harness declares.
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn skipped_cases_are_declared() {
+                let cases: &[(&str, &[$crate::Feature])] = &[
+                    $($(
+                        (
+                            concat!(stringify!($area), "::", stringify!($case)),
+                            &[$($($crate::Feature::$feature),*)?],
+                        ),
+                    )*)*
+                ];
+                $crate::check_skips($harness, cases).await;
+            }
+        }
     };
 }

@@ -1,23 +1,29 @@
-//! The spec's API as a trait, so `dyn StreamManager` works.
+//! The spec's API as a trait, so `dyn StreamManager` works, and the
+//! conveniences every manager gets from [`StreamManagerExt`].
 
 use std::fmt::Debug;
+use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::stream::BoxStream;
+use serde::Serialize;
 use serde_json::Value;
 
 use crate::config::ConsumerGroupConfig;
-use crate::error::Result;
-use crate::manager::{HealthReport, Stats};
+use crate::error::{Result, StreamError};
+use crate::manager::{HealthReport, PruneReport, Stats};
 use crate::message::StreamMessage;
 
-/// The stream manager API (the spec's `RedisStreamManager` methods).
+/// The stream manager API (the spec's `RedisStreamManager` methods), complete:
+/// everything the README teaches works through `Arc<dyn StreamManager>`.
 ///
 /// [`Manager`](crate::Manager) implements it once for every backend; backends
 /// never implement it. Method names follow the spec so its readers find them;
 /// the spec's keyword defaults become `Option` arguments (`None` takes the
-/// group's configured value).
+/// group's configured value). Generic conveniences (`send` of any
+/// `Serialize`, `scoped`) are in [`StreamManagerExt`].
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> streams_core::Result<()> {
@@ -40,12 +46,12 @@ pub trait StreamManager: Send + Sync + Debug {
     /// This manager's consumer id (the spec's `consumer_id`).
     fn consumer_id(&self) -> &str;
 
-    /// Connects, checks the server version, and marks the manager initialized.
+    /// Connects, checks the server, and marks the manager initialized.
     /// Idempotent; other methods call it on first use.
     ///
     /// # Errors
-    /// [`StreamError::Unsupported`](crate::StreamError::Unsupported) for a server
-    /// too old, connection errors, [`StreamError::Closed`](crate::StreamError::Closed).
+    /// [`StreamError::Unsupported`] for a server the backend cannot use,
+    /// connection errors, [`StreamError::Closed`].
     async fn initialize(&self) -> Result<()>;
 
     /// Creates the group on each of its streams (creating missing streams) and
@@ -54,19 +60,44 @@ pub trait StreamManager: Send + Sync + Debug {
     /// with another configuration replaces the registered one.
     ///
     /// # Errors
-    /// [`StreamError::InvalidName`](crate::StreamError::InvalidName),
-    /// [`StreamError::Config`](crate::StreamError::Config), backend errors.
+    /// [`StreamError::InvalidName`], [`StreamError::Config`], backend errors.
     async fn create_consumer_group(&self, config: &ConsumerGroupConfig) -> Result<()>;
 
-    /// Reads the next messages for this consumer from every stream of the
-    /// group, and from the group's due retries. The first read after start
-    /// returns this consumer's own pending entries before new ones. `count`
-    /// applies per stream (Redis `COUNT`); `block` waits for new entries when
-    /// none are ready (`Duration::ZERO` does not wait).
+    /// Removes a group: from every stream it reads (with its pending
+    /// entries), its retry schedules and ready streams, and the registry.
+    /// Returns whether it was registered.
     ///
     /// # Errors
-    /// [`StreamError::GroupNotFound`](crate::StreamError::GroupNotFound) for an
-    /// unknown group, connection errors.
+    /// [`StreamError::GroupNotFound`], connection errors.
+    async fn delete_consumer_group(&self, group_name: &str) -> Result<bool>;
+
+    /// The group's configuration, from this manager or the registry.
+    ///
+    /// # Errors
+    /// [`StreamError::GroupNotFound`], connection errors.
+    async fn group_config(&self, group_name: &str) -> Result<ConsumerGroupConfig>;
+
+    /// Every group in the registry, by name.
+    ///
+    /// # Errors
+    /// Connection errors, [`StreamError::Decode`] for an unreadable entry.
+    async fn registered_groups(&self) -> Result<Vec<ConsumerGroupConfig>>;
+
+    /// Reads the next messages for this consumer from every stream of the
+    /// group and from the group's due retries.
+    ///
+    /// `count` (default: the group's `batch_size`) is the most messages one
+    /// call returns, in total, shared fairly over the streams and the
+    /// retries. `block` (default: the group's `block`) waits for new entries
+    /// when none are ready (`Duration::ZERO` does not wait).
+    ///
+    /// After a start, this consumer's own unfinished work comes first, one
+    /// message per call: a message that may have crashed the consumer is
+    /// handed out alone, so a crash loop is pinned on its culprit (see
+    /// `docs/architecture.md`, "Poison messages").
+    ///
+    /// # Errors
+    /// [`StreamError::GroupNotFound`] for an unknown group, connection errors.
     async fn read_messages(
         &self,
         group_name: &str,
@@ -75,16 +106,16 @@ pub trait StreamManager: Send + Sync + Debug {
     ) -> Result<Vec<StreamMessage>>;
 
     /// Sends `data` (a JSON object) to `stream`; returns the new entry id.
-    /// `max_len` trims the stream approximately (`MAXLEN ~`); `None` uses
+    /// `max_len` trims the stream approximately; `None` uses
     /// [`ManagerConfig::default_max_len`](crate::ManagerConfig::default_max_len).
     /// The send is never retried on its own: after a connection error it may or
     /// may not have happened.
     ///
     /// # Errors
-    /// [`StreamError::InvalidName`](crate::StreamError::InvalidName),
-    /// [`StreamError::PayloadNotObject`](crate::StreamError::PayloadNotObject),
-    /// [`StreamError::PayloadTooLarge`](crate::StreamError::PayloadTooLarge),
-    /// connection errors.
+    /// [`StreamError::InvalidName`] (also for the reserved names of the
+    /// registry and the dead-letter queue),
+    /// [`StreamError::PayloadNotObject`], [`StreamError::PayloadTooLarge`],
+    /// [`StreamError::PayloadTooDeep`], connection errors.
     async fn send_message(&self, stream: &str, data: Value, max_len: Option<u64>)
     -> Result<String>;
 
@@ -104,11 +135,11 @@ pub trait StreamManager: Send + Sync + Debug {
     /// Acknowledges a message in `group_name`; returns whether it was pending.
     ///
     /// # Errors
-    /// [`StreamError::GroupNotFound`](crate::StreamError::GroupNotFound), connection errors.
+    /// [`StreamError::GroupNotFound`], connection errors.
     async fn acknowledge(&self, message: &StreamMessage, group_name: &str) -> Result<bool>;
 
-    /// Acknowledges many messages with one `XACK` per stream; returns how many
-    /// were pending.
+    /// Acknowledges many messages, one round trip per stream; returns how
+    /// many were pending.
     ///
     /// # Errors
     /// As [`acknowledge`](Self::acknowledge).
@@ -120,10 +151,9 @@ pub trait StreamManager: Send + Sync + Debug {
     /// for this consumer.
     ///
     /// # Errors
-    /// [`StreamError::DlqDisabled`](crate::StreamError::DlqDisabled),
-    /// [`StreamError::NotOwner`](crate::StreamError::NotOwner) when the entry
-    /// was acknowledged or claimed by another consumer meanwhile,
-    /// [`StreamError::GroupNotFound`](crate::StreamError::GroupNotFound).
+    /// [`StreamError::DlqDisabled`],
+    /// [`StreamError::NotOwner`] when the entry was acknowledged or claimed
+    /// by another consumer meanwhile, [`StreamError::GroupNotFound`].
     async fn send_to_dlq(
         &self,
         message: &StreamMessage,
@@ -137,21 +167,28 @@ pub trait StreamManager: Send + Sync + Debug {
     /// pending, when its `retry_count` has reached the retry limit.
     ///
     /// # Errors
-    /// [`StreamError::NotDelivered`](crate::StreamError::NotDelivered) for a
-    /// message not read through a group, [`StreamError::NotOwner`](crate::StreamError::NotOwner)
-    /// when it is no longer pending for this consumer,
-    /// [`StreamError::Decode`](crate::StreamError::Decode) for a malformed
-    /// entry (dead-letter it instead: the DLQ keeps its raw fields).
+    /// [`StreamError::NotDelivered`] for a message not read through a group,
+    /// [`StreamError::NotOwner`] when it is no longer pending for this
+    /// consumer, [`StreamError::Decode`] for a malformed entry (dead-letter
+    /// it instead: the DLQ keeps its raw fields).
     async fn retry_message(&self, message: &StreamMessage) -> Result<bool>;
 
-    /// Claims every entry of the group idle for at least `idle` (default: the
-    /// group's `claim_idle`), on all its streams, all pages. Entries delivered
-    /// more than `retry_limit + 1` times go to the dead-letter queue instead
-    /// ("max deliveries exceeded"); entries deleted while pending are
-    /// acknowledged and counted.
+    /// [`retry_message`](Self::retry_message), recording `error` as the
+    /// message's last error in the retry copy.
     ///
     /// # Errors
-    /// [`StreamError::GroupNotFound`](crate::StreamError::GroupNotFound), connection errors.
+    /// As [`retry_message`](Self::retry_message).
+    async fn retry_with_error(&self, message: &StreamMessage, error: &str) -> Result<bool>;
+
+    /// Claims every entry of the group idle for at least `idle` (default: the
+    /// group's `claim_idle`), on all its streams, all pages, and returns
+    /// them. Messages that crashed their consumers too often are
+    /// dead-lettered instead ("max deliveries exceeded"); entries deleted
+    /// while pending are acknowledged and counted.
+    ///
+    /// # Errors
+    /// [`StreamError::GroupNotFound`], [`StreamError::Unsupported`] when the
+    /// backend redelivers abandoned work by itself, connection errors.
     async fn claim_pending_messages(
         &self,
         group_name: &str,
@@ -163,17 +200,54 @@ pub trait StreamManager: Send + Sync + Debug {
     /// no longer pending for this consumer.
     ///
     /// # Errors
-    /// [`StreamError::NotDelivered`](crate::StreamError::NotDelivered), connection errors.
+    /// [`StreamError::NotDelivered`], connection errors.
     async fn touch(&self, message: &StreamMessage) -> Result<bool>;
 
-    /// Hands messages back unhandled: they stay pending but become claimable
-    /// by any consumer at once. Returns how many were handed back.
+    /// Hands messages back unhandled: they stay pending, become claimable
+    /// by any consumer at once, and this delivery does not count towards
+    /// their poison limit. Returns how many were handed back.
     ///
     /// # Errors
-    /// Connection errors.
+    /// [`StreamError::NotDelivered`], connection errors.
     async fn release(&self, messages: &[StreamMessage]) -> Result<u64>;
 
+    /// Moves the due retries of a group (or, with `None`, of every group in
+    /// the registry) into their ready streams now; returns how many moved.
+    /// Reads do this themselves; consumers written in other languages rely
+    /// on it (or on the script in `docs/wire-format.md`). A schedule that
+    /// cannot be promoted is reported in [`get_stats`](Self::get_stats) and
+    /// [`health`](Self::health) and does not stop the others.
+    ///
+    /// # Errors
+    /// [`StreamError::GroupNotFound`], connection errors.
+    async fn promote_due_retries(&self, group_name: Option<&str>) -> Result<u64>;
+
+    /// Removes the group's consumers that have been idle for at least `idle`
+    /// and hold no pending entries (checked atomically, per stream). Never
+    /// removes this manager's own consumer.
+    ///
+    /// # Errors
+    /// [`StreamError::GroupNotFound`], connection errors.
+    async fn prune_consumers(&self, group_name: &str, idle: Duration) -> Result<PruneReport>;
+
+    /// Trims a stream to its newest `max_len` entries, exactly; returns how
+    /// many were removed. Entries pending in a group stay pending and are
+    /// acknowledged and counted when next met.
+    ///
+    /// # Errors
+    /// [`StreamError::InvalidName`], [`StreamError::Config`] for 0, connection errors.
+    async fn trim_stream(&self, stream: &str, max_len: u64) -> Result<u64>;
+
+    /// The oldest `count` entries of the dead-letter queue, decoded, with
+    /// their provenance in [`StreamMessage::dead_letter`]. With a per-stream
+    /// layout, the dead-letter streams of the streams of every registered group.
+    ///
+    /// # Errors
+    /// Connection errors, [`StreamError::Closed`].
+    async fn dead_letters(&self, count: usize) -> Result<Vec<StreamMessage>>;
+
     /// Counters of this manager plus the dead-letter queue's length.
+    /// Does not initialize the manager: `initialized` says whether it is.
     ///
     /// # Errors
     /// Connection errors (while reading the dead-letter length).
@@ -184,7 +258,7 @@ pub trait StreamManager: Send + Sync + Debug {
     /// A backend that cannot be reached gives an unhealthy report, not an error.
     ///
     /// # Errors
-    /// [`StreamError::Closed`](crate::StreamError::Closed).
+    /// [`StreamError::Closed`].
     async fn health(&self) -> Result<HealthReport>;
 
     /// The messages of a group as an endless stream (the spec's
@@ -195,17 +269,208 @@ pub trait StreamManager: Send + Sync + Debug {
     fn subscribe(&self, group_name: &str) -> BoxStream<'static, Result<StreamMessage>>;
 
     /// Closes the manager. Idempotent; later calls fail with
-    /// [`StreamError::Closed`](crate::StreamError::Closed).
+    /// [`StreamError::Closed`].
     ///
     /// # Errors
     /// Errors from the backend while releasing connections.
     async fn close(&self) -> Result<()>;
 }
 
+/// Conveniences for every [`StreamManager`], `dyn` ones included.
+#[async_trait]
+pub trait StreamManagerExt: StreamManager {
+    /// Sends any serializable value that serializes to a JSON object.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> streams_core::Result<()> {
+    /// # let manager = streams_core::Manager::new(streams_memory::MemoryBackend::new(), Default::default())?;
+    /// use streams_core::StreamManagerExt;
+    ///
+    /// #[derive(serde::Serialize)]
+    /// struct TaskUpdate<'a> { agent_id: &'a str, progress: u8 }
+    ///
+    /// manager.send("xnai:task_updates", &TaskUpdate { agent_id: "cline-1", progress: 50 }, None).await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`StreamManager::send_message`], and [`StreamError::Encode`] if the
+    /// value cannot be serialized.
+    async fn send<T: Serialize + Sync + ?Sized>(
+        &self,
+        stream: &str,
+        data: &T,
+        max_len: Option<u64>,
+    ) -> Result<String> {
+        let value = serde_json::to_value(data).map_err(|e| StreamError::Encode {
+            what: "payload".to_owned(),
+            message: e.to_string(),
+        })?;
+        self.send_message(stream, value, max_len).await
+    }
+
+    /// Initializes, runs `f` with a clone of this manager, then closes it,
+    /// whether `f` succeeded or not: the Rust form of the spec's
+    /// `async with RedisStreamManager(...) as manager:`.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> streams_core::Result<()> {
+    /// use std::sync::Arc;
+    /// use streams_core::{Manager, ManagerConfig, StreamManager, StreamManagerExt};
+    /// use streams_memory::MemoryBackend;
+    ///
+    /// let manager: Arc<dyn StreamManager> = Arc::new(Manager::new(MemoryBackend::new(), ManagerConfig::default())?);
+    /// let sent = manager
+    ///     .scoped(|m| async move { m.send_message("jobs", serde_json::json!({"n": 1}), None).await })
+    ///     .await?;
+    /// assert!(!sent.is_empty());
+    /// assert!(!manager.get_stats().await?.initialized); // closed
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// The error of `f`, else that of initializing or closing.
+    async fn scoped<T, F, Fut>(&self, f: F) -> Result<T>
+    where
+        Self: Clone + Sized,
+        T: Send,
+        F: FnOnce(Self) -> Fut + Send,
+        Fut: Future<Output = Result<T>> + Send,
+    {
+        if let Err(e) = self.initialize().await {
+            let _ = self.close().await;
+            return Err(e);
+        }
+        let result = f(self.clone()).await;
+        let closed = self.close().await;
+        let value = result?;
+        closed.map(|()| value)
+    }
+}
+
+impl<M: StreamManager + ?Sized> StreamManagerExt for M {}
+
+macro_rules! forward_manager {
+    ($ty:ty) => {
+        #[async_trait]
+        impl<T: StreamManager + ?Sized> StreamManager for $ty {
+            fn consumer_id(&self) -> &str {
+                (**self).consumer_id()
+            }
+            async fn initialize(&self) -> Result<()> {
+                (**self).initialize().await
+            }
+            async fn create_consumer_group(&self, config: &ConsumerGroupConfig) -> Result<()> {
+                (**self).create_consumer_group(config).await
+            }
+            async fn delete_consumer_group(&self, group_name: &str) -> Result<bool> {
+                (**self).delete_consumer_group(group_name).await
+            }
+            async fn group_config(&self, group_name: &str) -> Result<ConsumerGroupConfig> {
+                (**self).group_config(group_name).await
+            }
+            async fn registered_groups(&self) -> Result<Vec<ConsumerGroupConfig>> {
+                (**self).registered_groups().await
+            }
+            async fn read_messages(
+                &self,
+                group_name: &str,
+                count: Option<usize>,
+                block: Option<Duration>,
+            ) -> Result<Vec<StreamMessage>> {
+                (**self).read_messages(group_name, count, block).await
+            }
+            async fn send_message(
+                &self,
+                stream: &str,
+                data: Value,
+                max_len: Option<u64>,
+            ) -> Result<String> {
+                (**self).send_message(stream, data, max_len).await
+            }
+            async fn send_batch(
+                &self,
+                stream: &str,
+                items: Vec<Value>,
+                max_len: Option<u64>,
+            ) -> Result<Vec<String>> {
+                (**self).send_batch(stream, items, max_len).await
+            }
+            async fn acknowledge(&self, message: &StreamMessage, group_name: &str) -> Result<bool> {
+                (**self).acknowledge(message, group_name).await
+            }
+            async fn acknowledge_many(
+                &self,
+                messages: &[StreamMessage],
+                group_name: &str,
+            ) -> Result<u64> {
+                (**self).acknowledge_many(messages, group_name).await
+            }
+            async fn send_to_dlq(
+                &self,
+                message: &StreamMessage,
+                reason: &str,
+                group_name: Option<&str>,
+            ) -> Result<String> {
+                (**self).send_to_dlq(message, reason, group_name).await
+            }
+            async fn retry_message(&self, message: &StreamMessage) -> Result<bool> {
+                (**self).retry_message(message).await
+            }
+            async fn retry_with_error(&self, message: &StreamMessage, error: &str) -> Result<bool> {
+                (**self).retry_with_error(message, error).await
+            }
+            async fn claim_pending_messages(
+                &self,
+                group_name: &str,
+                idle: Option<Duration>,
+            ) -> Result<Vec<StreamMessage>> {
+                (**self).claim_pending_messages(group_name, idle).await
+            }
+            async fn touch(&self, message: &StreamMessage) -> Result<bool> {
+                (**self).touch(message).await
+            }
+            async fn release(&self, messages: &[StreamMessage]) -> Result<u64> {
+                (**self).release(messages).await
+            }
+            async fn promote_due_retries(&self, group_name: Option<&str>) -> Result<u64> {
+                (**self).promote_due_retries(group_name).await
+            }
+            async fn prune_consumers(
+                &self,
+                group_name: &str,
+                idle: Duration,
+            ) -> Result<PruneReport> {
+                (**self).prune_consumers(group_name, idle).await
+            }
+            async fn trim_stream(&self, stream: &str, max_len: u64) -> Result<u64> {
+                (**self).trim_stream(stream, max_len).await
+            }
+            async fn dead_letters(&self, count: usize) -> Result<Vec<StreamMessage>> {
+                (**self).dead_letters(count).await
+            }
+            async fn get_stats(&self) -> Result<Stats> {
+                (**self).get_stats().await
+            }
+            async fn health(&self) -> Result<HealthReport> {
+                (**self).health().await
+            }
+            fn subscribe(&self, group_name: &str) -> BoxStream<'static, Result<StreamMessage>> {
+                (**self).subscribe(group_name)
+            }
+            async fn close(&self) -> Result<()> {
+                (**self).close().await
+            }
+        }
+    };
+}
+
+forward_manager!(Arc<T>);
+forward_manager!(Box<T>);
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
 
     // Compile-time check: the trait stays object safe.
     #[allow(dead_code)]

@@ -15,6 +15,7 @@
 //! this format, a verbatim copy of every original field as `raw:<name>`.
 
 use std::cell::Cell;
+use std::collections::HashSet;
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::OnceLock;
@@ -58,30 +59,36 @@ pub mod field {
 }
 
 /// Milliseconds since the Unix epoch, by this machine's clock.
-pub fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// The current time, RFC 3339 UTC with milliseconds.
-pub fn now_rfc3339() -> String {
+pub(crate) fn now_rfc3339() -> String {
     humantime::format_rfc3339_millis(SystemTime::now()).to_string()
 }
 
 /// A Unix time in milliseconds as RFC 3339 UTC.
-pub fn ms_to_rfc3339(ms: u64) -> String {
+pub(crate) fn ms_to_rfc3339(ms: u64) -> String {
     humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
 }
 
-/// The milliseconds part of an entry id (`<ms>-<seq>`), if it has one.
-pub fn id_ms(id: &str) -> Option<u64> {
-    id.split_once('-').map_or(id, |(ms, _)| ms).parse().ok()
+/// The time an entry id stands for, when it is a time-based id
+/// (`<ms>-<seq>`, as Redis and the memory backend write them): the stand-in
+/// for `ts` of entries written by other producers. Other ids have none.
+pub(crate) fn id_ms(id: &str) -> Option<u64> {
+    let (ms, seq) = id.split_once('-')?;
+    if seq.is_empty() || !seq.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    ms.parse().ok()
 }
 
 /// 64 random bits, from a per-thread generator seeded by the standard
 /// library's randomly keyed hasher.
-pub fn random_u64() -> u64 {
+pub(crate) fn random_u64() -> u64 {
     thread_local! {
         static STATE: Cell<u64> = Cell::new({
             let mut h = RandomState::new().build_hasher();
@@ -101,7 +108,7 @@ pub fn random_u64() -> u64 {
 }
 
 /// A new producer message id: unique per process run and send.
-pub fn new_mid() -> String {
+pub(crate) fn new_mid() -> String {
     static PROCESS: OnceLock<u64> = OnceLock::new();
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let process = *PROCESS.get_or_init(random_u64);
@@ -110,7 +117,7 @@ pub fn new_mid() -> String {
 }
 
 /// The name of a JSON value's type, for error messages.
-pub fn json_type(v: &Value) -> &'static str {
+pub(crate) fn json_type(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "boolean",
@@ -129,7 +136,7 @@ fn put(fields: &mut Fields, name: &'static str, value: impl Into<Bytes>) {
 ///
 /// `data` is the payload already encoded as JSON. `retry_count` is written only
 /// when it is not 0.
-pub fn envelope_fields(
+pub(crate) fn envelope_fields(
     data: Bytes,
     ts: &str,
     retry_count: u32,
@@ -151,16 +158,60 @@ pub fn envelope_fields(
     fields
 }
 
-/// The payload of a message, encoded as JSON.
-pub fn encode_data(data: &Map<String, Value>) -> Bytes {
-    // A map of JSON values always serializes.
-    Bytes::from(serde_json::to_vec(data).unwrap_or_else(|_| b"{}".to_vec()))
+/// The most levels of nesting a payload may have (the payload object is
+/// level 1): readers decode up to this depth and refuse deeper JSON.
+pub const MAX_PAYLOAD_DEPTH: usize = 127;
+
+/// How deeply a JSON value nests arrays and objects (a scalar is 0, `{}` is
+/// 1). Walks without recursion, so any value can be measured; stops counting
+/// once `limit` is exceeded.
+pub(crate) fn depth(value: &Value, limit: usize) -> usize {
+    fn nests(v: &Value) -> bool {
+        matches!(v, Value::Array(_) | Value::Object(_))
+    }
+    let mut deepest = 0;
+    let mut stack: Vec<(&Value, usize)> = Vec::new();
+    if nests(value) {
+        stack.push((value, 1));
+    }
+    while let Some((v, level)) = stack.pop() {
+        deepest = deepest.max(level);
+        if deepest > limit {
+            break;
+        }
+        match v {
+            Value::Array(items) => {
+                stack.extend(items.iter().filter(|c| nests(c)).map(|c| (c, level + 1)));
+            }
+            Value::Object(map) => {
+                stack.extend(map.values().filter(|c| nests(c)).map(|c| (c, level + 1)));
+            }
+            _ => {}
+        }
+    }
+    deepest
+}
+
+/// The payload of a message as stored: the bytes it was read with when its
+/// data has not been changed since (so numbers beyond 64 bits, key order and
+/// spacing survive retries and dead-letter moves), else `data` encoded anew.
+pub(crate) fn payload_of(msg: &StreamMessage) -> Bytes {
+    if let Some(original) = &msg.payload {
+        let unchanged = serde_json::from_slice::<Map<String, Value>>(original)
+            .is_ok_and(|decoded| decoded == msg.data);
+        if unchanged {
+            return original.clone();
+        }
+    }
+    // A map of JSON values serializes; a nesting too deep for the
+    // serializer cannot come from a decoded message.
+    Bytes::from(serde_json::to_vec(&msg.data).unwrap_or_else(|_| b"{}".to_vec()))
 }
 
 /// The fields of a dead-letter entry for `msg`.
-pub fn dlq_fields(msg: &StreamMessage, dead: &DeadLetter) -> Fields {
+pub(crate) fn dlq_fields(msg: &StreamMessage, dead: &DeadLetter) -> Fields {
     let mut fields = envelope_fields(
-        encode_data(&msg.data),
+        payload_of(msg),
         &msg.timestamp,
         msg.retry_count,
         msg.mid.as_deref(),
@@ -214,20 +265,10 @@ struct DeadLetterParts {
 }
 
 /// Decodes an entry. Never panics; see [`StreamMessage::from_entry`].
-pub fn decode(stream: &str, id: &str, fields: &[(Bytes, Bytes)]) -> StreamMessage {
-    let mut msg = StreamMessage {
-        id: id.to_owned(),
-        stream: stream.to_owned(),
-        data: Map::new(),
-        timestamp: String::new(),
-        retry_count: 0,
-        status: MessageStatus::Pending,
-        error: None,
-        mid: None,
-        dead_letter: None,
-        delivery: None,
-        raw: None,
-    };
+pub(crate) fn decode(stream: &str, id: &str, fields: &[(Bytes, Bytes)]) -> StreamMessage {
+    let mut msg = StreamMessage::new(stream, Map::new());
+    msg.id = id.to_owned();
+    msg.timestamp = String::new();
     if fields
         .iter()
         .any(|(k, _)| k.as_ref() == field::DATA.as_bytes())
@@ -247,6 +288,7 @@ fn decode_envelope(msg: &mut StreamMessage, fields: &[(Bytes, Bytes)]) {
     let mut dead = DeadLetterParts::default();
     let mut raw_copies = Fields::new();
     let mut extra = false;
+    let mut seen: HashSet<&[u8]> = HashSet::with_capacity(fields.len());
     let string = |name: &str, v: &Bytes, problems: &mut Vec<String>| match text(v) {
         Ok(s) => Some(s.to_owned()),
         Err(_) => {
@@ -255,9 +297,16 @@ fn decode_envelope(msg: &mut StreamMessage, fields: &[(Bytes, Bytes)]) {
         }
     };
     for (k, v) in fields {
+        if !seen.insert(k.as_ref()) {
+            problems.push(format!("field `{}` appears more than once", lossy(k)));
+            continue;
+        }
         match k.as_ref() {
             b"data" => match serde_json::from_slice::<Value>(v) {
-                Ok(Value::Object(map)) => msg.data = map,
+                Ok(Value::Object(map)) => {
+                    msg.data = map;
+                    msg.payload = Some(v.clone());
+                }
                 Ok(other) => problems.push(format!(
                     "`data` is a JSON {}, not an object",
                     json_type(&other)
@@ -281,10 +330,16 @@ fn decode_envelope(msg: &mut StreamMessage, fields: &[(Bytes, Bytes)]) {
             b"reason" => dead.reason = string("reason", v, &mut problems),
             b"failed_at" => dead.failed_at = string("failed_at", v, &mut problems),
             b"deliveries" => dead.deliveries = text(v).ok().and_then(|s| s.parse().ok()),
+            // Verbatim copies of another entry's fields: any bytes.
             name if name.starts_with(field::RAW_PREFIX.as_bytes()) => {
-                raw_copies.push((k.slice(field::RAW_PREFIX.len()..), v.clone()))
+                raw_copies.push((k.slice(field::RAW_PREFIX.len()..), v.clone()));
             }
-            _ => extra = true,
+            name => {
+                if text(name).is_err() {
+                    problems.push(format!("field name {:?} is not valid UTF-8", lossy(k)));
+                }
+                extra = true;
+            }
         }
     }
     if let Some(origin_stream) = dead.origin_stream {
@@ -302,6 +357,7 @@ fn decode_envelope(msg: &mut StreamMessage, fields: &[(Bytes, Bytes)]) {
         msg.status = MessageStatus::Failed;
         msg.error = Some(format!("malformed entry: {}", problems.join("; ")));
         msg.data = string_view(fields).0;
+        msg.payload = None;
         msg.raw = Some(RawFields(fields.to_vec()));
         return;
     }
@@ -378,7 +434,7 @@ mod tests {
         let data = json!({"agent_id": "cline-1", "nested": {"a": [1, 2.5, null, true]}});
         let Value::Object(map) = data else { panic!() };
         let fields = envelope_fields(
-            encode_data(&map),
+            Bytes::from(serde_json::to_vec(&map).unwrap()),
             "2026-01-01T00:00:00.000Z",
             2,
             Some("m1"),
@@ -475,11 +531,105 @@ mod tests {
     }
 
     #[test]
+    fn repeated_fields_and_bad_names_fail_with_raw_fields() {
+        for (fields, needle) in [
+            (
+                f(&[("data", b"{\"a\":1}"), ("data", b"{\"a\":2}")]),
+                "field `data` appears more than once",
+            ),
+            (
+                f(&[("data", b"{}"), ("ts", b"a"), ("ts", b"b")]),
+                "`ts` appears",
+            ),
+            (
+                f(&[("data", b"{}"), ("x", b"1"), ("x", b"2")]),
+                "`x` appears",
+            ),
+        ] {
+            let msg = decode("s", "1-1", &fields);
+            assert_eq!(msg.status, MessageStatus::Failed, "{fields:?}");
+            assert!(
+                msg.error.as_deref().unwrap().contains(needle),
+                "{:?}",
+                msg.error
+            );
+            assert_eq!(msg.raw.as_ref().unwrap().fields(), &fields[..]);
+        }
+        let bad_name = vec![
+            (Bytes::from_static(b"data"), Bytes::from_static(b"{}")),
+            (Bytes::from_static(b"\xff\xfe"), Bytes::from_static(b"v")),
+        ];
+        let msg = decode("s", "1-1", &bad_name);
+        assert_eq!(msg.status, MessageStatus::Failed);
+        assert!(msg.error.as_deref().unwrap().contains("field name"));
+        assert_eq!(msg.raw.unwrap().fields(), &bad_name[..]);
+        // A verbatim copy in a dead letter may have any name.
+        let copy = vec![
+            (Bytes::from_static(b"data"), Bytes::from_static(b"{}")),
+            (
+                Bytes::from_static(b"origin_stream"),
+                Bytes::from_static(b"s"),
+            ),
+            (Bytes::from_static(b"raw:\xff"), Bytes::from_static(b"v")),
+        ];
+        let msg = decode("dlq", "2-1", &copy);
+        assert_eq!(msg.status, MessageStatus::Dlq);
+        assert_eq!(msg.raw.unwrap().fields()[0].0.as_ref(), b"\xff");
+    }
+
+    #[test]
+    fn copies_keep_the_payload_bytes_unless_data_changed() {
+        let stored = Bytes::from_static(b"{\"big\":18446744073709551616,\"b\": 1}");
+        let fields = vec![(Bytes::from_static(b"data"), stored.clone())];
+        let mut msg = decode("s", "1-1", &fields);
+        assert_eq!(msg.status, MessageStatus::Pending);
+        assert_eq!(payload_of(&msg), stored);
+        msg.data.insert("c".into(), json!(2));
+        let changed = payload_of(&msg);
+        assert_ne!(changed, stored);
+        assert_eq!(
+            serde_json::from_slice::<Value>(&changed).unwrap()["c"],
+            json!(2)
+        );
+    }
+
+    #[test]
+    fn depth_counts_nesting_without_recursion() {
+        assert_eq!(depth(&json!(1), 10), 0);
+        assert_eq!(depth(&json!({}), 10), 1);
+        assert_eq!(depth(&json!({"a": [1, {"b": []}]}), 10), 4);
+        // Very deep values are measured without overflowing the stack, and
+        // the walk stops once past the limit.
+        let mut deep = json!(0);
+        for _ in 0..100_000 {
+            deep = Value::Array(vec![deep]);
+        }
+        assert_eq!(depth(&deep, 127), 128);
+        std::mem::forget(deep);
+        // What the limit lets through, every reader decodes.
+        let at_limit = format!(
+            "{{\"a\":{}0{}}}",
+            "[".repeat(MAX_PAYLOAD_DEPTH - 1),
+            "]".repeat(MAX_PAYLOAD_DEPTH - 1)
+        );
+        let v: Value = serde_json::from_str(&at_limit).unwrap();
+        assert_eq!(depth(&v, MAX_PAYLOAD_DEPTH), MAX_PAYLOAD_DEPTH);
+        let over = format!(
+            "{{\"a\":{}0{}}}",
+            "[".repeat(MAX_PAYLOAD_DEPTH),
+            "]".repeat(MAX_PAYLOAD_DEPTH)
+        );
+        assert!(serde_json::from_str::<Value>(&over).is_err());
+    }
+
+    #[test]
     fn mids_are_unique() {
         let a = new_mid();
         let b = new_mid();
         assert_ne!(a, b);
         assert_eq!(id_ms("17-3"), Some(17));
         assert_eq!(id_ms("x"), None);
+        assert_eq!(id_ms("17"), None);
+        assert_eq!(id_ms("17-x"), None);
     }
 }

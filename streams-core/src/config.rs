@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::backend::StartAt;
 use crate::error::{Result, StreamError};
-use crate::names::validate_name;
+use crate::names::{validate_name, validate_namespace};
 
 /// A consumer group over one or more streams (the spec's `ConsumerGroupConfig`).
 ///
@@ -26,6 +27,7 @@ use crate::names::validate_name;
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
+#[non_exhaustive]
 pub struct ConsumerGroupConfig {
     /// The group's name.
     pub name: String,
@@ -38,7 +40,8 @@ pub struct ConsumerGroupConfig {
     /// Default 5 s. Serialized as `block_ms`.
     #[serde(rename = "block_ms", with = "millis")]
     pub block: Duration,
-    /// Most entries one read returns per stream (Redis `COUNT`). Default 10.
+    /// Most messages one read returns, over all the group's streams and its
+    /// retries together. Default 10.
     pub batch_size: usize,
     /// How long an entry must sit unacknowledged before another consumer may
     /// claim it. Default 60 s. Serialized as `claim_idle_ms`.
@@ -147,20 +150,21 @@ impl ConsumerGroupConfig {
 /// Where a new consumer group starts reading a stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum GroupStart {
-    /// From the first entry still in the stream (Redis id `0`).
+    /// From the first entry still in the stream.
     #[default]
     Beginning,
-    /// Only entries added after the group is created (Redis id `$`).
+    /// Only entries added after the group is created.
     New,
 }
 
 impl GroupStart {
-    /// The Redis id for `XGROUP CREATE`.
-    pub const fn as_id(self) -> &'static str {
+    /// Where the backend starts the group.
+    pub(crate) fn start_at(self) -> StartAt {
         match self {
-            Self::Beginning => "0",
-            Self::New => "$",
+            Self::Beginning => StartAt::Beginning,
+            Self::New => StartAt::End,
         }
     }
 }
@@ -168,6 +172,7 @@ impl GroupStart {
 /// How dead-letter streams are laid out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum DlqLayout {
     /// One dead-letter stream for everything, named `dlq_prefix` (`xnai:dlq`).
     #[default]
@@ -179,6 +184,9 @@ pub enum DlqLayout {
 
 /// Retry and dead-letter policy (the spec's `DLQConfig`).
 ///
+/// The project's own retry settings (the backoff cap, jitter and the key
+/// prefix of retry schedules) are in [`RetryConfig`].
+///
 /// ```
 /// use std::time::Duration;
 /// use streams_core::DlqConfig;
@@ -186,19 +194,17 @@ pub enum DlqLayout {
 /// let dlq = DlqConfig::default();
 /// assert_eq!(dlq.retry_limit, 3);
 /// assert_eq!(dlq.retry_backoff, Duration::from_secs(60));
-/// // backoff(n) = min(cap, base * 2^n)
-/// assert_eq!(dlq.backoff(0), Duration::from_secs(60));
-/// assert_eq!(dlq.backoff(2), Duration::from_secs(240));
-/// assert_eq!(dlq.backoff(30), dlq.backoff_cap);
+/// assert_eq!(dlq.dlq_prefix, "xnai:dlq");
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
+#[non_exhaustive]
 pub struct DlqConfig {
     /// Whether failed messages may be dead-lettered. Default `true`. When
     /// `false`, `send_to_dlq` fails with [`StreamError::DlqDisabled`] and the
     /// message stays pending; nothing is dropped.
     pub enabled: bool,
-    /// How long dead-letter entries are kept (trimmed by `MINID`). Default 24 h.
+    /// How long dead-letter entries are kept (trimmed by age). Default 24 h.
     /// Serialized as `max_retention_seconds`.
     #[serde(rename = "max_retention_seconds", with = "seconds")]
     pub max_retention: Duration,
@@ -213,16 +219,6 @@ pub struct DlqConfig {
     pub dlq_prefix: String,
     /// Approximate maximum length of each dead-letter stream. Default 10 000.
     pub max_len: u64,
-    /// Prefix of the per-group retry keys. Default `"xnai:retry"`.
-    pub retry_prefix: String,
-    /// Upper bound of the backoff delay. Default 1 h.
-    /// Serialized as `backoff_cap_seconds`.
-    #[serde(rename = "backoff_cap_seconds", with = "seconds")]
-    pub backoff_cap: Duration,
-    /// Random extra delay, as a fraction of the backoff (`0.0..=1.0`), added to
-    /// spread retries of many messages that failed together. It only ever
-    /// lengthens the delay. Default `0.0`.
-    pub jitter: f64,
     /// Shared or per-stream dead-letter streams. Default [`DlqLayout::Shared`].
     pub layout: DlqLayout,
 }
@@ -236,25 +232,12 @@ impl Default for DlqConfig {
             retry_backoff: Duration::from_secs(60),
             dlq_prefix: "xnai:dlq".to_owned(),
             max_len: 10_000,
-            retry_prefix: "xnai:retry".to_owned(),
-            backoff_cap: Duration::from_secs(3600),
-            jitter: 0.0,
             layout: DlqLayout::Shared,
         }
     }
 }
 
 impl DlqConfig {
-    /// The delay before retry number `retry_count + 1`:
-    /// `min(backoff_cap, retry_backoff * 2^retry_count)`, without jitter.
-    pub fn backoff(&self, retry_count: u32) -> Duration {
-        let factor = 1u32.checked_shl(retry_count).unwrap_or(u32::MAX);
-        self.retry_backoff
-            .checked_mul(factor)
-            .unwrap_or(Duration::MAX)
-            .min(self.backoff_cap)
-    }
-
     /// Sets [`enabled`](Self::enabled).
     #[must_use]
     pub fn with_enabled(mut self, enabled: bool) -> Self {
@@ -297,13 +280,64 @@ impl DlqConfig {
         self
     }
 
-    /// Sets [`retry_prefix`](Self::retry_prefix).
+    /// Sets [`layout`](Self::layout).
     #[must_use]
-    pub fn with_retry_prefix(mut self, retry_prefix: impl Into<String>) -> Self {
-        self.retry_prefix = retry_prefix.into();
+    pub fn with_layout(mut self, layout: DlqLayout) -> Self {
+        self.layout = layout;
         self
     }
 
+    /// Checks ranges and names.
+    ///
+    /// # Errors
+    /// [`StreamError::Config`] or [`StreamError::InvalidName`] naming the bad value.
+    pub fn validate(&self) -> Result<()> {
+        validate_name("stream", &self.dlq_prefix)?;
+        if self.max_len == 0 {
+            return Err(StreamError::config("dlq max_len must be at least 1"));
+        }
+        Ok(())
+    }
+}
+
+/// The project's own retry settings, beside the spec's [`DlqConfig`]
+/// (which holds the retry limit and the base backoff).
+///
+/// ```
+/// use std::time::Duration;
+/// use streams_core::RetryConfig;
+///
+/// let retry = RetryConfig::default().with_jitter(0.2);
+/// assert_eq!(retry.backoff_cap, Duration::from_secs(3600));
+/// assert_eq!(retry.key_prefix, "xnai:retry");
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct RetryConfig {
+    /// Upper bound of the backoff delay. Default 1 h.
+    /// Serialized as `backoff_cap_seconds`.
+    #[serde(rename = "backoff_cap_seconds", with = "seconds")]
+    pub backoff_cap: Duration,
+    /// Random extra delay, as a fraction of the backoff (`0.0..=1.0`), added to
+    /// spread retries of many messages that failed together. It only ever
+    /// lengthens the delay. Default `0.0`.
+    pub jitter: f64,
+    /// Prefix of the per-group retry keys. Default `"xnai:retry"`.
+    pub key_prefix: String,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        Self {
+            backoff_cap: Duration::from_secs(3600),
+            jitter: 0.0,
+            key_prefix: "xnai:retry".to_owned(),
+        }
+    }
+}
+
+impl RetryConfig {
     /// Sets [`backoff_cap`](Self::backoff_cap).
     #[must_use]
     pub fn with_backoff_cap(mut self, backoff_cap: Duration) -> Self {
@@ -318,10 +352,10 @@ impl DlqConfig {
         self
     }
 
-    /// Sets [`layout`](Self::layout).
+    /// Sets [`key_prefix`](Self::key_prefix).
     #[must_use]
-    pub fn with_layout(mut self, layout: DlqLayout) -> Self {
-        self.layout = layout;
+    pub fn with_key_prefix(mut self, key_prefix: impl Into<String>) -> Self {
+        self.key_prefix = key_prefix.into();
         self
     }
 
@@ -330,18 +364,68 @@ impl DlqConfig {
     /// # Errors
     /// [`StreamError::Config`] or [`StreamError::InvalidName`] naming the bad value.
     pub fn validate(&self) -> Result<()> {
-        validate_name("stream", &self.dlq_prefix)?;
-        validate_name("stream", &self.retry_prefix)?;
+        validate_name("stream", &self.key_prefix)?;
         if !(0.0..=1.0).contains(&self.jitter) {
             return Err(StreamError::config(format!(
-                "dlq jitter must be within 0.0..=1.0, got {}",
+                "retry jitter must be within 0.0..=1.0, got {}",
                 self.jitter
             )));
         }
-        if self.max_len == 0 {
-            return Err(StreamError::config("dlq max_len must be at least 1"));
-        }
         Ok(())
+    }
+}
+
+/// The retry policy in effect: how often, and how long to wait.
+///
+/// ```
+/// use std::time::Duration;
+/// use streams_core::RetryPolicy;
+///
+/// let policy = RetryPolicy::new(3, Duration::from_secs(60), Duration::from_secs(3600));
+/// // backoff(n) = min(cap, base * 2^n)
+/// assert_eq!(policy.backoff(0), Duration::from_secs(60));
+/// assert_eq!(policy.backoff(2), Duration::from_secs(240));
+/// assert_eq!(policy.backoff(30), Duration::from_secs(3600));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
+pub struct RetryPolicy {
+    /// How many times a message may be retried.
+    pub limit: u32,
+    /// Base delay of the exponential backoff.
+    pub backoff: Duration,
+    /// Upper bound of the delay.
+    pub cap: Duration,
+    /// Random extra delay, as a fraction of the backoff.
+    pub jitter: f64,
+}
+
+impl RetryPolicy {
+    /// A policy without jitter.
+    pub fn new(limit: u32, backoff: Duration, cap: Duration) -> Self {
+        Self {
+            limit,
+            backoff,
+            cap,
+            jitter: 0.0,
+        }
+    }
+
+    /// Sets [`jitter`](Self::jitter).
+    #[must_use]
+    pub fn with_jitter(mut self, jitter: f64) -> Self {
+        self.jitter = jitter;
+        self
+    }
+
+    /// The delay before retry number `retry_count + 1`:
+    /// `min(cap, backoff * 2^retry_count)`, without jitter.
+    pub fn backoff(&self, retry_count: u32) -> Duration {
+        let factor = 1u32.checked_shl(retry_count).unwrap_or(u32::MAX);
+        self.backoff
+            .checked_mul(factor)
+            .unwrap_or(Duration::MAX)
+            .min(self.cap)
     }
 }
 
@@ -358,16 +442,19 @@ impl DlqConfig {
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
+#[non_exhaustive]
 pub struct ManagerConfig {
     /// This process's consumer name. Default: `consumer_<pid>` (a second
     /// manager in the same process gets `consumer_<pid>_2`, and so on, so two
     /// managers never share one pending list by accident).
     pub consumer_id: Option<String>,
-    /// Prefix for every key, so tenants or test cases can share one server.
-    /// Default: none.
+    /// Prefix for every key, so tenants or test cases can share one server:
+    /// a valid name without `:` (one key segment). Default: none.
     pub namespace: Option<String>,
-    /// Retry and dead-letter policy.
+    /// Retry and dead-letter policy (the spec's `DLQConfig`).
     pub dlq: DlqConfig,
+    /// The backoff cap, jitter and key prefix of retries.
+    pub retry: RetryConfig,
     /// Trim applied by `send_message` when it is given no `max_len`
     /// (approximate `MAXLEN ~`). Default: none, streams are never trimmed on
     /// send unless asked, because trimming drops entries a lagging group has
@@ -391,6 +478,7 @@ impl Default for ManagerConfig {
             consumer_id: None,
             namespace: None,
             dlq: DlqConfig::default(),
+            retry: RetryConfig::default(),
             default_max_len: None,
             max_message_bytes: 1024 * 1024,
             promote_interval: Duration::from_millis(500),
@@ -420,6 +508,23 @@ impl ManagerConfig {
     pub fn with_dlq(mut self, dlq: DlqConfig) -> Self {
         self.dlq = dlq;
         self
+    }
+
+    /// Sets [`retry`](Self::retry).
+    #[must_use]
+    pub fn with_retry(mut self, retry: RetryConfig) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// The retry policy of the [`dlq`](Self::dlq) and [`retry`](Self::retry) settings.
+    pub fn retry_policy(&self) -> RetryPolicy {
+        RetryPolicy::new(
+            self.dlq.retry_limit,
+            self.dlq.retry_backoff,
+            self.retry.backoff_cap,
+        )
+        .with_jitter(self.retry.jitter)
     }
 
     /// Sets [`default_max_len`](Self::default_max_len).
@@ -466,10 +571,30 @@ impl ManagerConfig {
             validate_name("consumer", id)?;
         }
         if let Some(ns) = &self.namespace {
-            validate_name("namespace", ns)?;
+            validate_namespace(ns)?;
         }
         validate_name("stream", &self.registry_key)?;
         self.dlq.validate()?;
+        self.retry.validate()?;
+        let prefixes = [
+            ("dlq_prefix", self.dlq.dlq_prefix.as_str()),
+            ("retry key_prefix", self.retry.key_prefix.as_str()),
+            ("registry_key", self.registry_key.as_str()),
+        ];
+        for (i, (a, x)) in prefixes.iter().enumerate() {
+            for (b, y) in &prefixes[i + 1..] {
+                if x == y {
+                    return Err(StreamError::config(format!(
+                        "{a} and {b} are both `{x}`: they must differ"
+                    )));
+                }
+            }
+            if self.namespace.as_deref() == Some(*x) {
+                return Err(StreamError::config(format!(
+                    "the namespace `{x}` equals the {a}: they must differ"
+                )));
+            }
+        }
         if self.max_message_bytes == 0 {
             return Err(StreamError::config("max_message_bytes must be at least 1"));
         }
@@ -559,13 +684,18 @@ mod tests {
         assert_eq!(v["retry_backoff_seconds"], 0.25);
         let back: DlqConfig = serde_json::from_value(v).unwrap();
         assert_eq!(back, d);
+        let r = RetryConfig::default().with_backoff_cap(Duration::from_millis(1500));
+        let v = serde_json::to_value(&r).unwrap();
+        assert_eq!(v["backoff_cap_seconds"], 1.5);
+        assert_eq!(serde_json::from_value::<RetryConfig>(v).unwrap(), r);
+        let m = ManagerConfig::default().with_retry(r);
+        assert_eq!(m.retry_policy().cap, Duration::from_millis(1500));
+        assert_eq!(m.retry_policy().limit, 3);
     }
 
     #[test]
     fn backoff_doubles_and_caps() {
-        let d = DlqConfig::default()
-            .with_retry_backoff(Duration::from_millis(100))
-            .with_backoff_cap(Duration::from_secs(1));
+        let d = RetryPolicy::new(3, Duration::from_millis(100), Duration::from_secs(1));
         assert_eq!(d.backoff(0), Duration::from_millis(100));
         assert_eq!(d.backoff(1), Duration::from_millis(200));
         assert_eq!(d.backoff(3), Duration::from_millis(800));
@@ -593,7 +723,19 @@ mod tests {
         );
         assert!(ConsumerGroupConfig::new("g g", ["a"]).validate().is_err());
         assert!(ConsumerGroupConfig::new("g", ["a"]).validate().is_ok());
-        assert!(DlqConfig::default().with_jitter(1.5).validate().is_err());
+        assert!(RetryConfig::default().with_jitter(1.5).validate().is_err());
+        assert!(
+            ManagerConfig::default()
+                .with_retry(RetryConfig::default().with_key_prefix("xnai:dlq"))
+                .validate()
+                .is_err()
+        );
+        assert!(
+            ManagerConfig::default()
+                .with_namespace("a:b")
+                .validate()
+                .is_err()
+        );
         assert!(
             ManagerConfig::default()
                 .with_consumer_id("a b")

@@ -3,6 +3,17 @@
 use std::error::Error as StdError;
 use std::time::Duration;
 
+/// A duration as people read it in an error: whole milliseconds
+/// (`2s 999ms`), never nanoseconds.
+pub(crate) fn show_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms == 0 && !d.is_zero() {
+        return "<1ms".to_owned();
+    }
+    let rounded = Duration::from_millis(u64::try_from(ms).unwrap_or(u64::MAX));
+    humantime::format_duration(rounded).to_string()
+}
+
 /// A boxed error from a lower layer (the Redis client, an I/O error, ...).
 pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
 
@@ -39,7 +50,7 @@ pub enum StreamError {
     },
 
     /// An operation took longer than allowed.
-    #[error("{operation} timed out after {}", humantime::format_duration(*.after))]
+    #[error("{operation} timed out after {}", crate::error::show_duration(*.after))]
     Timeout {
         /// The operation that timed out, e.g. `XREADGROUP`.
         operation: String,
@@ -87,6 +98,16 @@ pub enum StreamError {
         limit: usize,
     },
 
+    /// The payload nests JSON arrays and objects deeper than readers can
+    /// decode ([`MAX_PAYLOAD_DEPTH`](crate::MAX_PAYLOAD_DEPTH) levels).
+    #[error("payload nests {depth} levels deep; readers decode at most {limit}")]
+    PayloadTooDeep {
+        /// Levels of nesting found (the payload object itself is level 1).
+        depth: usize,
+        /// The most a reader decodes.
+        limit: usize,
+    },
+
     /// The payload is not a JSON object (the spec's `Dict[str, Any]`).
     #[error("payload must be a JSON object, found {found}")]
     PayloadNotObject {
@@ -94,24 +115,22 @@ pub enum StreamError {
         found: &'static str,
     },
 
-    /// A message or value could not be encoded or decoded.
+    /// A value could not be encoded (serialized) for storage.
+    #[error("cannot encode {what}: {message}")]
+    Encode {
+        /// What was being encoded.
+        what: String,
+        /// Why it failed.
+        message: String,
+    },
+
+    /// A message or value could not be decoded.
     #[error("cannot decode {what}: {message}")]
     Decode {
         /// What was being decoded (names the stream and id where known).
         what: String,
         /// Why it failed.
         message: String,
-    },
-
-    /// A message has been retried as often as the DLQ configuration allows.
-    #[error("message `{id}` reached the retry limit ({retry_count} of {limit})")]
-    RetryLimit {
-        /// The message id.
-        id: String,
-        /// Its retry count.
-        retry_count: u32,
-        /// The configured limit.
-        limit: u32,
     },
 
     /// A move (retry, dead-letter) was refused because the entry is no longer
@@ -148,15 +167,14 @@ pub enum StreamError {
         id: String,
     },
 
-    /// The server is too old for a feature the library needs.
-    #[error("{feature} needs server version {required} or newer, the server is {found}")]
+    /// Something the backend or its server cannot do: a server too old for
+    /// a command the backend needs, or a feature the transport lacks.
+    #[error("{feature} is not supported: {reason}")]
     Unsupported {
-        /// The feature, e.g. `XAUTOCLAIM`.
-        feature: &'static str,
-        /// The minimum version.
-        required: String,
-        /// The version found.
-        found: String,
+        /// What was asked for, e.g. `XAUTOCLAIM` or `claim_pending_messages`.
+        feature: String,
+        /// Why it cannot be done, e.g. `needs Redis 6.2 or newer, the server is 6.0.9`.
+        reason: String,
     },
 
     /// A configuration value is out of range or inconsistent.
@@ -245,6 +263,13 @@ mod tests {
             after: Duration::from_millis(1500),
         };
         assert_eq!(e.to_string(), "XREADGROUP timed out after 1s 500ms");
+        let e = StreamError::Timeout {
+            operation: "XADD".into(),
+            after: Duration::from_nanos(2_999_680_930),
+        };
+        assert_eq!(e.to_string(), "XADD timed out after 2s 999ms");
+        assert_eq!(show_duration(Duration::from_micros(3)), "<1ms");
+        assert_eq!(show_duration(Duration::ZERO), "0s");
     }
 
     #[test]

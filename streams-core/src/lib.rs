@@ -28,20 +28,27 @@
 
 mod api;
 pub mod backend;
-pub mod codec;
+mod codec;
 mod config;
 mod error;
 mod manager;
 mod message;
 mod names;
 
-pub use api::StreamManager;
-pub use backend::{Entry, Fields, StreamBackend};
-pub use config::{ConsumerGroupConfig, DlqConfig, DlqLayout, GroupStart, ManagerConfig};
+pub use api::{StreamManager, StreamManagerExt};
+pub use backend::{Entry, EntryId, Fields, StreamBackend};
+pub use codec::{MAX_PAYLOAD_DEPTH, field};
+pub use config::{
+    ConsumerGroupConfig, DlqConfig, DlqLayout, GroupStart, ManagerConfig, RetryConfig, RetryPolicy,
+};
 pub use error::{BoxError, Result, StreamError};
-pub use manager::{ConsumerHealth, GroupHealth, HealthReport, Manager, Stats, StreamHealth};
+pub use manager::{
+    ConsumerHealth, GroupHealth, HealthReport, Manager, PruneReport, Stats, StreamHealth,
+};
 pub use message::{DeadLetter, Delivery, MessageStatus, RawFields, StreamMessage};
-pub use names::{KeyLayout, MAX_NAME_BYTES, StreamType, validate_name};
+pub use names::{
+    KeyLayout, MAX_NAME_BYTES, StreamType, StreamUse, validate_name, validate_namespace,
+};
 
-/// The dead-letter reason given to poison messages by claims.
+/// The dead-letter reason given to poison messages.
 pub use manager::MAX_DELIVERIES_EXCEEDED;

@@ -21,6 +21,7 @@ use crate::error::{Result, StreamError};
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum MessageStatus {
     /// Delivered (or waiting to be) and not yet acknowledged.
     #[default]
@@ -60,6 +61,7 @@ impl fmt::Display for MessageStatus {
 /// How a message reached this consumer: set on messages returned by
 /// `read_messages`, `claim_pending_messages` and `subscribe`.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Delivery {
     /// The consumer group it was read through.
     pub group: String,
@@ -68,13 +70,26 @@ pub struct Delivery {
     /// Whether it was read from the group's private retry stream rather than
     /// from the source stream itself. Acknowledgements go where it was read.
     pub from_retry: bool,
-    /// How many times the server has delivered this entry, when known (it is
-    /// known for claimed entries).
-    pub deliveries: Option<u64>,
+    /// How many times this copy has been handed to a consumer, this time
+    /// included: 1 on the first delivery. More than 1 means an earlier
+    /// delivery ended without an ack or a move (its consumer crashed or
+    /// stalled, or the message was claimed from it). Deliveries handed back
+    /// unhandled (`release`) are not counted.
+    pub deliveries: u64,
+}
+
+impl Delivery {
+    /// Whether an earlier delivery of this copy ended without being settled:
+    /// the message may have crashed its last consumer. The runner handles
+    /// such messages alone.
+    pub fn is_redelivery(&self) -> bool {
+        self.deliveries > 1
+    }
 }
 
 /// Where a dead-letter entry came from and why it is there.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct DeadLetter {
     /// The stream the message was read from.
     pub origin_stream: String,
@@ -108,7 +123,10 @@ impl RawFields {
 ///
 /// `data` is a JSON object, the spec's `Dict[str, Any]`. Messages that came
 /// through a consumer group carry [`Delivery`] details, which
-/// `acknowledge`, `retry_message` and `send_to_dlq` use.
+/// `acknowledge`, `retry_message` and `send_to_dlq` use. A message keeps
+/// the bytes its `data` was stored as, so retry and dead-letter copies carry
+/// them unchanged (numbers beyond 64 bits written by other languages, say)
+/// unless `data` was changed.
 ///
 /// ```
 /// use bytes::Bytes;
@@ -124,6 +142,7 @@ impl RawFields {
 /// assert_eq!(msg.to_json()["stream"], "xnai:agent_bus");
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct StreamMessage {
     /// The entry id, `<ms>-<seq>`.
     pub id: String,
@@ -133,7 +152,9 @@ pub struct StreamMessage {
     pub data: Map<String, Value>,
     /// When the message was first sent (RFC 3339, UTC); kept through retries.
     pub timestamp: String,
-    /// How many times it has been retried (or redelivered, for claimed entries).
+    /// How many of its attempts failed and were retried (`retry_message`):
+    /// 0 on the first attempt. Deliveries cut short by a crash are counted
+    /// in [`Delivery::deliveries`], not here.
     pub retry_count: u32,
     /// Its state.
     pub status: MessageStatus,
@@ -153,6 +174,9 @@ pub struct StreamMessage {
     /// The stored fields, for entries that do not follow the envelope format.
     #[serde(skip)]
     pub raw: Option<RawFields>,
+    /// The bytes `data` was decoded from.
+    #[serde(skip)]
+    pub(crate) payload: Option<Bytes>,
 }
 
 impl StreamMessage {
@@ -170,6 +194,7 @@ impl StreamMessage {
             dead_letter: None,
             delivery: None,
             raw: None,
+            payload: None,
         }
     }
 

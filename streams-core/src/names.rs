@@ -1,11 +1,10 @@
 //! Stream names: the predefined streams, validation, and the key layout.
 
 use std::fmt;
-use std::ops::Deref;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{DlqConfig, DlqLayout};
+use crate::config::{DlqConfig, DlqLayout, RetryConfig};
 use crate::error::{Result, StreamError};
 
 /// Longest accepted stream, group, consumer or namespace name, in bytes.
@@ -13,19 +12,22 @@ pub const MAX_NAME_BYTES: usize = 512;
 
 /// The predefined streams of the agent bus.
 ///
-/// A `StreamType` is accepted wherever a stream name is: it dereferences to
-/// `&str`, converts into `String`, and implements `AsRef<str>` and `Display`.
+/// A `StreamType` is accepted wherever a stream name is taken as
+/// `impl AsRef<str>` (the [`Manager`](crate::Manager) methods); for the
+/// object-safe [`StreamManager`](crate::StreamManager) trait, pass
+/// [`as_str`](Self::as_str). It converts into `String` and implements
+/// `Display`.
 ///
 /// ```
 /// use streams_core::StreamType;
 ///
 /// assert_eq!(StreamType::AgentBus.as_str(), "xnai:agent_bus");
-/// let name: &str = &StreamType::Alerts;
-/// assert_eq!(name, "xnai:alerts");
+/// assert_eq!(StreamType::Alerts.as_ref(), "xnai:alerts");
 /// assert_eq!(StreamType::Dlq.to_string(), "xnai:dlq");
 /// assert!(matches!("xnai:task_updates".parse::<StreamType>(), Ok(StreamType::TaskUpdates)));
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
 pub enum StreamType {
     /// `xnai:agent_bus`: agent coordination.
     #[serde(rename = "xnai:agent_bus")]
@@ -63,13 +65,6 @@ impl StreamType {
             Self::Alerts => "xnai:alerts",
             Self::Dlq => "xnai:dlq",
         }
-    }
-}
-
-impl Deref for StreamType {
-    type Target = str;
-    fn deref(&self) -> &str {
-        self.as_str()
     }
 }
 
@@ -155,25 +150,63 @@ pub fn validate_name(kind: &'static str, name: &str) -> Result<()> {
     }
 }
 
+/// Checks a namespace: a valid name (see [`validate_name`]) without `:`, so
+/// that it is exactly one key segment.
+///
+/// # Errors
+/// [`StreamError::InvalidName`] saying which rule the name breaks.
+pub fn validate_namespace(namespace: &str) -> Result<()> {
+    validate_name("namespace", namespace)?;
+    if namespace.contains(':') {
+        return Err(StreamError::InvalidName {
+            kind: "namespace",
+            name: namespace.to_owned(),
+            reason: "a namespace is one key segment: it cannot contain `:`",
+        });
+    }
+    Ok(())
+}
+
 /// Where every key of a manager lives. Pure string arithmetic; see
-/// `docs/wire-format.md` for the layout.
+/// `docs/wire-format.md` for the layout and why it is injective: two
+/// different (namespace, stream, group) triples never share a key, and no
+/// stream name reaches a key of another kind.
+///
+/// - Without a namespace a stream's key is its name; with namespace `ns`
+///   it is `ns:{<stream>}`. Stream names cannot contain braces, so the two
+///   forms never meet, and the braces make the stream name the Redis
+///   Cluster hash tag.
+/// - A group's retry keys are `[ns:]<retry prefix>:{<stream>}:schedule:<group>`
+///   and `...:ready:<group>`: the kind comes before the group name, so no
+///   group name reaches another group's keys.
+/// - The registry (`xnai:groups`) and the shared dead-letter stream
+///   (`xnai:dlq`) take the place of streams of those names, which are
+///   reserved (see [`KeyLayout::reserved`]).
 ///
 /// ```
-/// use streams_core::{DlqConfig, KeyLayout};
+/// use streams_core::{DlqConfig, KeyLayout, RetryConfig};
 ///
-/// let keys = KeyLayout::new(Some("t1"), &DlqConfig::default(), "xnai:groups").unwrap();
-/// assert_eq!(keys.stream("xnai:agent_bus"), "t1:xnai:agent_bus");
-/// assert_eq!(keys.retry_schedule("xnai:agent_bus", "g"), "t1:xnai:retry:{t1:xnai:agent_bus}:g");
-/// assert_eq!(keys.retry_ready("xnai:agent_bus", "g"), "t1:xnai:retry:{t1:xnai:agent_bus}:g:ready");
-/// assert_eq!(keys.dlq("xnai:agent_bus"), "t1:xnai:dlq");
-/// assert_eq!(keys.registry(), "t1:xnai:groups");
+/// let keys = KeyLayout::new(Some("t1"), &DlqConfig::default(), &RetryConfig::default(), "xnai:groups").unwrap();
+/// assert_eq!(keys.stream("xnai:agent_bus"), "t1:{xnai:agent_bus}");
+/// assert_eq!(keys.retry_schedule("xnai:agent_bus", "g"), "t1:xnai:retry:{xnai:agent_bus}:schedule:g");
+/// assert_eq!(keys.retry_ready("xnai:agent_bus", "g"), "t1:xnai:retry:{xnai:agent_bus}:ready:g");
+/// assert_eq!(keys.dlq("xnai:agent_bus"), "t1:{xnai:dlq}");
+/// assert_eq!(keys.registry(), "t1:{xnai:groups}");
+///
+/// let bare = KeyLayout::new(None, &DlqConfig::default(), &RetryConfig::default(), "xnai:groups").unwrap();
+/// assert_eq!(bare.stream("xnai:agent_bus"), "xnai:agent_bus");
+/// assert_eq!(bare.retry_ready("xnai:agent_bus", "g"), "xnai:retry:{xnai:agent_bus}:ready:g");
+/// assert_eq!(bare.dlq("xnai:agent_bus"), "xnai:dlq");
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyLayout {
+    /// `ns:` or empty.
     prefix: String,
+    namespace: Option<String>,
     retry_prefix: String,
     dlq_prefix: String,
     dlq_layout: DlqLayout,
+    registry_name: String,
     registry: String,
 }
 
@@ -182,69 +215,83 @@ impl KeyLayout {
     ///
     /// # Errors
     /// [`StreamError::InvalidName`] if the namespace or a prefix is not a valid name.
-    pub fn new(namespace: Option<&str>, dlq: &DlqConfig, registry_key: &str) -> Result<Self> {
-        let prefix = match namespace {
-            Some(ns) => {
-                validate_name("namespace", ns)?;
-                format!("{ns}:")
-            }
-            None => String::new(),
-        };
+    pub fn new(
+        namespace: Option<&str>,
+        dlq: &DlqConfig,
+        retry: &RetryConfig,
+        registry_key: &str,
+    ) -> Result<Self> {
+        if let Some(ns) = namespace {
+            validate_namespace(ns)?;
+        }
         validate_name("stream", &dlq.dlq_prefix)?;
-        validate_name("stream", &dlq.retry_prefix)?;
+        validate_name("stream", &retry.key_prefix)?;
         validate_name("stream", registry_key)?;
-        Ok(Self {
-            registry: format!("{prefix}{registry_key}"),
-            retry_prefix: dlq.retry_prefix.clone(),
+        let mut keys = Self {
+            prefix: namespace.map(|ns| format!("{ns}:")).unwrap_or_default(),
+            namespace: namespace.map(str::to_owned),
+            retry_prefix: retry.key_prefix.clone(),
             dlq_prefix: dlq.dlq_prefix.clone(),
             dlq_layout: dlq.layout,
-            prefix,
-        })
+            registry_name: registry_key.to_owned(),
+            registry: String::new(),
+        };
+        keys.registry = keys.stream(registry_key);
+        Ok(keys)
     }
 
-    /// The namespace prefix, with its trailing `:` (empty without a namespace).
-    pub fn prefix(&self) -> &str {
-        &self.prefix
+    /// The namespace, if there is one.
+    pub fn namespace(&self) -> Option<&str> {
+        self.namespace.as_deref()
     }
 
     /// The key of a stream.
     pub fn stream(&self, stream: &str) -> String {
-        format!("{}{stream}", self.prefix)
+        if self.namespace.is_some() {
+            format!("{}{{{stream}}}", self.prefix)
+        } else {
+            stream.to_owned()
+        }
     }
 
-    /// The logical stream name of a stream key, if the key is in this namespace.
+    /// The stream name of a stream key of this layout, if it is one.
     pub fn logical<'k>(&self, key: &'k str) -> Option<&'k str> {
-        key.strip_prefix(self.prefix.as_str())
+        if self.namespace.is_some() {
+            key.strip_prefix(self.prefix.as_str())?
+                .strip_prefix('{')?
+                .strip_suffix('}')
+                .filter(|s| !s.contains(['{', '}']))
+        } else {
+            (!key.contains(['{', '}'])).then_some(key)
+        }
     }
 
-    /// The sorted set of a group's scheduled retries for one stream.
-    ///
-    /// The hash tag is the stream's key, so stream, schedule and ready stream
-    /// share one Redis Cluster slot.
-    pub fn retry_schedule(&self, stream: &str, group: &str) -> String {
-        format!(
-            "{p}{r}:{{{p}{stream}}}:{group}",
-            p = self.prefix,
-            r = self.retry_prefix
-        )
-    }
-
-    /// The private stream a group reads its due retries from.
-    pub fn retry_ready(&self, stream: &str, group: &str) -> String {
-        let mut key = self.retry_schedule(stream, group);
-        key.push_str(":ready");
+    fn owned_by_stream(&self, prefix: &str, stream: &str, rest: &[&str]) -> String {
+        let mut key = format!("{}{prefix}:{{{stream}}}", self.prefix);
+        for part in rest {
+            key.push(':');
+            key.push_str(part);
+        }
         key
+    }
+
+    /// The schedule (a sorted set in Redis) of a group's retries for one
+    /// stream. The hash tag is the stream's name, so stream, schedule and
+    /// ready stream share one Redis Cluster slot.
+    pub fn retry_schedule(&self, stream: &str, group: &str) -> String {
+        self.owned_by_stream(&self.retry_prefix, stream, &["schedule", group])
+    }
+
+    /// The private stream a group reads its due retries of one stream from.
+    pub fn retry_ready(&self, stream: &str, group: &str) -> String {
+        self.owned_by_stream(&self.retry_prefix, stream, &["ready", group])
     }
 
     /// The dead-letter stream for entries that came from `stream`.
     pub fn dlq(&self, stream: &str) -> String {
         match self.dlq_layout {
-            DlqLayout::Shared => format!("{}{}", self.prefix, self.dlq_prefix),
-            DlqLayout::PerStream => format!(
-                "{p}{d}:{{{p}{stream}}}",
-                p = self.prefix,
-                d = self.dlq_prefix
-            ),
+            DlqLayout::Shared => self.stream(&self.dlq_prefix),
+            DlqLayout::PerStream => self.owned_by_stream(&self.dlq_prefix, stream, &[]),
         }
     }
 
@@ -253,10 +300,49 @@ impl KeyLayout {
         self.dlq_layout == DlqLayout::Shared
     }
 
-    /// The hash that maps group names to their configuration.
+    /// The key that maps group names to their configuration.
     pub fn registry(&self) -> &str {
         &self.registry
     }
+
+    /// Why `stream` cannot be used as a stream name for `use_`, if it cannot:
+    /// the registry's name is never a stream, and nothing but dead letters is
+    /// sent to the shared dead-letter stream (groups may read it).
+    pub fn reserved(&self, stream: &str, use_: StreamUse) -> Option<&'static str> {
+        if stream == self.registry_name {
+            return Some("reserved for the group registry");
+        }
+        if use_ == StreamUse::Send && self.dlq_is_shared() && stream == self.dlq_prefix {
+            return Some("reserved for the dead-letter queue: only dead letters are written to it");
+        }
+        None
+    }
+
+    /// Checks a stream name for `use_`: [`validate_name`], then [`reserved`](Self::reserved).
+    ///
+    /// # Errors
+    /// [`StreamError::InvalidName`].
+    pub fn check_stream(&self, stream: &str, use_: StreamUse) -> Result<()> {
+        validate_name("stream", stream)?;
+        match self.reserved(stream, use_) {
+            Some(reason) => Err(StreamError::InvalidName {
+                kind: "stream",
+                name: stream.to_owned(),
+                reason,
+            }),
+            None => Ok(()),
+        }
+    }
+}
+
+/// What a stream name is used for, for [`KeyLayout::reserved`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StreamUse {
+    /// Sending messages to it.
+    Send,
+    /// Reading it through a consumer group.
+    Read,
 }
 
 #[cfg(test)]
@@ -299,23 +385,150 @@ mod tests {
         }
     }
 
+    fn layout(ns: Option<&str>, dlq: DlqLayout) -> KeyLayout {
+        KeyLayout::new(
+            ns,
+            &DlqConfig::default().with_layout(dlq),
+            &RetryConfig::default(),
+            "xnai:groups",
+        )
+        .unwrap()
+    }
+
     #[test]
     fn per_stream_dlq_shares_the_source_slot() {
-        let cfg = DlqConfig::default().with_layout(DlqLayout::PerStream);
-        let keys = KeyLayout::new(None, &cfg, "xnai:groups").unwrap();
+        let keys = layout(None, DlqLayout::PerStream);
         assert_eq!(keys.dlq("xnai:alerts"), "xnai:dlq:{xnai:alerts}");
         assert_eq!(
             keys.retry_schedule("xnai:alerts", "g"),
-            "xnai:retry:{xnai:alerts}:g"
+            "xnai:retry:{xnai:alerts}:schedule:g"
         );
         assert_eq!(keys.logical("xnai:alerts"), Some("xnai:alerts"));
+        let keys = layout(Some("ns"), DlqLayout::PerStream);
+        assert_eq!(keys.dlq("s"), "ns:xnai:dlq:{s}");
     }
 
     #[test]
     fn namespace_is_validated() {
-        assert!(KeyLayout::new(Some("bad ns"), &DlqConfig::default(), "xnai:groups").is_err());
-        let keys = KeyLayout::new(Some("ns"), &DlqConfig::default(), "xnai:groups").unwrap();
-        assert_eq!(keys.logical("ns:s"), Some("s"));
-        assert_eq!(keys.logical("other:s"), None);
+        for bad in ["bad ns", "a:b", ""] {
+            assert!(
+                KeyLayout::new(
+                    Some(bad),
+                    &DlqConfig::default(),
+                    &RetryConfig::default(),
+                    "xnai:groups"
+                )
+                .is_err(),
+                "{bad:?}"
+            );
+        }
+        let keys = layout(Some("ns"), DlqLayout::Shared);
+        assert_eq!(keys.logical("ns:{s:t}"), Some("s:t"));
+        assert_eq!(keys.logical("ns:s"), None);
+        assert_eq!(keys.logical("other:{s}"), None);
+        assert_eq!(keys.namespace(), Some("ns"));
+        let bare = layout(None, DlqLayout::Shared);
+        assert_eq!(bare.logical("a:b"), Some("a:b"));
+        assert_eq!(bare.logical("xnai:retry:{a}:ready:g"), None);
+    }
+
+    #[test]
+    fn reserved_names() {
+        let keys = layout(Some("ns"), DlqLayout::Shared);
+        assert!(keys.check_stream("xnai:groups", StreamUse::Read).is_err());
+        assert!(keys.check_stream("xnai:dlq", StreamUse::Send).is_err());
+        assert!(keys.check_stream("xnai:dlq", StreamUse::Read).is_ok());
+        assert!(keys.check_stream("xnai:agent_bus", StreamUse::Send).is_ok());
+        // With a stream of its own per source, the prefix is an ordinary name.
+        let keys = layout(None, DlqLayout::PerStream);
+        assert!(keys.check_stream("xnai:dlq", StreamUse::Send).is_ok());
+    }
+
+    /// Every key a layout makes for one (stream, group), with its kind.
+    fn all_keys(keys: &KeyLayout, stream: &str, group: &str) -> Vec<(String, String)> {
+        let kinds = [
+            ("stream", keys.stream(stream)),
+            ("schedule", keys.retry_schedule(stream, group)),
+            ("ready", keys.retry_ready(stream, group)),
+            ("dlq", keys.dlq(stream)),
+            ("registry", keys.registry().to_owned()),
+        ];
+        kinds
+            .into_iter()
+            .map(|(kind, key)| (kind.to_owned(), key))
+            .collect()
+    }
+
+    mod injective {
+        use super::*;
+        use proptest::prelude::*;
+        use std::collections::HashMap;
+
+        /// Names built from the characters that make keys look alike.
+        fn name() -> impl Strategy<Value = String> {
+            proptest::string::string_regex("[a-z:_.ydr-]{1,12}").unwrap()
+        }
+
+        fn namespace() -> impl Strategy<Value = Option<String>> {
+            proptest::option::of(proptest::string::string_regex("[a-z_.ydr-]{1,6}").unwrap())
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2000))]
+
+            /// Distinct (namespace, stream, group) triples never share a
+            /// key, unless both keys are one thing (the registry, the shared
+            /// dead-letter stream, a stream of the same namespace and name).
+            #[test]
+            fn distinct_triples_never_share_a_key(
+                triples in proptest::collection::vec((namespace(), name(), name()), 2..6),
+                per_stream in any::<bool>(),
+            ) {
+                let dlq = if per_stream { DlqLayout::PerStream } else { DlqLayout::Shared };
+                // key -> (what it is, for whom)
+                let mut owners: HashMap<String, (String, String)> = HashMap::new();
+                for (ns, stream, group) in &triples {
+                    let keys = layout(ns.as_deref(), dlq);
+                    if keys.reserved(stream, StreamUse::Send).is_some() {
+                        continue;
+                    }
+                    for (kind, key) in all_keys(&keys, stream, group) {
+                        // Who a key belongs to: the namespace for shared
+                        // keys, plus the stream for stream-owned ones, plus
+                        // the group for retry keys.
+                        let owner = match kind.as_str() {
+                            "registry" => format!("{ns:?}"),
+                            "dlq" if !per_stream => format!("{ns:?}"),
+                            "stream" | "dlq" => format!("{ns:?}/{stream}"),
+                            _ => format!("{ns:?}/{stream}/{group}"),
+                        };
+                        if let Some((k, o)) = owners.get(&key) {
+                            prop_assert!(
+                                *k == kind && *o == owner,
+                                "`{key}` is {kind} of {owner} and {k} of {o}"
+                            );
+                        }
+                        owners.insert(key, (kind, owner));
+                    }
+                }
+            }
+
+            /// No valid stream name reaches an internal key of any layout.
+            #[test]
+            fn stream_names_never_reach_internal_keys(
+                ns in namespace(), other_ns in namespace(),
+                stream in name(), other in name(), group in name(),
+            ) {
+                let keys = layout(ns.as_deref(), DlqLayout::PerStream);
+                let theirs = layout(other_ns.as_deref(), DlqLayout::PerStream);
+                prop_assume!(theirs.reserved(&other, StreamUse::Send).is_none());
+                let user = theirs.stream(&other);
+                for (kind, key) in all_keys(&keys, &stream, &group) {
+                    if kind != "stream" {
+                        prop_assert_ne!(&key, &user, "{} reaches a {} key", other, kind);
+                    }
+                }
+            }
+        }
     }
 }

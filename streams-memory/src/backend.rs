@@ -6,19 +6,23 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use streams_core::backend::{
-    Add, AutoClaimPage, ConsumerInfo, ConsumerRemoval, GroupInfo, KeyEntries, Move, MoveOutcome,
-    PendingEntry, PendingQuery, Promotion, ReadGroup, ServerInfo, Trim,
+    Ack, Add, AutoClaim, AutoClaimPage, Capabilities, ConsumerInfo, ConsumerRemoval, CreateGroup,
+    EntryId, GroupInfo, GroupRegistry, KeyEntries, Lease, Move, MoveOutcome, PendingEntry,
+    PendingQuery, Promotion, RangeQuery, ReadGroup, ScheduleKeys, ServerInfo, Trim,
 };
 use streams_core::{Entry, Result, StreamBackend};
 
 use crate::MemoryBackend;
 use crate::commands::parse_ids;
 use crate::error::{BACKEND, Error};
-use crate::id::{End, StreamId};
+use crate::id::StreamId;
 use crate::state::{Keyspace, Now};
 
 /// The Redis version whose stream semantics the model follows.
-const MODELLED_VERSION: (u32, u32, u32) = (7, 0, 0);
+const MODELLED_VERSION: &str = "7.0.0";
+
+/// Idle time given to handed-back entries: longer than any claim threshold.
+const HANDED_BACK_IDLE: Duration = Duration::from_secs(10 * 365 * 86_400);
 
 impl MemoryBackend {
     pub(crate) fn lock(&self) -> MutexGuard<'_, Keyspace> {
@@ -43,6 +47,63 @@ impl MemoryBackend {
         }
         result.map_err(Into::into)
     }
+
+    /// `XCLAIM ... IDLE JUSTID` to the owner, with `RETRYCOUNT` one less
+    /// when `refund`.
+    fn set_idle(&self, lease: &Lease<'_>, idle: Duration, refund: bool) -> Result<Vec<EntryId>> {
+        self.with_state(|ks, now| {
+            let ids = parse_ids(lease.ids)?;
+            // Nothing is pending in a group that does not exist.
+            let Some(stream) = ks.stream_mut(lease.key)? else {
+                return Ok(Vec::new());
+            };
+            let Some(g) = stream.groups.get_mut(lease.group) else {
+                return Ok(Vec::new());
+            };
+            Ok(g.set_idle(
+                &stream.entries,
+                lease.consumer,
+                &ids,
+                idle,
+                refund,
+                now.tick,
+            ))
+        })
+    }
+}
+
+#[async_trait]
+impl GroupRegistry for MemoryBackend {
+    async fn registry_put(&self, key: &str, group: &str, config: &str) -> Result<()> {
+        self.with_state(|ks, _| {
+            ks.hash_entry(key)?
+                .insert(group.to_owned(), config.to_owned());
+            Ok(())
+        })
+    }
+
+    async fn registry_get(&self, key: &str, group: &str) -> Result<Option<String>> {
+        self.with_state(|ks, _| Ok(ks.hash(key)?.and_then(|h| h.get(group).cloned())))
+    }
+
+    async fn registry_list(&self, key: &str) -> Result<Vec<(String, String)>> {
+        self.with_state(|ks, _| {
+            Ok(ks.hash(key)?.map_or_else(Vec::new, |h| {
+                h.iter().map(|(f, v)| (f.clone(), v.clone())).collect()
+            }))
+        })
+    }
+
+    async fn registry_delete(&self, key: &str, group: &str) -> Result<bool> {
+        self.with_state(|ks, _| {
+            let removed = ks.hash_mut(key)?.is_some_and(|h| h.remove(group).is_some());
+            // Redis deletes a hash whose last field goes.
+            if ks.hash(key)?.is_some_and(|h| h.is_empty()) {
+                ks.delete(key);
+            }
+            Ok(removed)
+        })
+    }
 }
 
 #[async_trait]
@@ -51,29 +112,38 @@ impl StreamBackend for MemoryBackend {
         BACKEND
     }
 
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::all()
+    }
+
     async fn server_info(&self) -> Result<ServerInfo> {
-        Ok(ServerInfo {
-            backend: BACKEND,
-            version: MODELLED_VERSION,
-        })
+        Ok(ServerInfo::new(BACKEND, MODELLED_VERSION))
     }
 
     async fn ping(&self) -> Result<()> {
         Ok(())
     }
 
-    async fn create_group(&self, key: &str, group: &str, start: &str) -> Result<bool> {
-        self.with_state(|ks, _| ks.create_group(key, group, start))
+    async fn create_group(&self, create: CreateGroup<'_>) -> Result<bool> {
+        self.with_state(|ks, _| ks.create_group(create.key, create.group, &create.start))
     }
 
-    async fn add(&self, add: Add) -> Result<String> {
+    async fn destroy_group(&self, key: &str, group: &str) -> Result<bool> {
+        self.with_state(|ks, _| ks.destroy_group(key, group))
+    }
+
+    async fn delete_keys(&self, keys: &[String]) -> Result<u64> {
+        self.with_state(|ks, _| Ok(keys.iter().filter(|k| ks.delete(k)).count() as u64))
+    }
+
+    async fn add(&self, add: Add) -> Result<EntryId> {
         self.with_state(|ks, now| {
             ks.add_entry(&add.key, add.fields, &add.trim, now)
-                .map(|id| id.to_string())
+                .map(|id| EntryId::from(id.to_string()))
         })
     }
 
-    async fn add_batch(&self, adds: Vec<Add>) -> Result<Vec<String>> {
+    async fn add_batch(&self, adds: Vec<Add>) -> Result<Vec<EntryId>> {
         self.with_state(|ks, now| {
             // Check the whole batch first, so a bad item adds nothing.
             for add in &adds {
@@ -87,7 +157,7 @@ impl StreamBackend for MemoryBackend {
             adds.into_iter()
                 .map(|add| {
                     ks.add_entry(&add.key, add.fields, &add.trim, now)
-                        .map(|id| id.to_string())
+                        .map(|id| EntryId::from(id.to_string()))
                 })
                 .collect()
         })
@@ -97,41 +167,36 @@ impl StreamBackend for MemoryBackend {
         self.read_group_blocking(read).await
     }
 
-    async fn ack(&self, key: &str, group: &str, ids: &[String], delete: bool) -> Result<u64> {
-        self.with_state(|ks, _| ks.ack(key, group, ids, delete))
+    async fn ack(&self, ack: Ack<'_>) -> Result<u64> {
+        self.with_state(|ks, _| ks.ack(ack.key, ack.group, ack.ids, ack.delete))
     }
 
-    async fn auto_claim(
-        &self,
-        key: &str,
-        group: &str,
-        consumer: &str,
-        min_idle: Duration,
-        start: &str,
-        count: usize,
-    ) -> Result<AutoClaimPage> {
+    async fn auto_claim(&self, claim: AutoClaim<'_>) -> Result<AutoClaimPage> {
         self.with_state(|ks, now| {
-            let start = StreamId::parse_bound(start, End::Start)?;
-            if count == 0 {
+            let start = match &claim.start {
+                Some(cursor) => StreamId::of(&EntryId::from(cursor.as_str()))?,
+                None => StreamId::MIN,
+            };
+            if claim.count == 0 {
                 return Err(Error::ZeroCount {
                     command: "XAUTOCLAIM",
                 });
             }
-            let (g, entries) = ks.group_mut(key, group)?;
-            Ok(match start {
-                Some(start) => g.auto_claim(entries, consumer, min_idle, start, count, now.tick),
-                // `(` past the last possible id: nothing to scan.
-                None => AutoClaimPage {
-                    next: StreamId::MIN.to_string(),
-                    ..AutoClaimPage::default()
-                },
-            })
+            let (g, entries) = ks.group_mut(claim.key, claim.group)?;
+            Ok(g.auto_claim(
+                entries,
+                claim.consumer,
+                claim.min_idle,
+                start,
+                claim.count,
+                now.tick,
+            ))
         })
     }
 
     async fn pending(&self, query: PendingQuery<'_>) -> Result<Vec<PendingEntry>> {
         self.with_state(|ks, now| {
-            let interval = StreamId::parse_interval(query.start, query.end)?;
+            let interval = StreamId::interval(&query.start, &query.end)?;
             let (g, _) = ks.group(query.key, query.group)?;
             Ok(match interval {
                 Some(interval) => g.pending(
@@ -146,25 +211,12 @@ impl StreamBackend for MemoryBackend {
         })
     }
 
-    async fn set_idle(
-        &self,
-        key: &str,
-        group: &str,
-        consumer: &str,
-        ids: &[String],
-        idle: Duration,
-    ) -> Result<Vec<String>> {
-        self.with_state(|ks, now| {
-            let ids = parse_ids(ids)?;
-            // Nothing is pending in a group that does not exist.
-            let Some(stream) = ks.stream_mut(key)? else {
-                return Ok(Vec::new());
-            };
-            let Some(g) = stream.groups.get_mut(group) else {
-                return Ok(Vec::new());
-            };
-            Ok(g.set_idle(&stream.entries, consumer, &ids, idle, now.tick))
-        })
+    async fn renew(&self, lease: Lease<'_>) -> Result<Vec<EntryId>> {
+        self.set_idle(&lease, Duration::ZERO, false)
+    }
+
+    async fn hand_back(&self, lease: Lease<'_>) -> Result<Vec<EntryId>> {
+        self.set_idle(&lease, HANDED_BACK_IDLE, true)
     }
 
     async fn move_entry(&self, mv: Move) -> Result<MoveOutcome> {
@@ -173,14 +225,17 @@ impl StreamBackend for MemoryBackend {
 
     async fn promote_due(
         &self,
-        pairs: &[(String, String)],
+        schedules: &[ScheduleKeys],
         limit: usize,
     ) -> Result<Vec<Promotion>> {
         self.with_state(|ks, now| {
-            pairs
+            Ok(schedules
                 .iter()
-                .map(|(schedule, ready)| ks.promote(schedule, ready, limit, now))
-                .collect()
+                .map(|keys| {
+                    ks.promote(&keys.schedule, &keys.ready, limit, now)
+                        .unwrap_or_else(|e| Promotion::failed(e.to_string()))
+                })
+                .collect())
         })
     }
 
@@ -189,18 +244,21 @@ impl StreamBackend for MemoryBackend {
     }
 
     async fn trim(&self, key: &str, trim: Trim) -> Result<u64> {
-        self.with_state(|ks, now| Ok(ks.stream_mut(key)?.map_or(0, |s| s.trim(trim, now.ms))))
+        self.with_state(|ks, now| match ks.stream_mut(key)? {
+            Some(s) => s.trim(trim, now.ms),
+            None => Ok(0),
+        })
     }
 
     async fn len(&self, key: &str) -> Result<u64> {
         self.with_state(|ks, _| Ok(ks.stream(key)?.map_or(0, |s| s.entries.len() as u64)))
     }
 
-    async fn range(&self, key: &str, start: &str, end: &str, count: usize) -> Result<Vec<Entry>> {
+    async fn range(&self, query: RangeQuery<'_>) -> Result<Vec<Entry>> {
         self.with_state(|ks, _| {
-            let interval = StreamId::parse_interval(start, end)?;
-            Ok(match (ks.stream(key)?, interval) {
-                (Some(stream), Some(interval)) => stream.range(interval, count),
+            let interval = StreamId::interval(&query.start, &query.end)?;
+            Ok(match (ks.stream(query.key)?, interval) {
+                (Some(stream), Some(interval)) => stream.range(interval, query.count),
                 _ => Vec::new(),
             })
         })
@@ -235,26 +293,6 @@ impl StreamBackend for MemoryBackend {
         })
     }
 
-    async fn registry_put(&self, key: &str, field: &str, value: &str) -> Result<()> {
-        self.with_state(|ks, _| {
-            ks.hash_entry(key)?
-                .insert(field.to_owned(), value.to_owned());
-            Ok(())
-        })
-    }
-
-    async fn registry_get(&self, key: &str, field: &str) -> Result<Option<String>> {
-        self.with_state(|ks, _| Ok(ks.hash(key)?.and_then(|h| h.get(field).cloned())))
-    }
-
-    async fn registry_list(&self, key: &str) -> Result<Vec<(String, String)>> {
-        self.with_state(|ks, _| {
-            Ok(ks.hash(key)?.map_or_else(Vec::new, |h| {
-                h.iter().map(|(f, v)| (f.clone(), v.clone())).collect()
-            }))
-        })
-    }
-
     async fn close(&self) -> Result<()> {
         // Other handles may share the data, as clients share one server.
         Ok(())
@@ -263,18 +301,16 @@ impl StreamBackend for MemoryBackend {
 
 #[cfg(test)]
 mod tests {
+    use std::ops::Bound;
+
     use bytes::Bytes;
     use streams_core::StreamError;
-    use streams_core::backend::{MoveTarget, ReadCursor};
+    use streams_core::backend::{Cursor, MoveTarget, ReadCursor, StartAt};
 
     use super::*;
 
     fn add(key: &str, v: &str) -> Add {
-        Add {
-            key: key.to_owned(),
-            fields: vec![(Bytes::from("k"), Bytes::from(v.to_owned()))],
-            trim: Vec::new(),
-        }
+        Add::new(key, vec![(Bytes::from("k"), Bytes::from(v.to_owned()))])
     }
 
     fn is_wrong_type(r: Result<impl std::fmt::Debug>) -> bool {
@@ -286,6 +322,10 @@ mod tests {
         }
     }
 
+    fn ids(v: &[&str]) -> Vec<EntryId> {
+        v.iter().map(|s| EntryId::from(*s)).collect()
+    }
+
     #[tokio::test]
     async fn every_command_checks_the_key_type() {
         let b = MemoryBackend::new();
@@ -293,7 +333,7 @@ mod tests {
         b.add(add("s", "1")).await.unwrap();
         assert!(is_wrong_type(b.add(add("h", "1")).await));
         assert!(is_wrong_type(b.len("h").await));
-        assert!(is_wrong_type(b.range("h", "-", "+", 10).await));
+        assert!(is_wrong_type(b.range(RangeQuery::new("h", 10)).await));
         assert!(is_wrong_type(
             b.trim(
                 "h",
@@ -304,36 +344,48 @@ mod tests {
             )
             .await
         ));
-        assert!(is_wrong_type(b.create_group("h", "g", "0").await));
-        assert!(is_wrong_type(b.ack("h", "g", &[], false).await));
+        assert!(is_wrong_type(
+            b.create_group(CreateGroup::new("h", "g", StartAt::Beginning))
+                .await
+        ));
+        assert!(is_wrong_type(b.ack(Ack::new("h", "g", &[])).await));
         assert!(is_wrong_type(b.groups("h").await));
+        assert!(is_wrong_type(b.destroy_group("h", "g").await));
         assert!(is_wrong_type(b.schedule_len("s").await));
         assert!(is_wrong_type(b.registry_put("s", "f", "v").await));
         assert!(is_wrong_type(b.registry_get("s", "f").await));
         assert!(is_wrong_type(b.registry_list("s").await));
-        assert!(is_wrong_type(
-            b.promote_due(&[("s".into(), "x".into())], 1).await
-        ));
+        assert!(is_wrong_type(b.registry_delete("s", "f").await));
+        // A schedule that cannot be promoted says why, and the call goes on.
+        let promo = b
+            .promote_due(
+                &[ScheduleKeys::new("s", "x"), ScheduleKeys::new("none", "y")],
+                1,
+            )
+            .await
+            .unwrap();
+        assert!(promo[0].error.as_deref().unwrap().contains("WRONGTYPE"));
+        assert_eq!(promo[1], Promotion::default());
         assert!(is_wrong_type(
             b.add_batch(vec![add("s", "2"), add("h", "3")]).await
         ));
         assert_eq!(b.len("s").await.unwrap(), 1, "a refused batch adds nothing");
         let keys = [("h".to_owned(), ReadCursor::New)];
-        let read = ReadGroup {
-            group: "g",
-            consumer: "c",
-            keys: &keys,
-            count: 1,
-            block: None,
-        };
-        assert!(is_wrong_type(b.read_group(read).await));
+        assert!(is_wrong_type(
+            b.read_group(ReadGroup::new("g", "c", &keys, 1)).await
+        ));
     }
 
     #[tokio::test]
     async fn missing_things_read_as_empty_or_nogroup() {
         let b = MemoryBackend::new();
         assert_eq!(b.len("none").await.unwrap(), 0);
-        assert!(b.range("none", "-", "+", 10).await.unwrap().is_empty());
+        assert!(
+            b.range(RangeQuery::new("none", 10))
+                .await
+                .unwrap()
+                .is_empty()
+        );
         assert!(b.groups("none").await.unwrap().is_empty());
         assert_eq!(b.schedule_len("none").await.unwrap(), 0);
         assert_eq!(
@@ -350,6 +402,9 @@ mod tests {
         );
         assert_eq!(b.registry_get("none", "f").await.unwrap(), None);
         assert!(b.registry_list("none").await.unwrap().is_empty());
+        assert!(!b.registry_delete("none", "f").await.unwrap());
+        assert!(!b.destroy_group("none", "g").await.unwrap());
+        assert_eq!(b.delete_keys(&["none".to_owned()]).await.unwrap(), 0);
         assert_eq!(
             b.delete_consumer("none", "g", "c").await.unwrap(),
             ConsumerRemoval::Missing
@@ -357,46 +412,38 @@ mod tests {
         let nogroup = |r: Result<_>| matches!(r, Err(StreamError::NoGroup { .. }));
         assert!(nogroup(b.consumers("none", "g").await.map(|_| ())));
         assert!(nogroup(
-            b.auto_claim("none", "g", "c", Duration::ZERO, "0-0", 10)
+            b.auto_claim(AutoClaim::new("none", "g", "c", Duration::ZERO, 10))
                 .await
                 .map(|_| ())
         ));
         // Like the Redis backend's script: nothing is pending there.
-        let ids = ["1-0".to_owned()];
-        assert!(
-            b.set_idle("none", "g", "c", &ids, Duration::ZERO)
+        let one = ids(&["1-0"]);
+        let lease = Lease::new("none", "g", "c", &one);
+        assert!(b.renew(lease.clone()).await.unwrap().is_empty());
+        assert!(b.hand_back(lease).await.unwrap().is_empty());
+        assert!(nogroup(
+            b.pending(PendingQuery::new("none", "g", 10))
                 .await
-                .unwrap()
-                .is_empty()
-        );
-        let q = PendingQuery {
-            key: "none",
-            group: "g",
-            start: "-",
-            end: "+",
-            count: 10,
-            consumer: None,
-            min_idle: None,
-        };
-        assert!(nogroup(b.pending(q).await.map(|_| ())));
-        b.create_group("s", "g", "0").await.unwrap();
+                .map(|_| ())
+        ));
+        b.create_group(CreateGroup::new("s", "g", StartAt::Beginning))
+            .await
+            .unwrap();
         assert!(nogroup(b.consumers("s", "other").await.map(|_| ())));
         assert_eq!(
             b.delete_consumer("s", "g", "nobody").await.unwrap(),
             ConsumerRemoval::Missing
         );
-        let mv = Move {
-            source: "none".into(),
-            group: "g".into(),
-            id: "1-0".into(),
-            consumer: None,
-            delete_source: false,
-            target: MoveTarget::Stream {
+        let mv = Move::new(
+            "none",
+            "g",
+            EntryId::from("1-0"),
+            MoveTarget::Stream {
                 key: "t".into(),
                 fields: add("t", "x").fields,
                 trim: Vec::new(),
             },
-        };
+        );
         assert_eq!(b.move_entry(mv).await.unwrap(), MoveOutcome::NotPending);
         assert_eq!(b.len("t").await.unwrap(), 0);
     }
@@ -404,63 +451,102 @@ mod tests {
     #[tokio::test]
     async fn bad_input_is_an_error_not_a_panic() {
         let b = MemoryBackend::new();
-        b.create_group("s", "g", "0").await.unwrap();
+        b.create_group(CreateGroup::new("s", "g", StartAt::Beginning))
+            .await
+            .unwrap();
         let mut empty = add("s", "x");
         empty.fields.clear();
         assert!(b.add(empty).await.is_err());
         assert!(
-            b.auto_claim("s", "g", "c", Duration::ZERO, "0-0", 0)
+            b.auto_claim(AutoClaim::new("s", "g", "c", Duration::ZERO, 0))
+                .await
+                .is_err()
+        );
+        let bad_cursor =
+            AutoClaim::new("s", "g", "c", Duration::ZERO, 1).from_cursor(Some(Cursor::new("zero")));
+        assert!(b.auto_claim(bad_cursor).await.is_err());
+        let bad =
+            RangeQuery::new("s", 1).within(Bound::Included(EntryId::from("x")), Bound::Unbounded);
+        assert!(b.range(bad).await.is_err());
+        assert!(b.ack(Ack::new("s", "g", &ids(&["1-x"]))).await.is_err());
+        assert!(
+            b.renew(Lease::new("s", "g", "c", &ids(&[""])))
                 .await
                 .is_err()
         );
         assert!(
-            b.auto_claim("s", "g", "c", Duration::ZERO, "zero", 1)
-                .await
-                .is_err()
-        );
-        assert!(b.range("s", "x", "+", 1).await.is_err());
-        assert!(b.ack("s", "g", &["1-x".to_owned()], false).await.is_err());
-        assert!(
-            b.set_idle("s", "g", "c", &["".to_owned()], Duration::MAX)
-                .await
-                .is_err()
-        );
-        let page = b
-            .auto_claim(
-                "s",
+            b.create_group(CreateGroup::new(
+                "t",
                 "g",
-                "c",
-                Duration::MAX,
-                "(18446744073709551615-18446744073709551615",
-                1,
-            )
+                StartAt::After(EntryId::from("x"))
+            ))
             .await
-            .unwrap();
-        assert_eq!(page.next, "0-0");
-        assert!(b.range("s", "+", "-", 10).await.unwrap().is_empty());
+            .is_err()
+        );
+        let last = AutoClaim::new("s", "g", "c", Duration::MAX, 1).from_cursor(Some(Cursor::new(
+            "18446744073709551615-18446744073709551615",
+        )));
+        assert_eq!(b.auto_claim(last).await.unwrap().next, None);
+        let reversed = RangeQuery::new("s", 10).within(
+            Bound::Included(EntryId::from("9-0")),
+            Bound::Included(EntryId::from("1-0")),
+        );
+        assert!(b.range(reversed).await.unwrap().is_empty());
     }
 
     #[tokio::test]
-    async fn range_takes_redis_interval_forms() {
+    async fn range_bounds() {
         let b = MemoryBackend::new();
-        let mut ids = Vec::new();
+        let mut added = Vec::new();
         for v in ["a", "b", "c"] {
-            ids.push(b.add(add("s", v)).await.unwrap());
+            added.push(b.add(add("s", v)).await.unwrap());
         }
-        let all = b.range("s", "-", "+", 10).await.unwrap();
-        assert_eq!(all.iter().map(|e| e.id.clone()).collect::<Vec<_>>(), ids);
-        assert_eq!(b.range("s", "-", "+", 2).await.unwrap().len(), 2);
-        assert!(b.range("s", "-", "+", 0).await.unwrap().is_empty());
-        let exclusive = b
-            .range("s", &format!("({}", ids[0]), "+", 10)
+        let all = b.range(RangeQuery::new("s", 10)).await.unwrap();
+        assert_eq!(all.iter().map(|e| e.id.clone()).collect::<Vec<_>>(), added);
+        assert_eq!(b.range(RangeQuery::new("s", 2)).await.unwrap().len(), 2);
+        assert!(b.range(RangeQuery::new("s", 0)).await.unwrap().is_empty());
+        let exclusive =
+            RangeQuery::new("s", 10).within(Bound::Excluded(added[0].clone()), Bound::Unbounded);
+        assert_eq!(b.range(exclusive).await.unwrap().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn groups_start_after_an_id_only_within_history() {
+        let b = MemoryBackend::new();
+        let first = b.add(add("s", "a")).await.unwrap();
+        let second = b.add(add("s", "b")).await.unwrap();
+        let start = StartAt::After(first.clone());
+        assert!(
+            b.create_group(CreateGroup::new("s", "g", start))
+                .await
+                .unwrap()
+        );
+        let keys = [("s".to_owned(), ReadCursor::New)];
+        let got = b
+            .read_group(ReadGroup::new("g", "c", &keys, 10))
             .await
             .unwrap();
-        assert_eq!(exclusive.len(), 2);
-        // A bare millisecond covers every sequence of it.
-        let ms = ids[0].split('-').next().unwrap_or_default();
-        let same_ms = b.range("s", ms, ms, 10).await.unwrap();
-        assert!(!same_ms.is_empty());
-        assert_eq!(same_ms[0].id, ids[0]);
+        assert_eq!(got[0].entries[0].entry.id, second);
+        // An id beyond the stream's history: the stream was written anew.
+        let beyond = StartAt::After(EntryId::from("99999999999999-0"));
+        assert!(
+            b.create_group(CreateGroup::new("s", "h", beyond))
+                .await
+                .unwrap()
+        );
+        let got = b
+            .read_group(ReadGroup::new("h", "c", &keys, 10))
+            .await
+            .unwrap();
+        assert_eq!(got[0].entries.len(), 2);
+        assert!(b.destroy_group("s", "h").await.unwrap());
+        assert_eq!(b.groups("s").await.unwrap().len(), 1);
+        assert_eq!(
+            b.delete_keys(&["s".to_owned(), "none".to_owned()])
+                .await
+                .unwrap(),
+            1
+        );
     }
 
     #[tokio::test]
@@ -480,28 +566,27 @@ mod tests {
             "MemoryBackend { streams: 1, schedules: 0, hashes: 1 }"
         );
         let info = b.server_info().await.unwrap();
-        assert_eq!(
-            (info.backend, info.version_string().as_str()),
-            ("memory", "7.0.0")
-        );
+        assert_eq!((info.backend, info.version.as_str()), ("memory", "7.0.0"));
         b.ping().await.unwrap();
         assert_eq!(b.name(), "memory");
+        assert!(b.registry_delete("reg", "g").await.unwrap());
+        assert_eq!(
+            format!("{b:?}"),
+            "MemoryBackend { streams: 1, schedules: 0, hashes: 0 }"
+        );
     }
 
     #[tokio::test]
     async fn consumers_report_pending_and_idle() {
         let b = MemoryBackend::new();
-        b.create_group("s", "g", "0").await.unwrap();
+        b.create_group(CreateGroup::new("s", "g", StartAt::Beginning))
+            .await
+            .unwrap();
         b.add(add("s", "1")).await.unwrap();
         let keys = [("s".to_owned(), ReadCursor::New)];
-        let read = ReadGroup {
-            group: "g",
-            consumer: "c",
-            keys: &keys,
-            count: 1,
-            block: None,
-        };
-        b.read_group(read).await.unwrap();
+        b.read_group(ReadGroup::new("g", "c", &keys, 1))
+            .await
+            .unwrap();
         tokio::time::sleep(Duration::from_millis(20)).await;
         let cs = b.consumers("s", "g").await.unwrap();
         assert_eq!((cs[0].name.as_str(), cs[0].pending), ("c", 1));

@@ -2,11 +2,14 @@
 //! whole under the keyspace lock: group creation, group reads,
 //! acknowledgement, atomic moves and the promotion of due retries.
 
-use streams_core::backend::{KeyEntries, Move, MoveOutcome, MoveTarget, Promotion, ReadCursor};
+use streams_core::EntryId;
+use streams_core::backend::{
+    KeyEntries, Move, MoveOutcome, MoveTarget, Promotion, ReadCursor, StartAt,
+};
 
 use crate::error::Error;
 use crate::group::Group;
-use crate::id::{End, StreamId};
+use crate::id::StreamId;
 use crate::state::{Keyspace, Now};
 
 /// A read's key, checked and with its cursor parsed.
@@ -15,47 +18,53 @@ enum Cursor {
     After(StreamId),
 }
 
-/// Parses an id where Redis also takes `-` and `+` (a history read's cursor,
-/// a group's start): `0`, `ms` or `ms-seq`.
-fn loose_id(s: &str) -> Result<StreamId, Error> {
-    match s {
-        "-" => Ok(StreamId::MIN),
-        "+" => Ok(StreamId::MAX),
-        _ => StreamId::parse(s, End::Start),
-    }
-}
-
 /// Parses every id of a command before it changes anything, as Redis does.
-pub(crate) fn parse_ids(ids: &[String]) -> Result<Vec<StreamId>, Error> {
-    ids.iter()
-        .map(|id| StreamId::parse(id, End::Start))
-        .collect()
+pub(crate) fn parse_ids(ids: &[EntryId]) -> Result<Vec<StreamId>, Error> {
+    ids.iter().map(StreamId::of).collect()
 }
 
 impl Keyspace {
     /// `XGROUP CREATE key group start MKSTREAM`; `false` if the group exists.
+    /// `After(id)` starts after `id` if the stream has given out that id
+    /// (its history reaches it), else at the beginning.
     pub(crate) fn create_group(
         &mut self,
         key: &str,
         group: &str,
-        start: &str,
+        start: &StartAt,
     ) -> Result<bool, Error> {
         self.check_stream(key)?;
-        let start = match start {
-            "$" => None,
-            id => Some(loose_id(id)?),
+        let after = match start {
+            StartAt::After(id) => Some(StreamId::of(id)?),
+            _ => None,
         };
         let stream = self.stream_entry(key)?;
         if stream.groups.contains_key(group) {
             return Ok(false);
         }
-        let last = start.unwrap_or(stream.last_id);
+        let last = match (start, after) {
+            (StartAt::End, _) => stream.last_id,
+            (_, Some(id)) if id <= stream.last_id => id,
+            _ => StreamId::MIN,
+        };
         stream.groups.insert(group.to_owned(), Group::new(last));
         Ok(true)
     }
 
-    /// One non-blocking `XREADGROUP`. Every key and cursor is checked before
-    /// anything is delivered; keys with nothing to return are left out.
+    /// `XGROUP DESTROY`; whether the group existed.
+    pub(crate) fn destroy_group(&mut self, key: &str, group: &str) -> Result<bool, Error> {
+        Ok(self
+            .stream_mut(key)?
+            .is_some_and(|s| s.groups.remove(group).is_some()))
+    }
+
+    /// One non-blocking group read of at most `count` entries in total,
+    /// shared fairly: each round gives every key still in play its share
+    /// of what is left (the remainder goes to the keys that have had the
+    /// least, the first listed first), and keys that cannot fill their
+    /// share leave the next round to the others.
+    /// Every key and cursor is checked before anything is delivered; keys
+    /// with nothing to return are left out.
     pub(crate) fn read_group(
         &mut self,
         group: &str,
@@ -69,26 +78,58 @@ impl Keyspace {
             self.group(key, group)?;
             cursors.push(match cursor {
                 ReadCursor::New => Cursor::New,
-                ReadCursor::Pending(after) => Cursor::After(loose_id(after)?),
+                ReadCursor::Pending(None) => Cursor::After(StreamId::MIN),
+                ReadCursor::Pending(Some(after)) => Cursor::After(StreamId::of(after)?),
+                _ => return Err(Error::UnknownCursor),
             });
         }
-        // Redis reads COUNT 0 as "no limit".
-        let limit = if count == 0 { usize::MAX } else { count };
-        let mut replies = Vec::new();
-        for ((key, _), cursor) in keys.iter().zip(cursors) {
-            let (g, entries) = self.group_mut(key, group)?;
-            let (served, deleted) = match cursor {
-                Cursor::New => (g.read_new(entries, consumer, limit, now.tick), Vec::new()),
-                Cursor::After(after) => g.read_pending(entries, consumer, after, limit, now.tick),
-            };
-            if !served.is_empty() || !deleted.is_empty() {
-                replies.push(KeyEntries {
-                    key: key.clone(),
-                    entries: served,
-                    deleted,
-                });
+        let mut replies: Vec<KeyEntries> = keys.iter().map(|(k, _)| KeyEntries::new(k)).collect();
+        let mut received = vec![0usize; keys.len()];
+        let mut remaining = count.max(1);
+        let mut active: Vec<usize> = (0..keys.len()).collect();
+        while remaining > 0 && !active.is_empty() {
+            // The remainder goes to the keys that have had the least so far,
+            // in the order listed.
+            active.sort_by_key(|&i| (received[i], i));
+            let (base, extra) = (remaining / active.len(), remaining % active.len());
+            let mut still = Vec::with_capacity(active.len());
+            for (turn, &i) in active.iter().enumerate() {
+                let want = base + usize::from(turn < extra);
+                if want == 0 {
+                    still.push(i);
+                    continue;
+                }
+                let (g, entries) = self.group_mut(&keys[i].0, group)?;
+                let reply = &mut replies[i];
+                let got = match &mut cursors[i] {
+                    Cursor::New => {
+                        let served = g.read_new(entries, consumer, want, now.tick);
+                        let n = served.len();
+                        reply.entries.extend(served);
+                        n
+                    }
+                    Cursor::After(after) => {
+                        let (served, deleted, last) =
+                            g.read_pending(entries, consumer, *after, want, now.tick);
+                        let n = served.len() + deleted.len();
+                        if let Some(last) = last {
+                            *after = last;
+                            reply.cursor = Some(EntryId::from(last.to_string()));
+                        }
+                        reply.entries.extend(served);
+                        reply.deleted.extend(deleted);
+                        n
+                    }
+                };
+                remaining -= got;
+                received[i] += got;
+                if got == want {
+                    still.push(i);
+                }
             }
+            active = still;
         }
+        replies.retain(|r| !r.entries.is_empty() || !r.deleted.is_empty());
         Ok(replies)
     }
 
@@ -97,7 +138,7 @@ impl Keyspace {
         &mut self,
         key: &str,
         group: &str,
-        ids: &[String],
+        ids: &[EntryId],
         delete: bool,
     ) -> Result<u64, Error> {
         let ids = parse_ids(ids)?;
@@ -119,7 +160,7 @@ impl Keyspace {
     /// Writes the new copy and acknowledges the old one, after the fencing
     /// checks. Nothing is written when it is refused or fails.
     pub(crate) fn move_entry(&mut self, mv: Move, now: Now) -> Result<MoveOutcome, Error> {
-        let id = StreamId::parse(&mv.id, End::Start)?;
+        let id = StreamId::of(&mv.id)?;
         let owner = self
             .stream(&mv.source)?
             .and_then(|s| s.groups.get(&mv.group))
@@ -133,9 +174,9 @@ impl Keyspace {
             }
         }
         let new_id = match mv.target {
-            MoveTarget::Stream { key, fields, trim } => {
-                Some(self.add_entry(&key, fields, &trim, now)?.to_string())
-            }
+            MoveTarget::Stream { key, fields, trim } => Some(EntryId::from(
+                self.add_entry(&key, fields, &trim, now)?.to_string(),
+            )),
             MoveTarget::Schedule { key, fields, delay } => {
                 // It becomes an entry when due: refuse now what XADD would refuse then.
                 if fields.is_empty() {
@@ -145,6 +186,7 @@ impl Keyspace {
                     .push(now.tick.plus(delay), fields);
                 None
             }
+            _ => return Err(Error::UnknownTarget),
         };
         if let Some(stream) = self.stream_mut(&mv.source)? {
             if let Some(g) = stream.groups.get_mut(&mv.group) {
@@ -190,10 +232,7 @@ impl Keyspace {
             .schedule(schedule)?
             .and_then(|s| s.next_due_in(now.tick));
         self.drop_if_empty(schedule);
-        Ok(Promotion {
-            promoted,
-            next_due_in,
-        })
+        Ok(Promotion::new(promoted, next_due_in))
     }
 }
 
@@ -215,32 +254,32 @@ mod tests {
         (key.to_owned(), ReadCursor::New)
     }
 
-    fn history(key: &str, after: &str) -> (String, ReadCursor) {
-        (key.to_owned(), ReadCursor::Pending(after.to_owned()))
+    fn history(key: &str, after: Option<&EntryId>) -> (String, ReadCursor) {
+        (key.to_owned(), ReadCursor::Pending(after.cloned()))
     }
 
     /// A keyspace with stream `s`, group `g` from the start, and `n` entries.
-    fn setup(n: usize) -> (Keyspace, Vec<String>) {
+    fn setup(n: usize) -> (Keyspace, Vec<EntryId>) {
         let mut ks = Keyspace::default();
-        assert!(ks.create_group("s", "g", "0").unwrap());
+        assert!(ks.create_group("s", "g", &StartAt::Beginning).unwrap());
         let ids = (0..n)
             .map(|i| {
-                ks.add_entry("s", fields(&i.to_string()), &[], Now::read())
-                    .unwrap()
-                    .to_string()
+                EntryId::from(
+                    ks.add_entry("s", fields(&i.to_string()), &[], Now::read())
+                        .unwrap()
+                        .to_string(),
+                )
             })
             .collect();
         (ks, ids)
     }
 
-    fn move_to_dlq(id: &str, consumer: Option<&str>) -> Move {
-        Move {
-            source: "s".into(),
-            group: "g".into(),
-            id: id.into(),
-            consumer: consumer.map(str::to_owned),
-            delete_source: false,
-            target: MoveTarget::Stream {
+    fn move_to_dlq(id: &EntryId, consumer: Option<&str>) -> Move {
+        let mv = Move::new(
+            "s",
+            "g",
+            id.clone(),
+            MoveTarget::Stream {
                 key: "dlq".into(),
                 fields: fields("dead"),
                 trim: vec![Trim::MaxLen {
@@ -248,16 +287,21 @@ mod tests {
                     approx: true,
                 }],
             },
+        );
+        match consumer {
+            Some(c) => mv.fenced(c),
+            None => mv,
         }
     }
 
     #[test]
     fn create_group_makes_the_stream_and_is_idempotent() {
         let mut ks = Keyspace::default();
-        assert!(ks.create_group("s", "g", "$").unwrap());
-        assert!(!ks.create_group("s", "g", "0").unwrap());
+        assert!(ks.create_group("s", "g", &StartAt::End).unwrap());
+        assert!(!ks.create_group("s", "g", &StartAt::Beginning).unwrap());
         assert!(ks.stream("s").unwrap().is_some());
-        assert!(ks.create_group("t", "g", "nonsense").is_err());
+        let nonsense = StartAt::After(EntryId::from("nonsense"));
+        assert!(ks.create_group("t", "g", &nonsense).is_err());
         assert!(
             ks.stream("t").unwrap().is_none(),
             "a bad id creates nothing"
@@ -265,7 +309,7 @@ mod tests {
 
         // `$` starts after what is there now.
         ks.add_entry("s", fields("old"), &[], Now::read()).unwrap();
-        assert!(ks.create_group("s", "late", "$").unwrap());
+        assert!(ks.create_group("s", "late", &StartAt::End).unwrap());
         let now = Now::read();
         let read = ks.read_group("late", "c", &[new("s")], 10, now).unwrap();
         assert!(read.is_empty());
@@ -278,7 +322,7 @@ mod tests {
         let (mut ks, _) = setup(2);
         for keys in [
             vec![new("s"), new("missing")],
-            vec![new("s"), history("missing", "0")],
+            vec![new("s"), history("missing", None)],
         ] {
             let err = ks.read_group("g", "c", &keys, 10, Now::read()).unwrap_err();
             assert_eq!(
@@ -296,8 +340,14 @@ mod tests {
         let (g, _) = ks.group("s", "g").unwrap();
         assert!(g.pel.is_empty() && g.consumers.is_empty());
         assert!(
-            ks.read_group("g", "c", &[history("s", "x")], 1, Now::read())
-                .is_err()
+            ks.read_group(
+                "g",
+                "c",
+                &[history("s", Some(&EntryId::from("x")))],
+                1,
+                Now::read()
+            )
+            .is_err()
         );
     }
 
@@ -305,22 +355,63 @@ mod tests {
     fn history_reads_through_the_keyspace() {
         let (mut ks, ids) = setup(3);
         let now = Now::read();
-        ks.read_group("g", "c", &[new("s")], 0, now).unwrap();
+        ks.read_group("g", "c", &[new("s")], 10, now).unwrap();
         ks.stream_mut("s")
             .unwrap()
             .unwrap()
             .entries
-            .remove(&StreamId::parse(&ids[0], End::Start).unwrap());
+            .remove(&StreamId::of(&ids[0]).unwrap());
         let read = ks
-            .read_group("g", "c", &[history("s", "0")], 10, now)
+            .read_group("g", "c", &[history("s", None)], 10, now)
             .unwrap();
         assert_eq!(read[0].deleted, [ids[0].clone()]);
         assert_eq!(read[0].entries.len(), 2);
+        assert_eq!(read[0].cursor.as_ref(), Some(&ids[2]));
+        assert!(read[0].entries.iter().all(|e| e.deliveries == 2));
         // Nothing after the last one: the key is left out.
         let read = ks
-            .read_group("g", "c", &[history("s", &ids[2])], 10, now)
+            .read_group("g", "c", &[history("s", Some(&ids[2]))], 10, now)
             .unwrap();
         assert!(read.is_empty());
+    }
+
+    #[test]
+    fn a_read_count_is_a_total_shared_fairly() {
+        let mut ks = Keyspace::default();
+        let now = Now::read();
+        for key in ["a", "b", "c"] {
+            assert!(ks.create_group(key, "g", &StartAt::Beginning).unwrap());
+        }
+        for (key, n) in [("a", 10), ("b", 10), ("c", 1)] {
+            for i in 0..n {
+                ks.add_entry(key, fields(&i.to_string()), &[], now).unwrap();
+            }
+        }
+        let keys = [new("a"), new("b"), new("c")];
+        let per_key = |read: &[KeyEntries]| -> Vec<(String, usize)> {
+            read.iter()
+                .map(|r| (r.key.clone(), r.entries.len()))
+                .collect()
+        };
+        // 7 over 3 keys: 3, 2, 2 — but c has 1, so its share goes to the others.
+        let read = ks.read_group("g", "c1", &keys, 7, now).unwrap();
+        assert_eq!(
+            per_key(&read),
+            [
+                ("a".to_owned(), 3),
+                ("b".to_owned(), 3),
+                ("c".to_owned(), 1)
+            ]
+        );
+        // 1 over 3 keys: the first listed gets it.
+        let read = ks
+            .read_group("g", "c1", &[new("b"), new("a")], 1, now)
+            .unwrap();
+        assert_eq!(per_key(&read), [("b".to_owned(), 1)]);
+        // More than there is: everything, and no more.
+        let read = ks.read_group("g", "c1", &keys, 100, now).unwrap();
+        let total: usize = read.iter().map(|r| r.entries.len()).sum();
+        assert_eq!(total, 10 + 10 + 1 - 7 - 1);
     }
 
     #[test]
@@ -333,7 +424,7 @@ mod tests {
         assert_eq!(ks.ack("s", "g", &all, false).unwrap(), 0);
         assert_eq!(ks.ack("missing", "g", &all, true).unwrap(), 0);
         assert_eq!(ks.ack("s", "nogroup", &all, false).unwrap(), 0);
-        assert!(ks.ack("s", "g", &["bad".to_owned()], false).is_err());
+        assert!(ks.ack("s", "g", &[EntryId::from("bad")], false).is_err());
         // With delete, the entries go too, pending or not.
         assert_eq!(ks.ack("s", "g", &all[..1], true).unwrap(), 0);
         assert_eq!(ks.stream("s").unwrap().unwrap().entries.len(), 2);
@@ -347,12 +438,14 @@ mod tests {
         ks.read_group("g", "b", &[new("s")], 1, now).unwrap();
 
         // Not pending at all, or pending for someone else: nothing written.
-        let out = ks.move_entry(move_to_dlq("9-9", None), now).unwrap();
+        let out = ks
+            .move_entry(move_to_dlq(&EntryId::from("9-9"), None), now)
+            .unwrap();
         assert_eq!(out, MoveOutcome::NotPending);
         let out = ks.move_entry(move_to_dlq(&ids[1], Some("a")), now).unwrap();
         assert_eq!(out, MoveOutcome::OwnedBy("b".into()));
         let mut wrong_group = move_to_dlq(&ids[0], None);
-        wrong_group.group = "nope".into();
+        wrong_group.group = "nope".to_owned();
         assert_eq!(
             ks.move_entry(wrong_group, now).unwrap(),
             MoveOutcome::NotPending
@@ -375,7 +468,7 @@ mod tests {
             ks.group("s", "g")
                 .unwrap()
                 .0
-                .owner(StreamId::parse(&ids[0], End::Start).unwrap()),
+                .owner(StreamId::of(&ids[0]).unwrap()),
             Some("a")
         );
 

@@ -30,6 +30,18 @@ pub(crate) enum Error {
     #[error("stream `{key}` has used its last possible id")]
     IdsExhausted { key: String },
 
+    /// A read cursor of a kind this backend does not know.
+    #[error("unknown read cursor")]
+    UnknownCursor,
+
+    /// A move target of a kind this backend does not know.
+    #[error("unknown move target")]
+    UnknownTarget,
+
+    /// A trim of a kind this backend does not know.
+    #[error("unknown trim")]
+    UnknownTrim,
+
     /// Redis refuses `XAUTOCLAIM ... COUNT 0`.
     #[error("{command} count must be at least 1")]
     ZeroCount { command: &'static str },

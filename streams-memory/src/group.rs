@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use streams_core::backend::{
-    AutoClaimPage, ClaimedEntry, ConsumerInfo, ConsumerRemoval, GroupInfo, PendingEntry,
+    AutoClaimPage, ConsumerInfo, ConsumerRemoval, Cursor, DeliveredEntry, EntryId, GroupInfo,
+    PendingEntry,
 };
 use streams_core::{Entry, Fields};
 
@@ -119,7 +120,7 @@ impl Group {
         consumer: &str,
         limit: usize,
         now: Tick,
-    ) -> Vec<Entry> {
+    ) -> Vec<DeliveredEntry> {
         let served: Vec<(StreamId, Fields)> = entries
             .range((Excluded(self.last_delivered), Unbounded))
             .take(limit)
@@ -135,16 +136,14 @@ impl Group {
         self.last_delivered = last;
         served
             .into_iter()
-            .map(|(id, fields)| Entry {
-                id: id.to_string(),
-                fields,
-            })
+            .map(|(id, fields)| DeliveredEntry::new(Entry::new(id.to_string(), fields), 1))
             .collect()
     }
 
-    /// `XREADGROUP ... <id>`: the consumer's own pending entries after `after`.
-    /// Each existing one counts as delivered again; ids whose entries are gone
-    /// are reported and stay pending. Both count towards `limit`.
+    /// `XREADGROUP ... <id>`: the consumer's own pending entries after `after`,
+    /// with their delivery counts. Each existing one counts as delivered
+    /// again; ids whose entries are gone are reported and stay pending. Both
+    /// count towards `limit`. Also returns the last id looked at.
     pub(crate) fn read_pending(
         &mut self,
         entries: &Entries,
@@ -152,7 +151,7 @@ impl Group {
         after: StreamId,
         limit: usize,
         now: Tick,
-    ) -> (Vec<Entry>, Vec<String>) {
+    ) -> (Vec<DeliveredEntry>, Vec<EntryId>, Option<StreamId>) {
         let name = self.touch_consumer(consumer, now);
         let ids: Vec<StreamId> = self
             .consumers
@@ -165,24 +164,27 @@ impl Group {
                     .collect()
             })
             .unwrap_or_default();
+        let last = ids.last().copied();
         let mut served = Vec::new();
         let mut deleted = Vec::new();
         for id in ids {
             match entries.get(&id) {
                 Some(fields) => {
+                    let mut deliveries = 1;
                     if let Some(nack) = self.pel.get_mut(&id) {
                         nack.deliveries = nack.deliveries.saturating_add(1);
                         nack.delivered = now;
+                        deliveries = nack.deliveries;
                     }
-                    served.push(Entry {
-                        id: id.to_string(),
-                        fields: fields.clone(),
-                    });
+                    served.push(DeliveredEntry::new(
+                        Entry::new(id.to_string(), fields.clone()),
+                        deliveries,
+                    ));
                 }
-                None => deleted.push(id.to_string()),
+                None => deleted.push(EntryId::from(id.to_string())),
             }
         }
-        (served, deleted)
+        (served, deleted, last)
     }
 
     /// `XAUTOCLAIM` as Redis 7.0 runs it: examines at most `count * 10` PEL
@@ -212,7 +214,7 @@ impl Group {
                 .map(|(id, _)| *id);
             let Some(fields) = entries.get(&id) else {
                 self.ack(id);
-                page.deleted.push(id.to_string());
+                page.deleted.push(EntryId::from(id.to_string()));
                 left -= 1;
                 continue;
             };
@@ -228,16 +230,13 @@ impl Group {
             let name = Arc::clone(name);
             let deliveries = deliveries.saturating_add(1);
             self.assign(id, &name, now, deliveries);
-            page.entries.push(ClaimedEntry {
-                entry: Entry {
-                    id: id.to_string(),
-                    fields: fields.clone(),
-                },
+            page.entries.push(DeliveredEntry::new(
+                Entry::new(id.to_string(), fields.clone()),
                 deliveries,
-            });
+            ));
             left -= 1;
         }
-        page.next = next.unwrap_or(StreamId::MIN).to_string();
+        page.next = next.map(|id| Cursor::new(id.to_string()));
         page
     }
 
@@ -253,11 +252,13 @@ impl Group {
         let min_idle = min_idle.unwrap_or(Duration::ZERO);
         let report = |(id, nack): (&StreamId, &Nack)| {
             let idle = now.since(nack.delivered);
-            (idle >= min_idle).then(|| PendingEntry {
-                id: id.to_string(),
-                consumer: nack.consumer.to_string(),
-                idle,
-                deliveries: nack.deliveries,
+            (idle >= min_idle).then(|| {
+                PendingEntry::new(
+                    id.to_string(),
+                    nack.consumer.to_string(),
+                    idle,
+                    nack.deliveries,
+                )
             })
         };
         match consumer {
@@ -281,17 +282,19 @@ impl Group {
     }
 
     /// Backdates the delivery of entries pending for `consumer` without
-    /// counting a delivery (`XCLAIM ... IDLE ms JUSTID` to their owner);
-    /// returns the ids it changed. As `XCLAIM` does in Redis 7.0, an id whose
-    /// entry is gone leaves the PEL instead and is not returned.
+    /// counting a delivery (`XCLAIM ... IDLE ms JUSTID` to their owner), and
+    /// with `refund` gives one delivery back (`RETRYCOUNT` one less, not
+    /// below 0); returns the ids it changed. As `XCLAIM` does in Redis 7.0,
+    /// an id whose entry is gone leaves the PEL instead and is not returned.
     pub(crate) fn set_idle(
         &mut self,
         entries: &Entries,
         consumer: &str,
         ids: &[StreamId],
         idle: Duration,
+        refund: bool,
         now: Tick,
-    ) -> Vec<String> {
+    ) -> Vec<EntryId> {
         let delivered = now.minus(idle);
         let mut updated = Vec::new();
         for id in ids {
@@ -304,7 +307,10 @@ impl Group {
             }
             if let Some(nack) = self.pel.get_mut(id) {
                 nack.delivered = delivered;
-                updated.push(id.to_string());
+                if refund {
+                    nack.deliveries = nack.deliveries.saturating_sub(1);
+                }
+                updated.push(EntryId::from(id.to_string()));
             }
         }
         if !updated.is_empty() {
@@ -321,23 +327,18 @@ impl Group {
         let lag = entries
             .range((Excluded(self.last_delivered), Unbounded))
             .count();
-        GroupInfo {
-            name: name.to_owned(),
-            consumers: self.consumers.len() as u64,
-            pending: self.pel.len() as u64,
-            last_delivered_id: self.last_delivered.to_string(),
-            lag: Some(lag as u64),
-        }
+        let mut info = GroupInfo::new(name, self.consumers.len() as u64, self.pel.len() as u64);
+        info.last_delivered = Some(EntryId::from(self.last_delivered.to_string()));
+        info.lag = Some(lag as u64);
+        info
     }
 
     /// `XINFO CONSUMERS`, in name order.
     pub(crate) fn consumer_infos(&self, now: Tick) -> Vec<ConsumerInfo> {
         self.consumers
             .iter()
-            .map(|(name, c)| ConsumerInfo {
-                name: name.to_string(),
-                pending: c.pending.len() as u64,
-                idle: now.since(c.seen),
+            .map(|(name, c)| {
+                ConsumerInfo::new(name.to_string(), c.pending.len() as u64, now.since(c.seen))
             })
             .collect()
     }
@@ -377,8 +378,12 @@ mod tests {
             .collect()
     }
 
-    fn ids(v: &[Entry]) -> Vec<&str> {
-        v.iter().map(|e| e.id.as_str()).collect()
+    fn ids(v: &[DeliveredEntry]) -> Vec<&str> {
+        v.iter().map(|e| e.entry.id.as_str()).collect()
+    }
+
+    fn cursor(next: &Option<Cursor>) -> Option<&str> {
+        next.as_ref().map(Cursor::as_str)
     }
 
     #[test]
@@ -396,7 +401,7 @@ mod tests {
         assert_eq!(g.pel[&id(1)].deliveries, 1);
         let info = g.info("g", &es);
         assert_eq!((info.consumers, info.pending, info.lag), (2, 4, Some(0)));
-        assert_eq!(info.last_delivered_id, "4-1");
+        assert_eq!(info.last_delivered.unwrap(), "4-1");
     }
 
     #[test]
@@ -408,17 +413,17 @@ mod tests {
         es.remove(&id(2));
         let t1 = t0.plus(Duration::from_secs(1));
         // The deleted id counts towards the limit, as in Redis.
-        let (served, deleted) = g.read_pending(&es, "c1", StreamId::MIN, 2, t1);
+        let (served, deleted, _) = g.read_pending(&es, "c1", StreamId::MIN, 2, t1);
         assert_eq!(ids(&served), ["1-1"]);
         assert_eq!(deleted, ["2-1"]);
         assert_eq!(g.pel[&id(1)].deliveries, 2);
         assert_eq!(g.pel[&id(1)].delivered, t1);
         // The deleted id stays pending, its count unchanged.
         assert_eq!(g.pel[&id(2)].deliveries, 1);
-        let (served, deleted) = g.read_pending(&es, "c1", id(2), 10, t1);
+        let (served, deleted, _) = g.read_pending(&es, "c1", id(2), 10, t1);
         assert_eq!((ids(&served), deleted.len()), (vec!["3-1"], 0));
         // Another consumer's history is its own: empty, but it now exists.
-        let (served, deleted) = g.read_pending(&es, "c2", StreamId::MIN, 10, t1);
+        let (served, deleted, _) = g.read_pending(&es, "c2", StreamId::MIN, 10, t1);
         assert!(served.is_empty() && deleted.is_empty());
         assert!(g.consumers.contains_key("c2"));
     }
@@ -436,7 +441,7 @@ mod tests {
         // Nothing idle enough, but the deleted id still leaves the PEL and
         // uses up the count.
         let page = g.auto_claim(&es, "c2", Duration::from_secs(1000), StreamId::MIN, 1, t1);
-        assert_eq!(page.next, "3-1");
+        assert_eq!(cursor(&page.next), Some("3-1"));
         assert!(page.entries.is_empty());
         assert_eq!(page.deleted, ["2-1"]);
         assert!(g.owner(id(2)).is_none());
@@ -444,7 +449,7 @@ mod tests {
         assert_eq!(g.consumers["c1"].pending.len(), 2);
 
         let page = g.auto_claim(&es, "c3", Duration::ZERO, StreamId::MIN, 1, t1);
-        assert_eq!(page.next, "3-1");
+        assert_eq!(cursor(&page.next), Some("3-1"));
         assert_eq!(page.entries.len(), 1);
         assert_eq!(
             (
@@ -455,7 +460,7 @@ mod tests {
         );
 
         let page = g.auto_claim(&es, "c3", Duration::ZERO, StreamId::MIN, 2, t1);
-        assert_eq!(page.next, "0-0");
+        assert_eq!(page.next, None);
         let claimed: Vec<_> = page
             .entries
             .iter()
@@ -480,6 +485,7 @@ mod tests {
                 "c1",
                 &[id(ms)],
                 Duration::ZERO,
+                false,
                 t0.plus(Duration::from_secs(10)),
             );
         }
@@ -487,13 +493,13 @@ mod tests {
         // count 1 examines at most 10 entries.
         let page = g.auto_claim(&es, "c2", Duration::from_secs(5), StreamId::MIN, 1, t1);
         assert!(page.entries.is_empty());
-        assert_eq!(page.next, "11-1");
+        assert_eq!(cursor(&page.next), Some("11-1"));
         let page = g.auto_claim(&es, "c2", Duration::from_secs(5), id(20), 1, t1);
         assert_eq!(page.entries.len(), 0);
-        assert_eq!(page.next, "30-1");
+        assert_eq!(cursor(&page.next), Some("30-1"));
         let page = g.auto_claim(&es, "c2", Duration::from_secs(5), id(30), 1, t1);
-        assert_eq!(ids(&[page.entries[0].entry.clone()]), ["30-1"]);
-        assert_eq!(page.next, "0-0");
+        assert_eq!(ids(&page.entries), ["30-1"]);
+        assert_eq!(page.next, None);
     }
 
     #[test]
@@ -522,6 +528,7 @@ mod tests {
             "a",
             &[id(1), id(3), id(9)],
             Duration::from_secs(60),
+            false,
             t1,
         );
         assert_eq!(updated, ["1-1"]);
@@ -537,7 +544,7 @@ mod tests {
         let mut es = es;
         es.remove(&id(2));
         assert!(
-            g.set_idle(&es, "a", &[id(2)], Duration::ZERO, t1)
+            g.set_idle(&es, "a", &[id(2)], Duration::ZERO, false, t1)
                 .is_empty()
         );
         assert!(g.owner(id(2)).is_none());

@@ -2,8 +2,11 @@
 //! two clocks of the model.
 
 use std::fmt;
+use std::ops::Bound;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use streams_core::EntryId;
 
 use crate::error::Error;
 
@@ -80,34 +83,30 @@ impl StreamId {
         Ok(Self::new(ms, seq))
     }
 
-    /// One end of an interval as `XRANGE` takes it: `-`, `+`, an id, or an
-    /// exclusive `(id`. `None` when an exclusive bound leaves nothing.
-    pub(crate) fn parse_bound(s: &str, end: End) -> Result<Option<Self>, Error> {
-        match s {
-            "-" => return Ok(Some(Self::MIN)),
-            "+" => return Ok(Some(Self::MAX)),
-            _ => {}
-        }
-        match s.strip_prefix('(') {
-            Some(inner) => {
-                let id = Self::parse(inner, end)?;
-                Ok(match end {
-                    End::Start => id.successor(),
-                    End::End => id.predecessor(),
-                })
-            }
-            None => Self::parse(s, end).map(Some),
-        }
-    }
-
-    /// The inclusive interval `[start, end]`, `None` when it is empty.
-    pub(crate) fn parse_interval(start: &str, end: &str) -> Result<Option<(Self, Self)>, Error> {
-        let lo = Self::parse_bound(start, End::Start)?;
-        let hi = Self::parse_bound(end, End::End)?;
+    /// The inclusive interval of two bounds over ids, `None` when it is empty.
+    pub(crate) fn interval(
+        start: &Bound<EntryId>,
+        end: &Bound<EntryId>,
+    ) -> Result<Option<(Self, Self)>, Error> {
+        let lo = match start {
+            Bound::Unbounded => Some(Self::MIN),
+            Bound::Included(id) => Some(Self::parse(id.as_str(), End::Start)?),
+            Bound::Excluded(id) => Self::parse(id.as_str(), End::End)?.successor(),
+        };
+        let hi = match end {
+            Bound::Unbounded => Some(Self::MAX),
+            Bound::Included(id) => Some(Self::parse(id.as_str(), End::End)?),
+            Bound::Excluded(id) => Self::parse(id.as_str(), End::Start)?.predecessor(),
+        };
         Ok(match (lo, hi) {
             (Some(lo), Some(hi)) if lo <= hi => Some((lo, hi)),
             _ => None,
         })
+    }
+
+    /// An entry id given back by a caller.
+    pub(crate) fn of(id: &EntryId) -> Result<Self, Error> {
+        Self::parse(id.as_str(), End::Start)
     }
 }
 
@@ -216,18 +215,25 @@ mod tests {
     }
 
     #[test]
-    fn parses_interval_bounds() {
+    fn bounds_of_entry_ids() {
+        let id = |s: &str| EntryId::from(s);
         assert_eq!(
-            StreamId::parse_interval("-", "+").unwrap(),
+            StreamId::interval(&Bound::Unbounded, &Bound::Unbounded).unwrap(),
             Some((StreamId::MIN, StreamId::MAX))
         );
         assert_eq!(
-            StreamId::parse_interval("(5-0", "(6-0").unwrap(),
+            StreamId::interval(&Bound::Excluded(id("5-0")), &Bound::Excluded(id("6-0"))).unwrap(),
             Some((StreamId::new(5, 1), StreamId::new(5, u64::MAX)))
         );
-        assert_eq!(StreamId::parse_interval("6", "5").unwrap(), None);
-        assert_eq!(StreamId::parse_interval("(0-0", "(0-0").unwrap(), None);
-        assert!(StreamId::parse_interval("(x", "+").is_err());
+        assert_eq!(
+            StreamId::interval(&Bound::Included(id("5-3")), &Bound::Included(id("5-3"))).unwrap(),
+            Some((StreamId::new(5, 3), StreamId::new(5, 3)))
+        );
+        assert_eq!(
+            StreamId::interval(&Bound::Included(id("6")), &Bound::Included(id("5"))).unwrap(),
+            None
+        );
+        assert!(StreamId::interval(&Bound::Included(id("x")), &Bound::Unbounded).is_err());
     }
 
     #[test]

@@ -49,19 +49,18 @@
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> streams_core::Result<()> {
 //! use bytes::Bytes;
 //! use streams_core::StreamBackend;
-//! use streams_core::backend::{Add, ReadCursor, ReadGroup};
+//! use streams_core::backend::{Ack, Add, CreateGroup, ReadCursor, ReadGroup, StartAt};
 //! use streams_memory::MemoryBackend;
 //!
 //! let backend = MemoryBackend::new();
-//! backend.create_group("jobs", "workers", "$").await?;
+//! backend.create_group(CreateGroup::new("jobs", "workers", StartAt::End)).await?;
 //! let fields = vec![(Bytes::from("task"), Bytes::from("index"))];
-//! let id = backend.add(Add { key: "jobs".into(), fields, trim: Vec::new() }).await?;
+//! let id = backend.add(Add::new("jobs", fields)).await?;
 //!
 //! let keys = [("jobs".to_owned(), ReadCursor::New)];
-//! let read = ReadGroup { group: "workers", consumer: "w1", keys: &keys, count: 10, block: None };
-//! let replies = backend.read_group(read).await?;
-//! assert_eq!(replies[0].entries[0].id, id);
-//! assert_eq!(backend.ack("jobs", "workers", &[id], false).await?, 1);
+//! let replies = backend.read_group(ReadGroup::new("workers", "w1", &keys, 10)).await?;
+//! assert_eq!(replies[0].entries[0].entry.id, id);
+//! assert_eq!(backend.ack(Ack::new("jobs", "workers", &[id])).await?, 1);
 //! # Ok(()) }
 //! ```
 

@@ -54,8 +54,8 @@ impl Stream {
 
     /// Applies one trim; returns how many entries it removed. Pending
     /// entries lists are left alone, as in Redis.
-    pub(crate) fn trim(&mut self, trim: Trim, now_ms: u64) -> u64 {
-        match trim {
+    pub(crate) fn trim(&mut self, trim: Trim, now_ms: u64) -> Result<u64, Error> {
+        Ok(match trim {
             // Trimming exactly is within what `approx` allows.
             Trim::MaxLen { len, .. } => {
                 let mut removed = 0;
@@ -70,7 +70,8 @@ impl Stream {
                 let kept = self.entries.split_off(&min_id);
                 std::mem::replace(&mut self.entries, kept).len() as u64
             }
-        }
+            _ => return Err(Error::UnknownTrim),
+        })
     }
 
     /// `XRANGE` over `[lo, hi]`.
@@ -78,10 +79,7 @@ impl Stream {
         self.entries
             .range(lo..=hi)
             .take(count)
-            .map(|(id, fields)| Entry {
-                id: id.to_string(),
-                fields: fields.clone(),
-            })
+            .map(|(id, fields)| Entry::new(id.to_string(), fields.clone()))
             .collect()
     }
 }
@@ -223,6 +221,11 @@ impl Keyspace {
         self.stream(key).map(|_| ())
     }
 
+    /// Deletes a key of any kind; whether it existed.
+    pub(crate) fn delete(&mut self, key: &str) -> bool {
+        self.keys.remove(key).is_some()
+    }
+
     /// Removes a schedule that has become empty: Redis deletes empty sorted
     /// sets (streams, by contrast, stay when empty).
     pub(crate) fn drop_if_empty(&mut self, key: &str) {
@@ -245,6 +248,12 @@ impl Keyspace {
                 key: key.to_owned(),
             });
         }
+        if trims
+            .iter()
+            .any(|t| !matches!(t, Trim::MaxLen { .. } | Trim::MaxAge { .. }))
+        {
+            return Err(Error::UnknownTrim);
+        }
         let stream = self.stream_entry(key)?;
         let id =
             StreamId::next_after(stream.last_id, now.ms).ok_or_else(|| Error::IdsExhausted {
@@ -253,7 +262,7 @@ impl Keyspace {
         stream.entries.insert(id, fields);
         stream.last_id = id;
         for trim in trims {
-            stream.trim(*trim, now.ms);
+            stream.trim(*trim, now.ms)?;
         }
         let signal = Arc::clone(&stream.added);
         if !self.wakes.iter().any(|w| Arc::ptr_eq(w, &signal)) {
@@ -396,7 +405,7 @@ mod tests {
                 },
                 now.ms
             ),
-            2
+            Ok(2)
         );
         assert_eq!(s.entries.len(), 3);
         assert_eq!(
@@ -407,12 +416,12 @@ mod tests {
                 },
                 now.ms
             ),
-            0
+            Ok(0)
         );
         let age = Duration::from_secs(60);
-        assert_eq!(s.trim(Trim::MaxAge { age, approx: false }, now.ms), 0);
+        assert_eq!(s.trim(Trim::MaxAge { age, approx: false }, now.ms), Ok(0));
         let later = now.ms + 61_000;
-        assert_eq!(s.trim(Trim::MaxAge { age, approx: true }, later), 3);
+        assert_eq!(s.trim(Trim::MaxAge { age, approx: true }, later), Ok(3));
         assert!(s.entries.is_empty());
         // The stream stays, empty, with its last id.
         assert!(s.last_id > StreamId::MIN);
@@ -426,7 +435,7 @@ mod tests {
                 },
                 now.ms
             ),
-            0
+            Ok(0)
         );
     }
 

@@ -76,17 +76,13 @@ mod tests {
     use std::time::Duration;
 
     use bytes::Bytes;
-    use streams_core::backend::Add;
+    use streams_core::backend::{Add, CreateGroup, StartAt};
     use streams_core::{StreamBackend, StreamError};
 
     use super::*;
 
     fn add(key: &str) -> Add {
-        Add {
-            key: key.to_owned(),
-            fields: vec![(Bytes::from("k"), Bytes::from("v"))],
-            trim: Vec::new(),
-        }
+        Add::new(key, vec![(Bytes::from("k"), Bytes::from("v"))])
     }
 
     async fn read(
@@ -96,13 +92,7 @@ mod tests {
         block: Option<Duration>,
     ) -> Result<Vec<KeyEntries>> {
         backend
-            .read_group(ReadGroup {
-                group: "g",
-                consumer,
-                keys,
-                count: 10,
-                block,
-            })
+            .read_group(ReadGroup::new("g", consumer, keys, 10).with_block(block))
             .await
     }
 
@@ -117,7 +107,10 @@ mod tests {
     async fn blocked_reader_wakes_on_add() {
         let backend = MemoryBackend::new();
         for key in ["a", "b"] {
-            backend.create_group(key, "g", "$").await.unwrap();
+            backend
+                .create_group(CreateGroup::new(key, "g", StartAt::End))
+                .await
+                .unwrap();
         }
         let reader = backend.clone();
         let task = tokio::spawn(async move {
@@ -134,7 +127,7 @@ mod tests {
         let got = got.unwrap();
         assert_eq!(got.len(), 1);
         assert_eq!(
-            (got[0].key.as_str(), got[0].entries[0].id.as_str()),
+            (got[0].key.as_str(), got[0].entries[0].entry.id.as_str()),
             ("b", id.as_str())
         );
         assert!(added - started >= Duration::from_millis(90), "it did block");
@@ -148,9 +141,15 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn blocked_read_times_out_empty() {
         let backend = MemoryBackend::new();
-        backend.create_group("a", "g", "$").await.unwrap();
+        backend
+            .create_group(CreateGroup::new("a", "g", StartAt::End))
+            .await
+            .unwrap();
         // An add to another stream does not end the wait.
-        backend.create_group("other", "g", "$").await.unwrap();
+        backend
+            .create_group(CreateGroup::new("other", "g", StartAt::End))
+            .await
+            .unwrap();
         let writer = backend.clone();
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(30)).await;
@@ -173,7 +172,10 @@ mod tests {
     #[tokio::test]
     async fn missing_group_fails_at_once_even_when_blocking() {
         let backend = MemoryBackend::new();
-        backend.create_group("a", "g", "$").await.unwrap();
+        backend
+            .create_group(CreateGroup::new("a", "g", StartAt::End))
+            .await
+            .unwrap();
         let started = Instant::now();
         let err = read(
             &backend,
@@ -190,10 +192,13 @@ mod tests {
     #[tokio::test]
     async fn history_reads_never_block() {
         let backend = MemoryBackend::new();
-        backend.create_group("a", "g", "$").await.unwrap();
+        backend
+            .create_group(CreateGroup::new("a", "g", StartAt::End))
+            .await
+            .unwrap();
         let keys = vec![
             ("a".to_owned(), ReadCursor::New),
-            ("a".to_owned(), ReadCursor::Pending("0".into())),
+            ("a".to_owned(), ReadCursor::Pending(None)),
         ];
         let started = Instant::now();
         let got = read(&backend, &keys, "c", Some(Duration::from_secs(5))).await;
@@ -204,7 +209,10 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn each_entry_goes_to_one_of_many_blocked_readers() {
         let backend = MemoryBackend::new();
-        backend.create_group("a", "g", "$").await.unwrap();
+        backend
+            .create_group(CreateGroup::new("a", "g", StartAt::End))
+            .await
+            .unwrap();
         let readers: Vec<_> = (0..4)
             .map(|i| {
                 let b = backend.clone();
@@ -235,7 +243,10 @@ mod tests {
     #[tokio::test]
     async fn a_dropped_blocked_read_delivers_nothing() {
         let backend = MemoryBackend::new();
-        backend.create_group("a", "g", "$").await.unwrap();
+        backend
+            .create_group(CreateGroup::new("a", "g", StartAt::End))
+            .await
+            .unwrap();
         let keys = keys(&["a"]);
         let waited = tokio::time::timeout(
             Duration::from_millis(50),

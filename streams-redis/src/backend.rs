@@ -9,8 +9,9 @@ use async_trait::async_trait;
 use redis::aio::ConnectionManager;
 use redis::{Client, Cmd, Value};
 use streams_core::backend::{
-    Add, AutoClaimPage, ConsumerInfo, ConsumerRemoval, Entry, GroupInfo, KeyEntries, Move,
-    MoveOutcome, PendingEntry, PendingQuery, Promotion, ReadGroup, ServerInfo, Trim,
+    Ack, Add, AutoClaim, AutoClaimPage, Capabilities, ConsumerInfo, ConsumerRemoval, CreateGroup,
+    Entry, EntryId, GroupInfo, GroupRegistry, KeyEntries, Lease, Move, MoveOutcome, PendingEntry,
+    PendingQuery, Promotion, RangeQuery, ReadGroup, ScheduleKeys, ServerInfo, Trim,
 };
 use streams_core::{Result, StreamBackend};
 
@@ -219,10 +220,50 @@ impl RedisBackend {
     }
 }
 
+/// Idle time given to handed-back entries: longer than any claim threshold.
+const HANDED_BACK_IDLE: Duration = Duration::from_secs(10 * 365 * 86_400);
+
+#[async_trait]
+impl GroupRegistry for RedisBackend {
+    async fn registry_put(&self, key: &str, group: &str, config: &str) -> Result<()> {
+        let mut cmd = redis::cmd("HSET");
+        cmd.arg(key).arg(group).arg(config);
+        self.raw(&cmd, self.op("HSET")).await.map(drop)
+    }
+
+    async fn registry_get(&self, key: &str, group: &str) -> Result<Option<String>> {
+        let mut cmd = redis::cmd("HGET");
+        cmd.arg(key).arg(group);
+        match self.raw(&cmd, self.op("HGET")).await? {
+            Value::Nil => Ok(None),
+            v => reply::string("HGET", v).map(Some),
+        }
+    }
+
+    async fn registry_list(&self, key: &str) -> Result<Vec<(String, String)>> {
+        let mut cmd = redis::cmd("HGETALL");
+        cmd.arg(key);
+        reply::pairs("HGETALL", self.raw(&cmd, self.op("HGETALL")).await?)?
+            .into_iter()
+            .map(|(k, v)| Ok((reply::string("HGETALL", k)?, reply::string("HGETALL", v)?)))
+            .collect()
+    }
+
+    async fn registry_delete(&self, key: &str, group: &str) -> Result<bool> {
+        let mut cmd = redis::cmd("HDEL");
+        cmd.arg(key).arg(group);
+        Ok(reply::count("HDEL", self.raw(&cmd, self.op("HDEL")).await?)? > 0)
+    }
+}
+
 #[async_trait]
 impl StreamBackend for RedisBackend {
     fn name(&self) -> &'static str {
         BACKEND
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::all()
     }
 
     async fn server_info(&self) -> Result<ServerInfo> {
@@ -241,15 +282,23 @@ impl StreamBackend for RedisBackend {
         }
     }
 
-    async fn create_group(&self, key: &str, group: &str, start: &str) -> Result<bool> {
-        commands::create_group(self, key, group, start).await
+    async fn create_group(&self, create: CreateGroup<'_>) -> Result<bool> {
+        commands::create_group(self, &create).await
     }
 
-    async fn add(&self, add: Add) -> Result<String> {
+    async fn destroy_group(&self, key: &str, group: &str) -> Result<bool> {
+        commands::destroy_group(self, key, group).await
+    }
+
+    async fn delete_keys(&self, keys: &[String]) -> Result<u64> {
+        commands::delete_keys(self, keys).await
+    }
+
+    async fn add(&self, add: Add) -> Result<EntryId> {
         commands::add(self, &add).await
     }
 
-    async fn add_batch(&self, adds: Vec<Add>) -> Result<Vec<String>> {
+    async fn add_batch(&self, adds: Vec<Add>) -> Result<Vec<EntryId>> {
         commands::add_batch(self, adds).await
     }
 
@@ -257,35 +306,24 @@ impl StreamBackend for RedisBackend {
         commands::read_group(self, read).await
     }
 
-    async fn ack(&self, key: &str, group: &str, ids: &[String], delete: bool) -> Result<u64> {
-        commands::ack(self, key, group, ids, delete).await
+    async fn ack(&self, ack: Ack<'_>) -> Result<u64> {
+        commands::ack(self, &ack).await
     }
 
-    async fn auto_claim(
-        &self,
-        key: &str,
-        group: &str,
-        consumer: &str,
-        min_idle: Duration,
-        start: &str,
-        count: usize,
-    ) -> Result<AutoClaimPage> {
-        scripts::auto_claim(self, key, group, consumer, min_idle, start, count).await
+    async fn auto_claim(&self, claim: AutoClaim<'_>) -> Result<AutoClaimPage> {
+        scripts::auto_claim(self, &claim).await
     }
 
     async fn pending(&self, query: PendingQuery<'_>) -> Result<Vec<PendingEntry>> {
         commands::pending(self, query).await
     }
 
-    async fn set_idle(
-        &self,
-        key: &str,
-        group: &str,
-        consumer: &str,
-        ids: &[String],
-        idle: Duration,
-    ) -> Result<Vec<String>> {
-        scripts::set_idle(self, key, group, consumer, ids, idle).await
+    async fn renew(&self, lease: Lease<'_>) -> Result<Vec<EntryId>> {
+        scripts::set_idle(self, &lease, Duration::ZERO, false).await
+    }
+
+    async fn hand_back(&self, lease: Lease<'_>) -> Result<Vec<EntryId>> {
+        scripts::set_idle(self, &lease, HANDED_BACK_IDLE, true).await
     }
 
     async fn move_entry(&self, mv: Move) -> Result<MoveOutcome> {
@@ -294,10 +332,10 @@ impl StreamBackend for RedisBackend {
 
     async fn promote_due(
         &self,
-        pairs: &[(String, String)],
+        schedules: &[ScheduleKeys],
         limit: usize,
     ) -> Result<Vec<Promotion>> {
-        scripts::promote_due(self, pairs, limit).await
+        scripts::promote_due(self, schedules, limit).await
     }
 
     async fn schedule_len(&self, key: &str) -> Result<u64> {
@@ -316,7 +354,7 @@ impl StreamBackend for RedisBackend {
                     .arg(len);
                 reply::count("XTRIM", self.raw(&cmd, self.op("XTRIM")).await?)
             }
-            Trim::MaxAge { .. } => scripts::trim(self, key, trim).await,
+            _ => scripts::trim(self, key, trim).await,
         }
     }
 
@@ -326,13 +364,8 @@ impl StreamBackend for RedisBackend {
         reply::count("XLEN", self.raw(&cmd, self.op("XLEN")).await?)
     }
 
-    async fn range(&self, key: &str, start: &str, end: &str, count: usize) -> Result<Vec<Entry>> {
-        if count == 0 {
-            return Ok(Vec::new());
-        }
-        let mut cmd = redis::cmd("XRANGE");
-        cmd.arg(key).arg(start).arg(end).arg("COUNT").arg(count);
-        reply::entries("XRANGE", self.raw(&cmd, self.op("XRANGE")).await?)
+    async fn range(&self, query: RangeQuery<'_>) -> Result<Vec<Entry>> {
+        commands::range(self, query).await
     }
 
     async fn groups(&self, key: &str) -> Result<Vec<GroupInfo>> {
@@ -350,30 +383,6 @@ impl StreamBackend for RedisBackend {
         consumer: &str,
     ) -> Result<ConsumerRemoval> {
         scripts::delete_consumer(self, key, group, consumer).await
-    }
-
-    async fn registry_put(&self, key: &str, field: &str, value: &str) -> Result<()> {
-        let mut cmd = redis::cmd("HSET");
-        cmd.arg(key).arg(field).arg(value);
-        self.raw(&cmd, self.op("HSET")).await.map(drop)
-    }
-
-    async fn registry_get(&self, key: &str, field: &str) -> Result<Option<String>> {
-        let mut cmd = redis::cmd("HGET");
-        cmd.arg(key).arg(field);
-        match self.raw(&cmd, self.op("HGET")).await? {
-            Value::Nil => Ok(None),
-            v => reply::string("HGET", v).map(Some),
-        }
-    }
-
-    async fn registry_list(&self, key: &str) -> Result<Vec<(String, String)>> {
-        let mut cmd = redis::cmd("HGETALL");
-        cmd.arg(key);
-        reply::pairs("HGETALL", self.raw(&cmd, self.op("HGETALL")).await?)?
-            .into_iter()
-            .map(|(k, v)| Ok((reply::string("HGETALL", k)?, reply::string("HGETALL", v)?)))
-            .collect()
     }
 
     /// Closes the idle blocking connections only. Other managers may share

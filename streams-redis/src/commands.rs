@@ -1,11 +1,12 @@
 //! The operations that are plain Redis commands (or pipelines of them).
 
-use std::time::Duration;
+use std::ops::Bound;
+use std::time::{Duration, Instant};
 
 use redis::{Cmd, Value};
 use streams_core::backend::{
-    Add, ConsumerInfo, Fields, GroupInfo, KeyEntries, PendingEntry, PendingQuery, ReadCursor,
-    ReadGroup, ServerInfo, Trim,
+    Ack, Add, ConsumerInfo, CreateGroup, Entry, EntryId, Fields, GroupInfo, KeyEntries,
+    PendingEntry, PendingQuery, RangeQuery, ReadCursor, ReadGroup, ServerInfo, StartAt, Trim,
 };
 use streams_core::{Result, StreamError};
 
@@ -13,6 +14,9 @@ use crate::backend::RedisBackend;
 use crate::error::{self, BACKEND, Op, bad_reply};
 use crate::reply;
 use crate::scripts::{self, ms};
+
+/// The oldest server this backend works with: `XAUTOCLAIM` arrived in 6.2.
+pub(crate) const MIN_VERSION: (u32, u32, u32) = (6, 2, 0);
 
 /// `XADD` with at most one length trim inline; `None` when the trims need
 /// the server's clock or several passes (the `add` script then does it).
@@ -40,55 +44,54 @@ pub(crate) fn push_fields(cmd: &mut Cmd, fields: &Fields) {
     }
 }
 
-/// `XREADGROUP` over every key of a read, with `BLOCK` when given.
-fn xreadgroup(read: &ReadGroup<'_>, block: Option<Duration>) -> Cmd {
-    let mut cmd = redis::cmd("XREADGROUP");
-    cmd.arg("GROUP")
-        .arg(read.group)
-        .arg(read.consumer)
-        .arg("COUNT")
-        .arg(read.count.max(1));
-    if let Some(block) = block {
-        // BLOCK 0 would wait forever.
-        cmd.arg("BLOCK").arg(ms(block).max(1));
+/// A range bound as `XRANGE` and `XPENDING` take it.
+fn bound(b: &Bound<EntryId>, unbounded: &str) -> String {
+    match b {
+        Bound::Unbounded => unbounded.to_owned(),
+        Bound::Included(id) => id.as_str().to_owned(),
+        Bound::Excluded(id) => format!("({id}"),
     }
-    cmd.arg("STREAMS");
-    for (key, _) in read.keys {
-        cmd.arg(key);
-    }
-    for (_, cursor) in read.keys {
-        match cursor {
-            ReadCursor::New => cmd.arg(">"),
-            ReadCursor::Pending(after) => cmd.arg(after),
-        };
-    }
-    cmd
 }
 
-/// `INFO server`, for the version.
+/// Refuses a server older than [`MIN_VERSION`].
+pub(crate) fn check_version(version: (u32, u32, u32)) -> Result<()> {
+    if version < MIN_VERSION {
+        let (a, b, c) = version;
+        let (x, y, z) = MIN_VERSION;
+        return Err(StreamError::Unsupported {
+            feature: "XAUTOCLAIM".to_owned(),
+            reason: format!("it needs Redis {x}.{y}.{z} or newer; the server is {a}.{b}.{c}"),
+        });
+    }
+    Ok(())
+}
+
+/// `INFO server`, for the version; refuses servers older than [`MIN_VERSION`].
 pub(crate) async fn server_info(b: &RedisBackend) -> Result<ServerInfo> {
     let mut cmd = redis::cmd("INFO");
     cmd.arg("server");
     let text = reply::string("INFO", b.raw(&cmd, b.op("INFO")).await?)?;
     let version = reply::redis_version(&text)
         .ok_or_else(|| bad_reply("INFO", "no readable redis_version line"))?;
-    Ok(ServerInfo {
-        backend: BACKEND,
-        version,
-    })
+    check_version(version)?;
+    let (x, y, z) = version;
+    Ok(ServerInfo::new(BACKEND, format!("{x}.{y}.{z}")))
 }
 
 /// `XGROUP CREATE ... MKSTREAM`; `false` when the group exists (`BUSYGROUP`).
-pub(crate) async fn create_group(
-    b: &RedisBackend,
-    key: &str,
-    group: &str,
-    start: &str,
-) -> Result<bool> {
+pub(crate) async fn create_group(b: &RedisBackend, create: &CreateGroup<'_>) -> Result<bool> {
+    let start = match &create.start {
+        StartAt::Beginning => "0",
+        StartAt::End => "$",
+        StartAt::After(id) => {
+            return scripts::create_group_after(b, create.key, create.group, id).await;
+        }
+        _ => return Err(scripts::unknown("group start")),
+    };
     let mut cmd = redis::cmd("XGROUP");
     cmd.arg("CREATE")
-        .arg(key)
-        .arg(group)
+        .arg(create.key)
+        .arg(create.group)
         .arg(start)
         .arg("MKSTREAM");
     let mut conn = b.inner.conns.commands();
@@ -99,8 +102,30 @@ pub(crate) async fn create_group(
     }
 }
 
+/// `XGROUP DESTROY`; a missing stream has no group to destroy.
+pub(crate) async fn destroy_group(b: &RedisBackend, key: &str, group: &str) -> Result<bool> {
+    let mut cmd = redis::cmd("XGROUP");
+    cmd.arg("DESTROY").arg(key).arg(group);
+    let mut conn = b.inner.conns.commands();
+    match cmd.query_async::<Value>(&mut conn).await {
+        Ok(v) => Ok(reply::int("XGROUP DESTROY", v)? > 0),
+        Err(e) if error::is_no_such_key(&e) => Ok(false),
+        Err(e) => Err(error::map(e, b.op("XGROUP DESTROY"))),
+    }
+}
+
+/// `UNLINK` of keys.
+pub(crate) async fn delete_keys(b: &RedisBackend, keys: &[String]) -> Result<u64> {
+    if keys.is_empty() {
+        return Ok(0);
+    }
+    let mut cmd = redis::cmd("UNLINK");
+    cmd.arg(keys);
+    reply::count("UNLINK", b.raw(&cmd, b.op("UNLINK")).await?)
+}
+
 /// Every add in one pipelined round trip, in order.
-pub(crate) async fn add_batch(b: &RedisBackend, adds: Vec<Add>) -> Result<Vec<String>> {
+pub(crate) async fn add_batch(b: &RedisBackend, adds: Vec<Add>) -> Result<Vec<EntryId>> {
     if adds.is_empty() {
         return Ok(Vec::new());
     }
@@ -118,7 +143,7 @@ pub(crate) async fn add_batch(b: &RedisBackend, adds: Vec<Add>) -> Result<Vec<St
             pipe.add_command(scripts::load(scripts::ADD_SOURCE))
                 .ignore();
             for add in &adds {
-                pipe.add_command(scripts::add_cmd(add));
+                pipe.add_command(scripts::add_cmd(add)?);
             }
         }
     }
@@ -129,62 +154,82 @@ pub(crate) async fn add_batch(b: &RedisBackend, adds: Vec<Add>) -> Result<Vec<St
             format!("{} ids for {} entries", ids.len(), adds.len()),
         ));
     }
-    ids.into_iter().map(|v| reply::string("XADD", v)).collect()
+    ids.into_iter()
+        .map(|v| reply::string("XADD", v).map(EntryId::from))
+        .collect()
 }
 
-/// One `XREADGROUP`: blocking reads on a connection of their own, the
-/// others on the command connection.
+/// `XREAD BLOCK` from the group's last delivered id on every key: it wakes
+/// on the next entry any key receives, and delivers nothing.
+fn xread_after(keys: &[(String, ReadCursor)], after: &[String], block: Duration) -> Cmd {
+    let mut cmd = redis::cmd("XREAD");
+    cmd.arg("COUNT")
+        .arg(1)
+        .arg("BLOCK")
+        .arg(ms(block).max(1))
+        .arg("STREAMS");
+    for (key, _) in keys {
+        cmd.arg(key);
+    }
+    for id in after {
+        cmd.arg(id);
+    }
+    cmd
+}
+
+/// A group read with a fair total count (the `read_group` script). When it
+/// finds nothing and may block, it waits on a connection of its own with
+/// `XREAD BLOCK` (which delivers nothing) for an entry to arrive, then reads
+/// again, until `block` has passed.
 pub(crate) async fn read_group(b: &RedisBackend, read: ReadGroup<'_>) -> Result<Vec<KeyEntries>> {
-    let Some((first, _)) = read.keys.first() else {
+    if read.keys.is_empty() {
         return Ok(Vec::new());
-    };
-    let history = read
-        .keys
-        .iter()
-        .any(|(_, c)| matches!(c, ReadCursor::Pending(_)));
-    let value = match read.block {
-        Some(block) if !history => {
-            let after = b.inner.conns.blocking_timeout(block, b.timeout());
-            let op = Op::new("XREADGROUP", after).on(first, read.group);
-            b.inner
-                .conns
-                .blocking(block, |slice| xreadgroup(&read, Some(slice)))
-                .await
-                .map_err(|e| error::map(e, op))?
+    }
+    let history = read.keys.iter().any(|(_, c)| !matches!(c, ReadCursor::New));
+    let deadline = read
+        .block
+        .filter(|_| !history)
+        .and_then(|block| Instant::now().checked_add(block));
+    loop {
+        let (replies, waits) = scripts::read_group(b, &read).await?;
+        if !replies.is_empty() {
+            return Ok(replies);
         }
-        _ => {
-            let op = b.op("XREADGROUP").on(first, read.group);
-            b.raw(&xreadgroup(&read, None), op).await?
+        let Some(deadline) = deadline else {
+            return Ok(replies);
+        };
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || waits.len() != read.keys.len() {
+            return Ok(replies);
         }
-    };
-    reply::read_group(value)
+        let after = b.inner.conns.blocking_timeout(left, b.timeout());
+        let op = Op::new("XREADGROUP", after).on(&read.keys[0].0, read.group);
+        let woke = b
+            .inner
+            .conns
+            .blocking(left, |slice| xread_after(read.keys, &waits, slice))
+            .await
+            .map_err(|e| error::map(e, op))?;
+        if woke == Value::Nil {
+            return Ok(Vec::new());
+        }
+    }
 }
 
-/// `XACK`, with `XDEL` in the same transaction when asked.
-pub(crate) async fn ack(
-    b: &RedisBackend,
-    key: &str,
-    group: &str,
-    ids: &[String],
-    delete: bool,
-) -> Result<u64> {
-    if ids.is_empty() {
+/// `XACK`; with `delete`, `XDEL` too, in one script.
+pub(crate) async fn ack(b: &RedisBackend, ack: &Ack<'_>) -> Result<u64> {
+    if ack.ids.is_empty() {
         return Ok(0);
     }
+    if ack.delete {
+        return scripts::ack_delete(b, ack.key, ack.group, ack.ids).await;
+    }
     let mut xack = redis::cmd("XACK");
-    xack.arg(key).arg(group).arg(ids);
-    if !delete {
-        return reply::count("XACK", b.raw(&xack, b.op("XACK")).await?);
+    xack.arg(ack.key).arg(ack.group);
+    for id in ack.ids {
+        xack.arg(id.as_str());
     }
-    let mut xdel = redis::cmd("XDEL");
-    xdel.arg(key).arg(ids);
-    let mut pipe = redis::pipe();
-    pipe.atomic().add_command(xack).add_command(xdel).ignore();
-    let mut replies = b.pipeline(&pipe, b.op("XACK")).await?.into_iter();
-    match replies.next() {
-        Some(n) => reply::count("XACK", n),
-        None => Err(bad_reply("XACK", "empty transaction reply")),
-    }
+    reply::count("XACK", b.raw(&xack, b.op("XACK")).await?)
 }
 
 /// Extended `XPENDING`.
@@ -200,7 +245,9 @@ pub(crate) async fn pending(
     if let Some(idle) = query.min_idle {
         cmd.arg("IDLE").arg(ms(idle));
     }
-    cmd.arg(query.start).arg(query.end).arg(query.count);
+    cmd.arg(bound(&query.start, "-"))
+        .arg(bound(&query.end, "+"))
+        .arg(query.count);
     if let Some(consumer) = query.consumer {
         cmd.arg(consumer);
     }
@@ -217,14 +264,28 @@ pub(crate) async fn pending(
                     "a row is not [id, consumer, idle, count]",
                 ));
             };
-            Ok(PendingEntry {
-                id: reply::string("XPENDING", id)?,
-                consumer: reply::string("XPENDING", consumer)?,
-                idle: Duration::from_millis(reply::count("XPENDING", idle)?),
-                deliveries: reply::count("XPENDING", n)?,
-            })
+            Ok(PendingEntry::new(
+                reply::string("XPENDING", id)?,
+                reply::string("XPENDING", consumer)?,
+                Duration::from_millis(reply::count("XPENDING", idle)?),
+                reply::count("XPENDING", n)?,
+            ))
         })
         .collect()
+}
+
+/// `XRANGE`.
+pub(crate) async fn range(b: &RedisBackend, query: RangeQuery<'_>) -> Result<Vec<Entry>> {
+    if query.count == 0 {
+        return Ok(Vec::new());
+    }
+    let mut cmd = redis::cmd("XRANGE");
+    cmd.arg(query.key)
+        .arg(bound(&query.start, "-"))
+        .arg(bound(&query.end, "+"))
+        .arg("COUNT")
+        .arg(query.count);
+    reply::entries("XRANGE", b.raw(&cmd, b.op("XRANGE")).await?)
 }
 
 /// `XINFO GROUPS`; a missing stream has none.
@@ -263,12 +324,12 @@ pub(crate) async fn consumers(
 }
 
 /// One `XADD`, or the `add` script when the trims need it.
-pub(crate) async fn add(b: &RedisBackend, add: &Add) -> Result<String> {
+pub(crate) async fn add(b: &RedisBackend, add: &Add) -> Result<EntryId> {
     let id = match xadd(add) {
         Some(cmd) => b.raw(&cmd, b.op("XADD")).await?,
         None => scripts::add(b, add).await?,
     };
-    reply::string("XADD", id)
+    reply::string("XADD", id).map(EntryId::from)
 }
 
 /// Deletes every key under `namespace` (`<namespace>:*`) with `SCAN` and
@@ -315,6 +376,19 @@ fn glob_escape(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn old_servers_are_refused() {
+        assert!(check_version((6, 2, 0)).is_ok());
+        assert!(check_version((7, 0, 15)).is_ok());
+        let e = check_version((6, 0, 9)).unwrap_err();
+        assert!(
+            matches!(&e, StreamError::Unsupported { feature, reason } if feature == "XAUTOCLAIM" && reason.contains("6.0.9")),
+            "{e}"
+        );
+        assert_eq!(bound(&Bound::Excluded(EntryId::from("1-0")), "-"), "(1-0");
+        assert_eq!(bound(&Bound::Unbounded, "+"), "+");
+    }
 
     #[test]
     fn glob_characters_are_escaped() {

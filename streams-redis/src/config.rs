@@ -10,8 +10,10 @@ pub const DEFAULT_URL: &str = "redis://127.0.0.1:6379";
 
 /// How [`RedisBackend`](crate::RedisBackend) connects to Redis.
 ///
-/// Durations serialize as milliseconds under `*_ms` names. `Debug` hides the
-/// password of the URL.
+/// Durations serialize as milliseconds under `*_ms` names. Secrets are never
+/// written out: `Debug` and serialization show the URL with its password
+/// replaced by `***` (a configuration read from a file keeps the password it
+/// was given, but writing it back out does not).
 ///
 /// ```
 /// use std::time::Duration;
@@ -24,10 +26,13 @@ pub const DEFAULT_URL: &str = "redis://127.0.0.1:6379";
 /// ```
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
+#[non_exhaustive]
 pub struct RedisConfig {
     /// The server: `redis://[user[:password]@]host[:port][/db]`, `rediss://`
     /// for TLS (feature `tls`), or `redis+unix:///path`. Default
     /// `redis://127.0.0.1:6379`; [`RedisConfig::from_env`] reads `REDIS_URL`.
+    /// Serialized without its password.
+    #[serde(serialize_with = "redacted")]
     pub url: String,
 
     /// Longest wait for a connection to be established. Default 5 s.
@@ -204,6 +209,11 @@ pub(crate) fn redact_url(url: &str) -> String {
     out
 }
 
+/// Serializes a URL without its password.
+fn redacted<S: serde::Serializer>(url: &str, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&redact_url(url))
+}
+
 /// Serde for a `Duration` as whole milliseconds.
 mod millis {
     use std::time::Duration;
@@ -242,6 +252,12 @@ mod tests {
         let dbg = format!("{cfg:?}");
         assert!(!dbg.contains("topsecret"), "{dbg}");
         assert!(dbg.contains("u:***@h:1"), "{dbg}");
+        let json = serde_json::to_string(&cfg).unwrap();
+        assert!(!json.contains("topsecret"), "{json}");
+        assert!(json.contains("u:***@h:1"), "{json}");
+        // Read from a file, the password is kept.
+        let read: RedisConfig = serde_json::from_str(r#"{"url":"redis://:pw@h:1"}"#).unwrap();
+        assert_eq!(read.url, "redis://:pw@h:1");
     }
 
     #[test]

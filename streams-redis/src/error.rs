@@ -85,9 +85,14 @@ pub(crate) fn is_busy_group(err: &RedisError) -> bool {
     err.code() == Some("BUSYGROUP")
 }
 
-/// Whether the server answered `ERR no such key` (`XINFO` on a missing stream).
+/// Whether the server answered that the key is missing: `ERR no such key`
+/// (`XINFO` on a missing stream) or `ERR The XGROUP subcommand requires the
+/// key to exist` (`XGROUP DESTROY`).
 pub(crate) fn is_no_such_key(err: &RedisError) -> bool {
-    err.code() == Some("ERR") && err.detail().is_some_and(|d| d.starts_with("no such key"))
+    err.code() == Some("ERR")
+        && err.detail().is_some_and(|d| {
+            d.starts_with("no such key") || d.contains("requires the key to exist")
+        })
 }
 
 /// The stream and group of a `NOGROUP` detail such as

@@ -39,9 +39,15 @@
 //!   timed by the server's clock.
 //! - `XADD` is never retried by the backend: a lost reply would duplicate
 //!   the entry. Every envelope carries a producer id (`mid`) for deduplication.
+//! - A group read is one script that shares its `COUNT` fairly over the
+//!   group's keys (`XREADGROUP` alone applies it to each key); when it finds
+//!   nothing, an `XREAD BLOCK` on a connection of its own waits for the
+//!   next entry without delivering anything.
 //! - Scripts touch keys of different streams (a shared dead-letter stream),
 //!   so the backend targets a standalone server (or a primary with
 //!   replicas), not Redis Cluster.
+//! - The server must be Redis 6.2 or newer (`XAUTOCLAIM`); older servers are
+//!   refused by [`server_info`](streams_core::StreamBackend::server_info).
 //!
 //! The wire format and key layout are in `docs/wire-format.md`.
 //!
@@ -65,6 +71,3 @@ pub mod testing;
 
 pub use backend::RedisBackend;
 pub use config::{DEFAULT_URL, RedisConfig};
-/// The `redis` crate this backend is built on, for [`RedisBackend::from_client`]
-/// and [`RedisBackend::from_connection_manager`].
-pub use redis;

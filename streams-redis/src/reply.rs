@@ -7,7 +7,7 @@ use bytes::Bytes;
 use redis::Value;
 use std::time::Duration;
 
-use streams_core::backend::{ConsumerInfo, Entry, Fields, GroupInfo, KeyEntries};
+use streams_core::backend::{ConsumerInfo, Entry, EntryId, Fields, GroupInfo};
 use streams_core::{Result, StreamError};
 
 use crate::error::bad_reply;
@@ -134,54 +134,7 @@ pub(crate) fn entries(what: &'static str, v: Value) -> Result<Vec<Entry>> {
     let mut out = Vec::with_capacity(items.len());
     for item in items {
         if let (id, Some(fields)) = entry(what, item)? {
-            out.push(Entry { id, fields });
-        }
-    }
-    Ok(out)
-}
-
-fn key_entries(key: Value, list: Value) -> Result<KeyEntries> {
-    const WHAT: &str = "XREADGROUP";
-    let mut out = KeyEntries {
-        key: string(WHAT, key)?,
-        ..KeyEntries::default()
-    };
-    let items = array(WHAT, list)?;
-    out.entries.reserve(items.len());
-    for item in items {
-        match entry(WHAT, item)? {
-            (id, Some(fields)) => out.entries.push(Entry { id, fields }),
-            (id, None) => out.deleted.push(id),
-        }
-    }
-    Ok(out)
-}
-
-/// An `XREADGROUP` reply: nil on timeout, else `[[key, entries], ...]`
-/// (RESP2) or `{key: entries}` (RESP3). Keys with nothing are left out.
-pub(crate) fn read_group(v: Value) -> Result<Vec<KeyEntries>> {
-    const WHAT: &str = "XREADGROUP";
-    let per_key: Vec<(Value, Value)> = match v {
-        Value::Nil => return Ok(Vec::new()),
-        Value::Map(pairs) => pairs,
-        Value::Array(items) => {
-            let mut out = Vec::with_capacity(items.len());
-            for item in items {
-                let mut kv = array(WHAT, item)?.into_iter();
-                let (Some(k), Some(list), None) = (kv.next(), kv.next(), kv.next()) else {
-                    return Err(bad_reply(WHAT, "a stream reply is not [key, entries]"));
-                };
-                out.push((k, list));
-            }
-            out
-        }
-        other => return Err(unexpected(WHAT, "an array", &other)),
-    };
-    let mut out = Vec::with_capacity(per_key.len());
-    for (k, list) in per_key {
-        let ke = key_entries(k, list)?;
-        if !ke.entries.is_empty() || !ke.deleted.is_empty() {
-            out.push(ke);
+            out.push(Entry::new(id, fields));
         }
     }
     Ok(out)
@@ -191,30 +144,24 @@ pub(crate) fn read_group(v: Value) -> Result<Vec<KeyEntries>> {
 /// (and absent before Redis 7).
 pub(crate) fn group_info(v: Value) -> Result<GroupInfo> {
     const WHAT: &str = "XINFO GROUPS";
-    let mut info = GroupInfo {
-        name: String::new(),
-        consumers: 0,
-        pending: 0,
-        last_delivered_id: String::new(),
-        lag: None,
-    };
-    let mut named_seen = false;
+    let mut name = None;
+    let (mut consumers, mut pending, mut last, mut lag) = (0, 0, None, None);
     for (k, v) in named(WHAT, v)? {
         match k.as_str() {
-            "name" => {
-                info.name = string(WHAT, v)?;
-                named_seen = true;
-            }
-            "consumers" => info.consumers = count(WHAT, v)?,
-            "pending" => info.pending = count(WHAT, v)?,
-            "last-delivered-id" => info.last_delivered_id = string(WHAT, v)?,
-            "lag" if v != Value::Nil => info.lag = Some(count(WHAT, v)?),
+            "name" => name = Some(string(WHAT, v)?),
+            "consumers" => consumers = count(WHAT, v)?,
+            "pending" => pending = count(WHAT, v)?,
+            "last-delivered-id" => last = Some(string(WHAT, v)?),
+            "lag" if v != Value::Nil => lag = Some(count(WHAT, v)?),
             _ => {}
         }
     }
-    if !named_seen {
+    let Some(name) = name else {
         return Err(bad_reply(WHAT, "a group without a name"));
-    }
+    };
+    let mut info = GroupInfo::new(name, consumers, pending);
+    info.last_delivered = last.filter(|id| id != "0-0").map(EntryId::from);
+    info.lag = lag;
     Ok(info)
 }
 
@@ -233,11 +180,7 @@ pub(crate) fn consumer_info(v: Value) -> Result<ConsumerInfo> {
         }
     }
     let name = name.ok_or_else(|| bad_reply(WHAT, "a consumer without a name"))?;
-    Ok(ConsumerInfo {
-        name,
-        pending,
-        idle,
-    })
+    Ok(ConsumerInfo::new(name, pending, idle))
 }
 
 /// `redis_version` of an `INFO server` reply, as `(major, minor, patch)`.
@@ -272,34 +215,23 @@ mod tests {
     }
 
     #[test]
-    fn read_reply_resp2_with_deleted_and_empty_keys() {
+    fn entries_with_deleted_and_binary_fields() {
         let v = Value::Array(vec![
-            Value::Array(vec![
-                bulk(b"s1"),
-                Value::Array(vec![
-                    entry_value("1-0", Some(&[(b"data", b"{}"), (b"x", b"\xff")])),
-                    entry_value("2-0", None),
-                ]),
-            ]),
-            Value::Array(vec![bulk(b"s2"), Value::Array(vec![])]),
+            entry_value("1-0", Some(&[(b"data", b"{}"), (b"x", b"\xff")])),
+            entry_value("2-0", None),
         ]);
-        let out = read_group(v).unwrap();
+        let out = entries("XRANGE", v).unwrap();
         assert_eq!(out.len(), 1);
-        assert_eq!(out[0].key, "s1");
-        assert_eq!(out[0].entries[0].id, "1-0");
-        assert_eq!(out[0].entries[0].fields[1].1.as_ref(), b"\xff");
-        assert_eq!(out[0].deleted, ["2-0"]);
-        assert!(read_group(Value::Nil).unwrap().is_empty());
+        assert_eq!(out[0].id, "1-0");
+        assert_eq!(out[0].fields[1].1.as_ref(), b"\xff");
+        let (id, fields) = entry("X", entry_value("2-0", None)).unwrap();
+        assert_eq!((id.as_str(), fields), ("2-0", None));
+        let resp3 = Value::Map(vec![(bulk(b"a"), bulk(b"b"))]);
+        assert_eq!(fields_of(resp3).unwrap()[0].0.as_ref(), b"a");
     }
 
-    #[test]
-    fn read_reply_resp3_map() {
-        let v = Value::Map(vec![(
-            bulk(b"k"),
-            Value::Array(vec![entry_value("5-1", Some(&[(b"a", b"b")]))]),
-        )]);
-        let out = read_group(v).unwrap();
-        assert_eq!(out[0].entries[0].fields[0].0.as_ref(), b"a");
+    fn fields_of(v: Value) -> Result<Fields> {
+        fields("X", v)
     }
 
     #[test]
@@ -309,18 +241,12 @@ mod tests {
             Value::Array(vec![Value::Int(1)]),
             Value::Array(vec![Value::Array(vec![bulk(b"k")])]),
             Value::Array(vec![Value::Array(vec![
-                bulk(b"k"),
-                Value::Array(vec![Value::Array(vec![
-                    bulk(b"1-0"),
-                    Value::Array(vec![bulk(b"odd")]),
-                ])]),
+                bulk(b"1-0"),
+                Value::Array(vec![bulk(b"odd")]),
             ])]),
-            Value::Array(vec![Value::Array(vec![
-                bulk(b"k"),
-                Value::Array(vec![Value::Array(vec![bulk(b"\xff"), Value::Nil])]),
-            ])]),
+            Value::Array(vec![Value::Array(vec![bulk(b"\xff"), Value::Nil])]),
         ] {
-            assert!(read_group(v).is_err());
+            assert!(entries("XRANGE", v).is_err());
         }
         assert!(int("t", bulk(b"x")).is_err());
         assert_eq!(int("t", bulk(b"42")).unwrap(), 42);

@@ -10,11 +10,12 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use redis::{Cmd, Script, ScriptInvocation, Value};
-use streams_core::Result;
 use streams_core::backend::{
-    Add, AutoClaimPage, ClaimedEntry, ConsumerRemoval, Entry, Fields, Move, MoveOutcome,
-    MoveTarget, Promotion, Trim,
+    Add, AutoClaim, AutoClaimPage, ConsumerRemoval, Cursor, DeliveredEntry, Entry, EntryId, Fields,
+    KeyEntries, Lease, Move, MoveOutcome, MoveTarget, Promotion, ReadCursor, ReadGroup,
+    ScheduleKeys, Trim,
 };
+use streams_core::{Result, StreamError};
 
 use crate::backend::RedisBackend;
 use crate::commands::push_fields;
@@ -52,6 +53,18 @@ pub(crate) static AUTO_CLAIM: LazyLock<Script> =
 pub(crate) static SET_IDLE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("scripts/set_idle.lua")));
 
+/// A group read with a total count shared fairly over its keys.
+pub(crate) static READ_GROUP: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("scripts/read_group.lua")));
+
+/// Creates a group after an id, when the stream's history reaches it.
+pub(crate) static CREATE_GROUP: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("scripts/create_group.lua")));
+
+/// `XACK` then `XDEL`, atomically.
+pub(crate) static ACK_DELETE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("scripts/ack_delete.lua")));
+
 /// Deletes a consumer unless it holds pending entries.
 pub(crate) static DELETE_CONSUMER: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("scripts/delete_consumer.lua")));
@@ -69,19 +82,28 @@ pub(crate) fn ms(d: Duration) -> u64 {
 
 /// The `ARGV` form of trims read by the scripts' `apply_trims`: their
 /// number, then a triple per trim.
-pub(crate) fn trim_args(trims: &[Trim]) -> Vec<String> {
+pub(crate) fn trim_args(trims: &[Trim]) -> Result<Vec<String>> {
     let mut out = Vec::with_capacity(1 + 3 * trims.len());
     out.push(trims.len().to_string());
     for t in trims {
         let (kind, approx, value) = match *t {
             Trim::MaxLen { len, approx } => ("MAXLEN", approx, len),
             Trim::MaxAge { age, approx } => ("MAXAGE", approx, ms(age)),
+            _ => return Err(unknown("trim")),
         };
         out.push(kind.to_owned());
         out.push(if approx { "~" } else { "=" }.to_owned());
         out.push(value.to_string());
     }
-    out
+    Ok(out)
+}
+
+/// A request of a kind this backend does not know yet.
+pub(crate) fn unknown(what: &str) -> StreamError {
+    StreamError::Unsupported {
+        feature: what.to_owned(),
+        reason: "this kind is not known to the redis backend".to_owned(),
+    }
 }
 
 /// An `EVALSHA` of `script` as a plain command, for pipelines.
@@ -107,23 +129,23 @@ fn push_invocation_fields(inv: &mut ScriptInvocation<'_>, fields: &Fields) {
 /// Adds an entry through the `add` script (trims by age or several trims).
 pub(crate) async fn add(b: &RedisBackend, add: &Add) -> Result<Value> {
     let mut inv = ADD.prepare_invoke();
-    inv.key(&add.key).arg(trim_args(&add.trim));
+    inv.key(&add.key).arg(trim_args(&add.trim)?);
     push_invocation_fields(&mut inv, &add.fields);
     b.script(&inv, b.op("XADD (add script)")).await
 }
 
 /// The `add` script as an `EVALSHA` command, for a pipeline that loads it first.
-pub(crate) fn add_cmd(add: &Add) -> Cmd {
+pub(crate) fn add_cmd(add: &Add) -> Result<Cmd> {
     let mut cmd = evalsha(&ADD, &[&add.key]);
-    cmd.arg(trim_args(&add.trim));
+    cmd.arg(trim_args(&add.trim)?);
     push_fields(&mut cmd, &add.fields);
-    cmd
+    Ok(cmd)
 }
 
 /// Trims by age (or anything else) on the server's clock; returns entries removed.
 pub(crate) async fn trim(b: &RedisBackend, key: &str, trim: Trim) -> Result<u64> {
     let mut inv = TRIM.prepare_invoke();
-    inv.key(key).arg(trim_args(&[trim]));
+    inv.key(key).arg(trim_args(&[trim])?);
     reply::count("XTRIM", b.script(&inv, b.op("XTRIM (trim script)")).await?)
 }
 
@@ -134,22 +156,24 @@ pub(crate) async fn move_entry(b: &RedisBackend, mv: &Move) -> Result<MoveOutcom
     let (target, is_stream) = match &mv.target {
         MoveTarget::Stream { key, .. } => (key, true),
         MoveTarget::Schedule { key, .. } => (key, false),
+        _ => return Err(unknown("move target")),
     };
     inv.key(&mv.source)
         .key(target)
         .arg(&mv.group)
-        .arg(&mv.id)
+        .arg(mv.id.as_str())
         .arg(mv.consumer.as_deref().unwrap_or(""))
         .arg(if mv.delete_source { "1" } else { "0" });
     match &mv.target {
         MoveTarget::Stream { fields, trim, .. } => {
-            inv.arg("stream").arg(0).arg(trim_args(trim));
+            inv.arg("stream").arg(0).arg(trim_args(trim)?);
             push_invocation_fields(&mut inv, fields);
         }
         MoveTarget::Schedule { fields, delay, .. } => {
-            inv.arg("schedule").arg(ms(*delay)).arg(trim_args(&[]));
+            inv.arg("schedule").arg(ms(*delay)).arg(trim_args(&[])?);
             push_invocation_fields(&mut inv, fields);
         }
+        _ => return Err(unknown("move target")),
     }
     let op = b.op("EVALSHA move_entry").on(&mv.source, &mv.group);
     let mut parts = reply::array(WHAT, b.script(&inv, op).await?)?.into_iter();
@@ -157,7 +181,7 @@ pub(crate) async fn move_entry(b: &RedisBackend, mv: &Move) -> Result<MoveOutcom
     let arg = parts.next().map(|v| reply::string(WHAT, v)).transpose()?;
     match (tag.as_deref(), arg) {
         (Some("moved"), Some(id)) => Ok(MoveOutcome::Moved {
-            new_id: is_stream.then_some(id),
+            new_id: is_stream.then(|| EntryId::from(id)),
         }),
         (Some("not_pending"), None) => Ok(MoveOutcome::NotPending),
         (Some("owned_by"), Some(owner)) => Ok(MoveOutcome::OwnedBy(owner)),
@@ -165,25 +189,26 @@ pub(crate) async fn move_entry(b: &RedisBackend, mv: &Move) -> Result<MoveOutcom
     }
 }
 
-/// Promotes due retries of every `(schedule, ready)` pair in one round trip.
+/// Promotes due retries of every schedule in one round trip; a schedule that
+/// cannot be read reports its error and the others go on.
 pub(crate) async fn promote_due(
     b: &RedisBackend,
-    pairs: &[(String, String)],
+    schedules: &[ScheduleKeys],
     limit: usize,
 ) -> Result<Vec<Promotion>> {
     const WHAT: &str = "promote_due";
-    if pairs.is_empty() {
+    if schedules.is_empty() {
         return Ok(Vec::new());
     }
     let mut pipe = redis::pipe();
     pipe.add_command(load(PROMOTE_DUE_SOURCE)).ignore();
-    for (schedule, ready) in pairs {
-        let mut cmd = evalsha(&PROMOTE_DUE, &[schedule, ready]);
+    for keys in schedules {
+        let mut cmd = evalsha(&PROMOTE_DUE, &[&keys.schedule, &keys.ready]);
         cmd.arg(limit.max(1));
         pipe.add_command(cmd);
     }
     let replies = b.pipeline(&pipe, b.op("EVALSHA promote_due")).await?;
-    if replies.len() != pairs.len() {
+    if replies.len() != schedules.len() {
         return Err(bad_reply(WHAT, "one reply per schedule expected"));
     }
     replies
@@ -193,34 +218,30 @@ pub(crate) async fn promote_due(
             let (Some(n), Some(next)) = (it.next(), it.next()) else {
                 return Err(bad_reply(WHAT, "expected [promoted, next due]"));
             };
+            let n = reply::int(WHAT, n)?;
+            if n < 0 {
+                return Ok(Promotion::failed(reply::string(WHAT, next)?));
+            }
             let next = reply::int(WHAT, next)?;
-            Ok(Promotion {
-                promoted: reply::count(WHAT, n)?,
-                next_due_in: u64::try_from(next).ok().map(Duration::from_millis),
-            })
+            Ok(Promotion::new(
+                n.unsigned_abs(),
+                u64::try_from(next).ok().map(Duration::from_millis),
+            ))
         })
         .collect()
 }
 
 /// One page of claiming, with delivery counts; see `scripts/auto_claim.lua`.
-pub(crate) async fn auto_claim(
-    b: &RedisBackend,
-    key: &str,
-    group: &str,
-    consumer: &str,
-    min_idle: Duration,
-    start: &str,
-    count: usize,
-) -> Result<AutoClaimPage> {
+pub(crate) async fn auto_claim(b: &RedisBackend, claim: &AutoClaim<'_>) -> Result<AutoClaimPage> {
     const WHAT: &str = "XAUTOCLAIM";
     let mut inv = AUTO_CLAIM.prepare_invoke();
-    inv.key(key)
-        .arg(group)
-        .arg(consumer)
-        .arg(ms(min_idle))
-        .arg(start)
-        .arg(count.max(1));
-    let op = b.op("EVALSHA auto_claim").on(key, group);
+    inv.key(claim.key)
+        .arg(claim.group)
+        .arg(claim.consumer)
+        .arg(ms(claim.min_idle))
+        .arg(claim.start.as_ref().map_or("0-0", Cursor::as_str))
+        .arg(claim.count.max(1));
+    let op = b.op("EVALSHA auto_claim").on(claim.key, claim.group);
     let mut parts = reply::array(WHAT, b.script(&inv, op).await?)?.into_iter();
     let (Some(next), Some(entries), Some(deleted), Some(counts)) =
         (parts.next(), parts.next(), parts.next(), parts.next())
@@ -235,42 +256,161 @@ pub(crate) async fn auto_claim(
     let mut claimed = Vec::with_capacity(entries.len());
     for (entry, n) in entries.into_iter().zip(counts) {
         if let (id, Some(fields)) = reply::entry(WHAT, entry)? {
-            claimed.push(ClaimedEntry {
-                entry: Entry { id, fields },
-                deliveries: reply::count(WHAT, n)?,
-            });
+            claimed.push(DeliveredEntry::new(
+                Entry::new(id, fields),
+                reply::count(WHAT, n)?,
+            ));
         }
     }
-    Ok(AutoClaimPage {
-        next: reply::string(WHAT, next)?,
-        entries: claimed,
-        deleted: reply::array(WHAT, deleted)?
+    let next = reply::string(WHAT, next)?;
+    Ok(AutoClaimPage::new(
+        (next != "0-0").then(|| Cursor::new(next)),
+        claimed,
+        reply::array(WHAT, deleted)?
             .into_iter()
-            .map(|v| reply::string(WHAT, v))
+            .map(|v| reply::string(WHAT, v).map(EntryId::from))
             .collect::<Result<_>>()?,
-    })
+    ))
 }
 
-/// Fenced idle-time update; see `scripts/set_idle.lua`.
+/// Fenced idle-time update, giving a delivery back with `refund`; see
+/// `scripts/set_idle.lua`.
 pub(crate) async fn set_idle(
     b: &RedisBackend,
-    key: &str,
-    group: &str,
-    consumer: &str,
-    ids: &[String],
+    lease: &Lease<'_>,
     idle: Duration,
-) -> Result<Vec<String>> {
+    refund: bool,
+) -> Result<Vec<EntryId>> {
     const WHAT: &str = "XCLAIM";
-    if ids.is_empty() {
+    if lease.ids.is_empty() {
         return Ok(Vec::new());
     }
     let mut inv = SET_IDLE.prepare_invoke();
-    inv.key(key).arg(group).arg(consumer).arg(ms(idle)).arg(ids);
-    let op = b.op("EVALSHA set_idle").on(key, group);
+    inv.key(lease.key)
+        .arg(lease.group)
+        .arg(lease.consumer)
+        .arg(ms(idle))
+        .arg(if refund { "1" } else { "0" });
+    for id in lease.ids {
+        inv.arg(id.as_str());
+    }
+    let op = b.op("EVALSHA set_idle").on(lease.key, lease.group);
     reply::array(WHAT, b.script(&inv, op).await?)?
         .into_iter()
-        .map(|v| reply::string(WHAT, v))
+        .map(|v| reply::string(WHAT, v).map(EntryId::from))
         .collect()
+}
+
+/// A group created after `after` when the stream's history reaches it; see
+/// `scripts/create_group.lua`.
+pub(crate) async fn create_group_after(
+    b: &RedisBackend,
+    key: &str,
+    group: &str,
+    after: &EntryId,
+) -> Result<bool> {
+    let mut inv = CREATE_GROUP.prepare_invoke();
+    inv.key(key).arg(group).arg(after.as_str());
+    let op = b.op("EVALSHA create_group").on(key, group);
+    Ok(reply::int("XGROUP CREATE", b.script(&inv, op).await?)? == 1)
+}
+
+/// `XACK` and `XDEL` in one script (no `MULTI`, which an ACL may refuse).
+pub(crate) async fn ack_delete(
+    b: &RedisBackend,
+    key: &str,
+    group: &str,
+    ids: &[EntryId],
+) -> Result<u64> {
+    let mut inv = ACK_DELETE.prepare_invoke();
+    inv.key(key).arg(group);
+    for id in ids {
+        inv.arg(id.as_str());
+    }
+    let op = b.op("EVALSHA ack_delete").on(key, group);
+    reply::count("XACK", b.script(&inv, op).await?)
+}
+
+/// The fair group read of `scripts/read_group.lua`: the entries, and when
+/// nothing was read, the group's last delivered id per key (for a
+/// blocking wait).
+pub(crate) async fn read_group(
+    b: &RedisBackend,
+    read: &ReadGroup<'_>,
+) -> Result<(Vec<KeyEntries>, Vec<String>)> {
+    const WHAT: &str = "XREADGROUP";
+    let mut inv = READ_GROUP.prepare_invoke();
+    for (key, _) in read.keys {
+        inv.key(key);
+    }
+    inv.arg(read.group)
+        .arg(read.consumer)
+        .arg(read.count.max(1));
+    for (_, cursor) in read.keys {
+        match cursor {
+            ReadCursor::New => inv.arg(">"),
+            ReadCursor::Pending(None) => inv.arg("0"),
+            ReadCursor::Pending(Some(after)) => inv.arg(after.as_str()),
+            _ => return Err(unknown("read cursor")),
+        };
+    }
+    let first = read.keys.first().map_or("", |(k, _)| k.as_str());
+    let op = b.op("XREADGROUP").on(first, read.group);
+    let mut parts = reply::array(WHAT, b.script(&inv, op).await?)?.into_iter();
+    let (Some(items), Some(waits)) = (parts.next(), parts.next()) else {
+        return Err(bad_reply(WHAT, "expected [items, waits]"));
+    };
+    let mut out = Vec::new();
+    for item in reply::array(WHAT, items)? {
+        let mut it = reply::array(WHAT, item)?.into_iter();
+        let (Some(index), Some(entries), Some(counts), Some(deleted), Some(last)) =
+            (it.next(), it.next(), it.next(), it.next(), it.next())
+        else {
+            return Err(bad_reply(
+                WHAT,
+                "an item is not [index, entries, counts, deleted, last]",
+            ));
+        };
+        let index = usize::try_from(reply::int(WHAT, index)?)
+            .ok()
+            .and_then(|i| i.checked_sub(1))
+            .filter(|i| *i < read.keys.len())
+            .ok_or_else(|| bad_reply(WHAT, "key index out of range"))?;
+        let history = !matches!(read.keys[index].1, ReadCursor::New);
+        let entries = reply::array(WHAT, entries)?;
+        let counts = reply::array(WHAT, counts)?;
+        if history && counts.len() != entries.len() {
+            return Err(bad_reply(WHAT, "one delivery count per entry expected"));
+        }
+        let mut reply = KeyEntries::new(read.keys[index].0.clone());
+        reply.entries.reserve(entries.len());
+        let mut counts = counts.into_iter();
+        for entry in entries {
+            let (id, fields) = reply::entry(WHAT, entry)?;
+            let deliveries = match counts.next() {
+                Some(n) => reply::count(WHAT, n)?,
+                None => 1,
+            };
+            reply.entries.push(DeliveredEntry::new(
+                Entry::new(id, fields.unwrap_or_default()),
+                deliveries,
+            ));
+        }
+        reply.deleted = reply::array(WHAT, deleted)?
+            .into_iter()
+            .map(|v| reply::string(WHAT, v).map(EntryId::from))
+            .collect::<Result<_>>()?;
+        let last = reply::string(WHAT, last)?;
+        if history && !last.is_empty() {
+            reply.cursor = Some(EntryId::from(last));
+        }
+        out.push(reply);
+    }
+    let waits = reply::array(WHAT, waits)?
+        .into_iter()
+        .map(|v| reply::string(WHAT, v))
+        .collect::<Result<_>>()?;
+    Ok((out, waits))
 }
 
 /// Deletes a consumer that holds nothing; see `scripts/delete_consumer.lua`.
@@ -305,9 +445,10 @@ mod tests {
                 age: Duration::from_secs(2),
                 approx: false,
             },
-        ]);
+        ])
+        .unwrap();
         assert_eq!(args, ["2", "MAXLEN", "~", "10", "MAXAGE", "=", "2000"]);
-        assert_eq!(trim_args(&[]), ["0"]);
+        assert_eq!(trim_args(&[]).unwrap(), ["0"]);
     }
 
     #[test]
@@ -318,7 +459,14 @@ mod tests {
             PROMOTE_DUE.get_hash()
         );
         assert!(MOVE_ENTRY.get_hash() != TRIM.get_hash());
-        for s in [&*AUTO_CLAIM, &*SET_IDLE, &*DELETE_CONSUMER] {
+        for s in [
+            &*AUTO_CLAIM,
+            &*SET_IDLE,
+            &*DELETE_CONSUMER,
+            &*READ_GROUP,
+            &*CREATE_GROUP,
+            &*ACK_DELETE,
+        ] {
             assert_eq!(s.get_hash().len(), 40);
         }
     }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use common::{Ctx, redis_cli, run};
 use serde_json::{Value, json};
-use streams_core::backend::StreamBackend;
+use streams_core::backend::{RangeQuery, StreamBackend};
 use streams_core::{ConsumerGroupConfig, Manager, ManagerConfig, MessageStatus};
 use streams_redis::RedisBackend;
 
@@ -152,7 +152,7 @@ async fn malformed_entries_fail_and_dead_letter_with_raw_fields() {
 
         let dlq = c
             .backend
-            .range(&m.keys().dlq("inbox"), "-", "+", 10)
+            .range(RangeQuery::new(&m.keys().dlq("inbox"), 10))
             .await
             .unwrap();
         assert_eq!(dlq.len(), 2);

@@ -7,9 +7,9 @@
 use std::path::Path;
 use std::process::Command;
 
-use streams_core::backend::StreamBackend;
+use redis::{Client, TlsCertificates};
+use streams_core::backend::{CreateGroup, StartAt, StreamBackend};
 use streams_redis::RedisBackend;
-use streams_redis::redis::{Client, TlsCertificates};
 use streams_redis::testing::{RedisServer, free_port};
 
 fn openssl(dir: &Path, args: &[&str]) {
@@ -113,7 +113,12 @@ async fn connects_over_tls_with_a_private_ca() {
     let client = Client::build_with_tls(url.as_str(), certs).unwrap();
     let backend = RedisBackend::from_client(client).await.unwrap();
     backend.ping().await.unwrap();
-    assert!(backend.create_group("s", "g", "0").await.unwrap());
+    assert!(
+        backend
+            .create_group(CreateGroup::new("s", "g", StartAt::Beginning))
+            .await
+            .unwrap()
+    );
 
     // Without the private CA, the server's certificate is refused.
     assert!(RedisBackend::connect(&url).await.is_err());

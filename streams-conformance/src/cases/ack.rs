@@ -2,6 +2,9 @@
 
 use std::time::Duration;
 
+use streams_core::EntryId;
+use streams_core::backend::Ack;
+
 use crate::support::{TestContext, ids, pending_all, read_n, send_n};
 
 /// A read message is pending for its consumer (one delivery) until it is
@@ -26,7 +29,7 @@ pub async fn ack_removes_from_pending(ctx: &TestContext) {
     let info = backend.groups(&key).await.unwrap();
     assert_eq!(info.len(), 1);
     assert_eq!(info[0].pending, 2);
-    assert_eq!(info[0].last_delivered_id, sent[1]);
+    assert_eq!(info[0].last_delivered.as_ref().unwrap(), &sent[1]);
 
     assert!(m.acknowledge(&got[0], "g").await.unwrap());
     let pending = pending_all(&backend, &key, "g").await;
@@ -50,33 +53,13 @@ pub async fn ack_twice_returns_false(ctx: &TestContext) {
     assert_eq!(m.get_stats().await.unwrap().messages_acknowledged, 1);
 
     let backend = ctx.backend();
-    let id = vec![got[0].id.clone()];
-    assert_eq!(
-        backend.ack(&ctx.key("s"), "g", &id, false).await.unwrap(),
-        0
-    );
-    assert_eq!(
-        backend
-            .ack(&ctx.key("s"), "nope", &id, false)
-            .await
-            .unwrap(),
-        0
-    );
-    assert_eq!(
-        backend
-            .ack(&ctx.key("missing"), "g", &id, false)
-            .await
-            .unwrap(),
-        0
-    );
-    let unknown = vec!["1-1".to_owned()];
-    assert_eq!(
-        backend
-            .ack(&ctx.key("s"), "g", &unknown, false)
-            .await
-            .unwrap(),
-        0
-    );
+    let id = vec![EntryId::from(got[0].id.as_str())];
+    let (key, missing) = (ctx.key("s"), ctx.key("missing"));
+    assert_eq!(backend.ack(Ack::new(&key, "g", &id)).await.unwrap(), 0);
+    assert_eq!(backend.ack(Ack::new(&key, "nope", &id)).await.unwrap(), 0);
+    assert_eq!(backend.ack(Ack::new(&missing, "g", &id)).await.unwrap(), 0);
+    let unknown = vec![EntryId::from("1-1")];
+    assert_eq!(backend.ack(Ack::new(&key, "g", &unknown)).await.unwrap(), 0);
 }
 
 /// `acknowledge_many` acknowledges messages of several streams at once and

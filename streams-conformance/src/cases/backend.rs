@@ -1,40 +1,42 @@
 //! Backend primitives, called directly: the Redis semantics the manager
 //! relies on.
 
+use std::collections::HashSet;
+use std::ops::Bound;
 use std::time::{Duration, Instant};
 
 use streams_core::backend::{
-    Add, ConsumerRemoval, KeyEntries, Move, MoveOutcome, MoveTarget, PendingEntry, PendingQuery,
-    ReadCursor, ReadGroup,
+    Ack, Add, AutoClaim, ConsumerRemoval, CreateGroup, EntryId, KeyEntries, Lease, Move,
+    MoveOutcome, MoveTarget, PendingEntry, PendingQuery, RangeQuery, ReadCursor, ReadGroup,
+    ScheduleKeys, StartAt,
 };
-use streams_core::{Entry, Fields, StreamError, codec};
+use streams_core::{Entry, Fields, StreamError};
 
 use crate::assert_err;
-use crate::support::{DynBackend, TestContext, entries, fields, id_parts, pending_all, trim_exact};
+use crate::support::{DynBackend, TestContext, entries, fields, pending_all, trim_exact};
 
 fn entry_fields(i: usize) -> Fields {
     fields(&[("i", i.to_string().as_bytes()), ("tag", b"t")])
 }
 
 /// Adds `n` entries `i = 0..n` to `key`; returns their ids.
-async fn add_n(backend: &DynBackend, key: &str, n: usize) -> Vec<String> {
+async fn add_n(backend: &DynBackend, key: &str, n: usize) -> Vec<EntryId> {
     let mut ids = Vec::with_capacity(n);
     for i in 0..n {
-        ids.push(
-            backend
-                .add(Add {
-                    key: key.to_owned(),
-                    fields: entry_fields(i),
-                    trim: Vec::new(),
-                })
-                .await
-                .unwrap(),
-        );
+        ids.push(backend.add(Add::new(key, entry_fields(i))).await.unwrap());
     }
     ids
 }
 
-/// A non-blocking group read of one key.
+/// Creates group `g` on `key` from its beginning.
+async fn group_g(backend: &DynBackend, key: &str) {
+    backend
+        .create_group(CreateGroup::new(key, "g", StartAt::Beginning))
+        .await
+        .unwrap();
+}
+
+/// A non-blocking read of group `g` on one key.
 async fn read(
     backend: &DynBackend,
     key: &str,
@@ -42,82 +44,91 @@ async fn read(
     cursor: ReadCursor,
     count: usize,
 ) -> streams_core::Result<Vec<KeyEntries>> {
+    let keys = [(key.to_owned(), cursor)];
     backend
-        .read_group(ReadGroup {
-            group: "g",
-            consumer,
-            keys: &[(key.to_owned(), cursor)],
-            count,
-            block: None,
-        })
+        .read_group(ReadGroup::new("g", consumer, &keys, count))
         .await
 }
 
-fn entry_ids(replies: &[KeyEntries]) -> Vec<String> {
+fn entry_ids(replies: &[KeyEntries]) -> Vec<EntryId> {
     replies
         .iter()
-        .flat_map(|r| r.entries.iter().map(|e| e.id.clone()))
+        .flat_map(|r| r.entries.iter().map(|e| e.entry.id.clone()))
         .collect()
 }
 
-fn pending_ids(pending: &[PendingEntry]) -> Vec<String> {
+fn pending_ids(pending: &[PendingEntry]) -> Vec<EntryId> {
     pending.iter().map(|p| p.id.clone()).collect()
 }
 
-fn history(after: &str) -> ReadCursor {
-    ReadCursor::Pending(after.to_owned())
+fn history(after: Option<&EntryId>) -> ReadCursor {
+    ReadCursor::Pending(after.cloned())
 }
 
-/// The backend names itself and reports a server version the manager
-/// accepts (6.2 or newer); it answers a ping.
+fn ack<'a>(key: &'a str, ids: &'a [EntryId]) -> Ack<'a> {
+    Ack::new(key, "g", ids)
+}
+
+fn claim<'a>(key: &'a str, consumer: &'a str, min_idle: Duration, count: usize) -> AutoClaim<'a> {
+    AutoClaim::new(key, "g", consumer, min_idle, count)
+}
+
+/// The backend names itself, reports its server's version and its
+/// capabilities, and answers a ping.
 pub async fn backend_reports_version(ctx: &TestContext) {
     let backend = ctx.backend();
     let info = backend.server_info().await.unwrap();
     assert_eq!(info.backend, backend.name());
     assert_eq!(backend.name(), ctx.backend_name());
-    assert!(
-        info.version >= (6, 2, 0),
-        "version {}",
-        info.version_string()
+    assert!(!info.version.is_empty());
+    assert_eq!(
+        backend.capabilities(),
+        ctx.second_backend().await.capabilities()
     );
     backend.ping().await.unwrap();
     ctx.second_backend().await.ping().await.unwrap();
 }
 
-/// Entry ids are `<ms>-<seq>` with the backend's clock in milliseconds and
-/// strictly increase, also within one millisecond and across single and
-/// batch adds.
+/// Every entry gets its own id, and a stream keeps its entries in the
+/// order they were added, over single and batch adds; ids are never
+/// reused, not even after the last entry was deleted.
 pub async fn ids_strictly_increase(ctx: &TestContext) {
     let backend = ctx.backend();
     let key = ctx.key("s");
-    let before = codec::now_ms();
     let mut ids = add_n(&backend, &key, 200).await;
     let adds = (0..100)
-        .map(|i| Add {
-            key: key.clone(),
-            fields: entry_fields(i),
-            trim: Vec::new(),
-        })
+        .map(|i| Add::new(key.clone(), entry_fields(i)))
         .collect();
     ids.extend(backend.add_batch(adds).await.unwrap());
-    let after = codec::now_ms();
-    let parts: Vec<(u64, u64)> = ids.iter().map(|id| id_parts(id)).collect();
-    assert!(
-        parts.windows(2).all(|w| w[0] < w[1]),
-        "ids do not strictly increase: {ids:?}"
-    );
-    for (ms, _) in &parts {
-        assert!(
-            *ms + 5_000 >= before && *ms <= after + 5_000,
-            "id time {ms} is far from the clock ({before}..{after})"
-        );
-    }
-    let stored: Vec<String> = entries(&backend, &key)
+    let unique: HashSet<&EntryId> = ids.iter().collect();
+    assert_eq!(unique.len(), ids.len(), "an id was given twice");
+    let stored: Vec<EntryId> = entries(&backend, &key)
         .await
         .into_iter()
         .map(|e| e.id)
         .collect();
-    assert_eq!(stored, ids);
+    assert_eq!(stored, ids, "the stream keeps the order of adds");
+    trim_exact(&backend, &key, 1).await;
+    group_g(&backend, &key).await;
+    let last = ids.last().cloned().unwrap();
+    assert_eq!(
+        backend
+            .ack(Ack::new(&key, "x", std::slice::from_ref(&last)).deleting(true))
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(backend.len(&key).await.unwrap(), 0);
+    let next = add_n(&backend, &key, 1).await;
+    assert!(!ids.contains(&next[0]), "id {:?} was reused", next[0]);
+    let got = read(&backend, &key, "a", ReadCursor::New, 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        entry_ids(&got),
+        next,
+        "the new entry comes after the old ones"
+    );
 }
 
 /// `range` reads entries without any group, inclusive of both ends, in id
@@ -126,35 +137,54 @@ pub async fn range_reads_without_group(ctx: &TestContext) {
     let backend = ctx.backend();
     let key = ctx.key("s");
     let ids = add_n(&backend, &key, 5).await;
-    let all = backend.range(&key, "-", "+", 100).await.unwrap();
+    let range = |start: Bound<EntryId>, end: Bound<EntryId>, count: usize| {
+        let backend = std::sync::Arc::clone(&backend);
+        let key = key.clone();
+        async move {
+            backend
+                .range(RangeQuery::new(&key, count).within(start, end))
+                .await
+                .unwrap()
+        }
+    };
+    let all = range(Bound::Unbounded, Bound::Unbounded, 100).await;
     let expected: Vec<Entry> = ids
         .iter()
         .enumerate()
-        .map(|(i, id)| Entry {
-            id: id.clone(),
-            fields: entry_fields(i),
-        })
+        .map(|(i, id)| Entry::new(id.clone(), entry_fields(i)))
         .collect();
     assert_eq!(all, expected);
-    let mid = backend.range(&key, &ids[1], &ids[3], 100).await.unwrap();
+    let mid = range(
+        Bound::Included(ids[1].clone()),
+        Bound::Included(ids[3].clone()),
+        100,
+    )
+    .await;
     assert_eq!(mid, expected[1..4]);
+    let open = range(
+        Bound::Excluded(ids[1].clone()),
+        Bound::Excluded(ids[3].clone()),
+        100,
+    )
+    .await;
+    assert_eq!(open, expected[2..3]);
     assert_eq!(
-        backend.range(&key, "-", "+", 2).await.unwrap(),
+        range(Bound::Unbounded, Bound::Unbounded, 2).await,
         expected[..2]
     );
     assert_eq!(
-        backend.range(&key, &ids[4], "+", 10).await.unwrap(),
+        range(Bound::Included(ids[4].clone()), Bound::Unbounded, 10).await,
         expected[4..]
     );
     assert!(
         backend
-            .range(&ctx.key("missing"), "-", "+", 10)
+            .range(RangeQuery::new(&ctx.key("missing"), 10))
             .await
             .unwrap()
             .is_empty()
     );
     // Ranges do not deliver anything to groups.
-    backend.create_group(&key, "g", "0").await.unwrap();
+    group_g(&backend, &key).await;
     let got = read(&backend, &key, "a", ReadCursor::New, 100)
         .await
         .unwrap();
@@ -173,18 +203,13 @@ pub async fn read_missing_group_is_nogroup(ctx: &TestContext) {
     );
     add_n(&backend, &key, 1).await;
     assert_err!(
-        read(&backend, &key, "a", history("0"), 10).await,
+        read(&backend, &key, "a", history(None), 10).await,
         StreamError::NoGroup { .. }
     );
     let started = Instant::now();
+    let keys = [(key.clone(), ReadCursor::New)];
     let blocked = backend
-        .read_group(ReadGroup {
-            group: "g",
-            consumer: "a",
-            keys: &[(key.clone(), ReadCursor::New)],
-            count: 10,
-            block: Some(Duration::from_secs(3)),
-        })
+        .read_group(ReadGroup::new("g", "a", &keys, 10).with_block(Some(Duration::from_secs(3))))
         .await;
     assert_err!(blocked, StreamError::NoGroup { .. });
     assert!(
@@ -193,18 +218,13 @@ pub async fn read_missing_group_is_nogroup(ctx: &TestContext) {
         started.elapsed()
     );
     let other = ctx.key("other");
-    backend.create_group(&other, "g", "0").await.unwrap();
+    group_g(&backend, &other).await;
+    let keys = [
+        (other.clone(), ReadCursor::New),
+        (key.clone(), ReadCursor::New),
+    ];
     let mixed = backend
-        .read_group(ReadGroup {
-            group: "g",
-            consumer: "a",
-            keys: &[
-                (other.clone(), ReadCursor::New),
-                (key.clone(), ReadCursor::New),
-            ],
-            count: 10,
-            block: Some(Duration::from_secs(3)),
-        })
+        .read_group(ReadGroup::new("g", "a", &keys, 10).with_block(Some(Duration::from_secs(3))))
         .await;
     assert_err!(mixed, StreamError::NoGroup { .. });
     assert!(started.elapsed() < Duration::from_secs(2));
@@ -213,7 +233,7 @@ pub async fn read_missing_group_is_nogroup(ctx: &TestContext) {
     for (k, group) in [(&ctx.key("missing"), "g"), (&key, "g"), (&other, "nope")] {
         assert_err!(
             backend
-                .auto_claim(k, group, "a", Duration::ZERO, "0-0", 10)
+                .auto_claim(AutoClaim::new(k, group, "a", Duration::ZERO, 10))
                 .await,
             StreamError::NoGroup { .. }
         );
@@ -231,17 +251,21 @@ pub async fn read_missing_group_is_nogroup(ctx: &TestContext) {
 pub async fn history_read_returns_own_pending(ctx: &TestContext) {
     let backend = ctx.backend();
     let key = ctx.key("s");
-    backend.create_group(&key, "g", "0").await.unwrap();
+    group_g(&backend, &key).await;
     let ids = add_n(&backend, &key, 5).await;
     let a = read(&backend, &key, "a", ReadCursor::New, 2).await.unwrap();
     assert_eq!(entry_ids(&a), ids[..2]);
     assert_eq!(a[0].key, key);
+    assert!(a[0].entries.iter().all(|e| e.deliveries == 1));
+    assert_eq!(a[0].cursor, None, "new reads have no cursor");
     let b = read(&backend, &key, "b", ReadCursor::New, 1).await.unwrap();
     assert_eq!(entry_ids(&b), ids[2..3]);
 
-    let own = read(&backend, &key, "a", history("0"), 10).await.unwrap();
+    let own = read(&backend, &key, "a", history(None), 10).await.unwrap();
     assert_eq!(entry_ids(&own), ids[..2]);
-    assert_eq!(own[0].entries[1].fields, entry_fields(1));
+    assert_eq!(own[0].entries[1].entry.fields, entry_fields(1));
+    assert!(own[0].entries.iter().all(|e| e.deliveries == 2), "{own:?}");
+    assert_eq!(own[0].cursor.as_ref(), Some(&ids[1]));
     assert!(own[0].deleted.is_empty());
     let pending = pending_all(&backend, &key, "g").await;
     let counts: Vec<_> = pending
@@ -254,18 +278,27 @@ pub async fn history_read_returns_own_pending(ctx: &TestContext) {
         "a history read is a delivery"
     );
 
-    let after_first = read(&backend, &key, "a", history(&ids[0]), 10)
+    let after_first = read(&backend, &key, "a", history(Some(&ids[0])), 10)
         .await
         .unwrap();
     assert_eq!(entry_ids(&after_first), ids[1..2]);
-    let first_only = read(&backend, &key, "a", history("0"), 1).await.unwrap();
+    let first_only = read(&backend, &key, "a", history(None), 1).await.unwrap();
     assert_eq!(entry_ids(&first_only), ids[..1]);
-    let nothing = read(&backend, &key, "z", history("0"), 10).await.unwrap();
+    assert_eq!(first_only[0].cursor.as_ref(), Some(&ids[0]));
+    let nothing = read(&backend, &key, "z", history(None), 10).await.unwrap();
     assert!(nothing.is_empty(), "{nothing:?}");
 
     // Entry ids[0] is trimmed away while pending.
     trim_exact(&backend, &key, 4).await;
-    let own = read(&backend, &key, "a", history("0"), 10).await.unwrap();
+    let gone = read(&backend, &key, "a", history(None), 1).await.unwrap();
+    assert_eq!(
+        gone[0].deleted,
+        ids[..1],
+        "a deleted id counts towards count"
+    );
+    assert!(gone[0].entries.is_empty());
+    assert_eq!(gone[0].cursor.as_ref(), Some(&ids[0]));
+    let own = read(&backend, &key, "a", history(None), 10).await.unwrap();
     assert_eq!(own.len(), 1);
     assert_eq!(entry_ids(&own), ids[1..2]);
     assert_eq!(own[0].deleted, ids[..1]);
@@ -286,19 +319,11 @@ pub async fn history_read_returns_own_pending(ctx: &TestContext) {
 pub async fn pending_details_report_owner_and_count(ctx: &TestContext) {
     let backend = ctx.backend();
     let key = ctx.key("s");
-    backend.create_group(&key, "g", "0").await.unwrap();
+    group_g(&backend, &key).await;
     let ids = add_n(&backend, &key, 3).await;
     read(&backend, &key, "a", ReadCursor::New, 2).await.unwrap();
     read(&backend, &key, "b", ReadCursor::New, 1).await.unwrap();
-    let query = |start: &'static str, end: &'static str| PendingQuery {
-        key: "",
-        group: "g",
-        start,
-        end,
-        count: 100,
-        consumer: None,
-        min_idle: None,
-    };
+    let query = || PendingQuery::new(&key, "g", 100);
 
     let all = pending_all(&backend, &key, "g").await;
     let got: Vec<_> = all
@@ -313,50 +338,34 @@ pub async fn pending_details_report_owner_and_count(ctx: &TestContext) {
             (ids[2].as_str(), "b", 1)
         ]
     );
-    let of_b = backend
-        .pending(PendingQuery {
-            key: &key,
-            consumer: Some("b"),
-            ..query("-", "+")
-        })
-        .await
-        .unwrap();
+    let of_b = backend.pending(query().of_consumer("b")).await.unwrap();
     assert_eq!(pending_ids(&of_b), ids[2..]);
     let one = backend
-        .pending(PendingQuery {
-            key: &key,
-            count: 1,
-            ..query("-", "+")
-        })
+        .pending(PendingQuery::new(&key, "g", 1))
         .await
         .unwrap();
     assert_eq!(pending_ids(&one), ids[..1]);
     let ranged = backend
-        .pending(PendingQuery {
-            key: &key,
-            start: &ids[1],
-            end: &ids[1],
-            ..query("-", "+")
-        })
+        .pending(query().within(
+            Bound::Included(ids[1].clone()),
+            Bound::Included(ids[1].clone()),
+        ))
         .await
         .unwrap();
     assert_eq!(pending_ids(&ranged), ids[1..2]);
+    let after_first = backend
+        .pending(query().within(Bound::Excluded(ids[0].clone()), Bound::Unbounded))
+        .await
+        .unwrap();
+    assert_eq!(pending_ids(&after_first), ids[1..]);
     let idle_long = backend
-        .pending(PendingQuery {
-            key: &key,
-            min_idle: Some(Duration::from_secs(10)),
-            ..query("-", "+")
-        })
+        .pending(query().idle_at_least(Duration::from_secs(10)))
         .await
         .unwrap();
     assert!(idle_long.is_empty());
     tokio::time::sleep(Duration::from_millis(80)).await;
     let idle = backend
-        .pending(PendingQuery {
-            key: &key,
-            min_idle: Some(Duration::from_millis(50)),
-            ..query("-", "+")
-        })
+        .pending(query().idle_at_least(Duration::from_millis(50)))
         .await
         .unwrap();
     assert_eq!(pending_ids(&idle), ids);
@@ -369,7 +378,7 @@ pub async fn pending_details_report_owner_and_count(ctx: &TestContext) {
 pub async fn claim_reports_deleted_entries(ctx: &TestContext) {
     let backend = ctx.backend();
     let key = ctx.key("s");
-    backend.create_group(&key, "g", "0").await.unwrap();
+    group_g(&backend, &key).await;
     let ids = add_n(&backend, &key, 4).await;
     read(&backend, &key, "a", ReadCursor::New, 10)
         .await
@@ -378,14 +387,14 @@ pub async fn claim_reports_deleted_entries(ctx: &TestContext) {
 
     // Deleted ids count towards a page's `count`, as in Redis.
     let first = backend
-        .auto_claim(&key, "g", "b", Duration::ZERO, "0-0", 2)
+        .auto_claim(claim(&key, "b", Duration::ZERO, 2))
         .await
         .unwrap();
     assert_eq!(first.deleted, ids[..2]);
     assert!(first.entries.is_empty());
-    assert_eq!(first.next, ids[2]);
+    assert!(first.next.is_some(), "more to scan");
     let page = backend
-        .auto_claim(&key, "g", "b", Duration::ZERO, &first.next, 10)
+        .auto_claim(claim(&key, "b", Duration::ZERO, 10).from_cursor(first.next))
         .await
         .unwrap();
     assert_eq!(page.deleted, ids[2..3]);
@@ -393,13 +402,13 @@ pub async fn claim_reports_deleted_entries(ctx: &TestContext) {
     assert_eq!(page.entries[0].entry.id, ids[3]);
     assert_eq!(page.entries[0].entry.fields, entry_fields(3));
     assert_eq!(page.entries[0].deliveries, 2);
-    assert_eq!(page.next, "0-0");
+    assert_eq!(page.next, None);
     let pending = pending_all(&backend, &key, "g").await;
     assert_eq!(pending_ids(&pending), ids[3..]);
     assert_eq!(pending[0].consumer, "b");
 
     let again = backend
-        .auto_claim(&key, "g", "a", Duration::ZERO, "0-0", 10)
+        .auto_claim(claim(&key, "a", Duration::ZERO, 10))
         .await
         .unwrap();
     assert!(again.deleted.is_empty());
@@ -407,29 +416,29 @@ pub async fn claim_reports_deleted_entries(ctx: &TestContext) {
 }
 
 /// Claim pages follow a cursor: each page holds at most `count` entries
-/// and names where the next starts, `0-0` after the last; entries not
-/// idle long enough are not claimed.
+/// and names where the next starts, none after the last; entries not idle
+/// long enough are not claimed.
 pub async fn auto_claim_pages_with_cursor(ctx: &TestContext) {
     let backend = ctx.backend();
     let key = ctx.key("s");
-    backend.create_group(&key, "g", "0").await.unwrap();
+    group_g(&backend, &key).await;
     let ids = add_n(&backend, &key, 10).await;
     read(&backend, &key, "a", ReadCursor::New, 10)
         .await
         .unwrap();
 
     let none = backend
-        .auto_claim(&key, "g", "b", Duration::from_secs(10), "0-0", 4)
+        .auto_claim(claim(&key, "b", Duration::from_secs(10), 4))
         .await
         .unwrap();
     assert!(none.entries.is_empty());
     assert!(none.deleted.is_empty());
 
-    let mut start = "0-0".to_owned();
+    let mut cursor = None;
     let mut pages = Vec::new();
     loop {
         let page = backend
-            .auto_claim(&key, "g", "b", Duration::ZERO, &start, 4)
+            .auto_claim(claim(&key, "b", Duration::ZERO, 4).from_cursor(cursor))
             .await
             .unwrap();
         pages.push(
@@ -439,11 +448,9 @@ pub async fn auto_claim_pages_with_cursor(ctx: &TestContext) {
                 .collect::<Vec<_>>(),
         );
         assert!(page.entries.iter().all(|c| c.deliveries == 2));
-        if page.next == "0-0" {
-            break;
-        }
+        let Some(next) = page.next else { break };
         assert!(pages.len() < 10, "the cursor does not end");
-        start = page.next;
+        cursor = Some(next);
     }
     assert_eq!(
         pages,
@@ -457,31 +464,31 @@ pub async fn auto_claim_pages_with_cursor(ctx: &TestContext) {
     );
 }
 
-/// `set_idle` changes only entries pending for the given consumer, returns
-/// those ids, and counts no delivery: a large idle makes them claimable, zero
-/// renews them; an own entry that was deleted leaves the pending list.
+/// `renew` and `hand_back` change only entries pending for the given
+/// consumer and return those ids. Neither counts a delivery; a hand-back
+/// also gives the delivery that brought the entry back and makes it
+/// claimable at once, a renewal makes it fresh. An own entry that was
+/// deleted leaves the pending list.
 pub async fn set_idle_leaves_other_consumers_alone(ctx: &TestContext) {
     let backend = ctx.backend();
     let key = ctx.key("s");
-    backend.create_group(&key, "g", "0").await.unwrap();
+    group_g(&backend, &key).await;
     let ids = add_n(&backend, &key, 2).await;
     read(&backend, &key, "a", ReadCursor::New, 1).await.unwrap();
     read(&backend, &key, "b", ReadCursor::New, 1).await.unwrap();
-    let hour = Duration::from_secs(3600);
-    let idle_query = PendingQuery {
-        key: &key,
-        group: "g",
-        start: "-",
-        end: "+",
-        count: 100,
-        consumer: None,
-        min_idle: Some(Duration::from_secs(1800)),
-    };
+    let idle_query = PendingQuery::new(&key, "g", 100).idle_at_least(Duration::from_secs(1800));
+    let lease =
+        |consumer: &'static str, ids: &'static [EntryId]| Lease::new(&key, "g", consumer, ids);
+    let ids: &'static [EntryId] = Box::leak(ids.into_boxed_slice());
 
-    let changed = backend.set_idle(&key, "g", "a", &ids, hour).await.unwrap();
-    assert_eq!(changed, ids[..1]);
+    let handed = backend.hand_back(lease("a", ids)).await.unwrap();
+    assert_eq!(handed, ids[..1]);
     let idle = backend.pending(idle_query.clone()).await.unwrap();
-    assert_eq!(pending_ids(&idle), ids[..1]);
+    assert_eq!(
+        pending_ids(&idle),
+        ids[..1],
+        "handed back: claimable at once"
+    );
     let all = pending_all(&backend, &key, "g").await;
     let owners: Vec<_> = all
         .iter()
@@ -489,34 +496,49 @@ pub async fn set_idle_leaves_other_consumers_alone(ctx: &TestContext) {
         .collect();
     assert_eq!(
         owners,
-        [("a", 1), ("b", 1)],
-        "nothing changed hands or counted"
+        [("a", 0), ("b", 1)],
+        "nothing changed hands; the hand-back gave its delivery back"
     );
+    // Handed back again: the count does not go below zero.
+    backend.hand_back(lease("a", &ids[..1])).await.unwrap();
+    assert_eq!(pending_all(&backend, &key, "g").await[0].deliveries, 0);
 
-    let renewed = backend
-        .set_idle(&key, "g", "a", &ids[..1], Duration::ZERO)
-        .await
-        .unwrap();
+    let renewed = backend.renew(lease("a", &ids[..1])).await.unwrap();
     assert_eq!(renewed, ids[..1]);
     assert!(backend.pending(idle_query).await.unwrap().is_empty());
-    let unknown = backend
-        .set_idle(&key, "g", "a", &["1-1".to_owned()], hour)
+    let counts: Vec<u64> = pending_all(&backend, &key, "g")
         .await
-        .unwrap();
-    assert!(unknown.is_empty());
-    let missing = backend
-        .set_idle(&ctx.key("missing"), "g", "a", &ids, hour)
-        .await
-        .unwrap();
-    assert!(missing.is_empty());
+        .iter()
+        .map(|p| p.deliveries)
+        .collect();
+    assert_eq!(counts, [0, 1], "a renewal counts nothing");
+    let unknown: &'static [EntryId] = Box::leak(vec![EntryId::from("1-1")].into_boxed_slice());
+    assert!(backend.renew(lease("a", unknown)).await.unwrap().is_empty());
+    assert!(
+        backend
+            .hand_back(lease("a", unknown))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let missing = ctx.key("missing");
+    assert!(
+        backend
+            .hand_back(Lease::new(&missing, "g", "a", ids))
+            .await
+            .unwrap()
+            .is_empty()
+    );
 
     // As XCLAIM does, an own entry that no longer exists leaves the pending list.
     trim_exact(&backend, &key, 1).await;
-    let gone = backend
-        .set_idle(&key, "g", "a", &ids[..1], hour)
-        .await
-        .unwrap();
-    assert!(gone.is_empty());
+    assert!(
+        backend
+            .renew(lease("a", &ids[..1]))
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(
         pending_ids(&pending_all(&backend, &key, "g").await),
         ids[1..]
@@ -532,19 +554,14 @@ pub async fn move_of_acked_entry_is_refused(ctx: &TestContext) {
     let key = ctx.key("s");
     let target = ctx.key("dead");
     let schedule = ctx.key("sched");
-    backend.create_group(&key, "g", "0").await.unwrap();
+    group_g(&backend, &key).await;
     let ids = add_n(&backend, &key, 2).await;
     read(&backend, &key, "a", ReadCursor::New, 10)
         .await
         .unwrap();
-    assert_eq!(backend.ack(&key, "g", &ids[..1], false).await.unwrap(), 1);
-    let mv = |id: &str, consumer: Option<&str>, to_schedule: bool| Move {
-        source: key.clone(),
-        group: "g".to_owned(),
-        id: id.to_owned(),
-        consumer: consumer.map(str::to_owned),
-        delete_source: false,
-        target: if to_schedule {
+    assert_eq!(backend.ack(ack(&key, &ids[..1])).await.unwrap(), 1);
+    let mv = |id: &EntryId, consumer: Option<&str>, to_schedule: bool| {
+        let target = if to_schedule {
             MoveTarget::Schedule {
                 key: schedule.clone(),
                 fields: fields(&[("copy", b"1")]),
@@ -556,7 +573,12 @@ pub async fn move_of_acked_entry_is_refused(ctx: &TestContext) {
                 fields: fields(&[("copy", b"1")]),
                 trim: Vec::new(),
             }
-        },
+        };
+        let mv = Move::new(key.clone(), "g", id.clone(), target);
+        match consumer {
+            Some(c) => mv.fenced(c),
+            None => mv,
+        }
     };
 
     for to_schedule in [false, true] {
@@ -607,8 +629,16 @@ pub async fn move_of_acked_entry_is_refused(ctx: &TestContext) {
         "the source entry stays"
     );
     // A group that does not exist has nothing pending.
-    let mut missing = mv(&ids[1], None, false);
-    missing.group = "nope".to_owned();
+    let missing = Move::new(
+        key.clone(),
+        "nope",
+        ids[1].clone(),
+        MoveTarget::Stream {
+            key: target.clone(),
+            fields: fields(&[("copy", b"1")]),
+            trim: Vec::new(),
+        },
+    );
     assert_eq!(
         backend.move_entry(missing).await.unwrap(),
         MoveOutcome::NotPending
@@ -623,7 +653,7 @@ pub async fn promote_due_moves_only_due_entries(ctx: &TestContext) {
     let key = ctx.key("s");
     let schedule = ctx.key("sched");
     let ready = ctx.key("ready");
-    backend.create_group(&key, "g", "0").await.unwrap();
+    group_g(&backend, &key).await;
     let ids = add_n(&backend, &key, 2).await;
     read(&backend, &key, "a", ReadCursor::New, 10)
         .await
@@ -633,19 +663,17 @@ pub async fn promote_due_moves_only_due_entries(ctx: &TestContext) {
         .zip([Duration::ZERO, Duration::from_secs(60)])
         .enumerate()
     {
+        let target = MoveTarget::Schedule {
+            key: schedule.clone(),
+            fields: entry_fields(100 + i),
+            delay,
+        };
         let outcome = backend
-            .move_entry(Move {
-                source: key.clone(),
-                group: "g".to_owned(),
-                id: id.clone(),
-                consumer: Some("a".to_owned()),
-                delete_source: i == 1,
-                target: MoveTarget::Schedule {
-                    key: schedule.clone(),
-                    fields: entry_fields(100 + i),
-                    delay,
-                },
-            })
+            .move_entry(
+                Move::new(key.clone(), "g", id.clone(), target)
+                    .fenced("a")
+                    .deleting_source(i == 1),
+            )
             .await
             .unwrap();
         assert_eq!(outcome, MoveOutcome::Moved { new_id: None });
@@ -663,7 +691,7 @@ pub async fn promote_due_moves_only_due_entries(ctx: &TestContext) {
     assert_eq!(backend.schedule_len(&schedule).await.unwrap(), 2);
     assert_eq!(backend.len(&ready).await.unwrap(), 0);
 
-    let pairs = [(schedule.clone(), ready.clone())];
+    let pairs = [ScheduleKeys::new(schedule.clone(), ready.clone())];
     let promo = backend.promote_due(&pairs, 10).await.unwrap();
     assert_eq!(promo.len(), 1);
     assert_eq!(promo[0].promoted, 1);
@@ -679,10 +707,11 @@ pub async fn promote_due_moves_only_due_entries(ctx: &TestContext) {
 
     let again = backend.promote_due(&pairs, 10).await.unwrap();
     assert_eq!(again[0].promoted, 0);
-    let empty = [(ctx.key("no-sched"), ctx.key("no-ready"))];
+    let empty = [ScheduleKeys::new(ctx.key("no-sched"), ctx.key("no-ready"))];
     let none = backend.promote_due(&empty, 10).await.unwrap();
     assert_eq!(none[0].promoted, 0);
     assert_eq!(none[0].next_due_in, None);
+    assert_eq!(none[0].error, None);
 }
 
 /// A consumer holding pending entries is never deleted (the count is
@@ -690,13 +719,13 @@ pub async fn promote_due_moves_only_due_entries(ctx: &TestContext) {
 pub async fn delete_consumer_keeps_pending_work(ctx: &TestContext) {
     let backend = ctx.backend();
     let key = ctx.key("s");
-    backend.create_group(&key, "g", "0").await.unwrap();
+    group_g(&backend, &key).await;
     let mut ids = add_n(&backend, &key, 3).await;
-    let of_b = ids.pop().unwrap_or_default();
+    let of_b = ids.pop().unwrap();
     read(&backend, &key, "a", ReadCursor::New, 2).await.unwrap();
     // b becomes a consumer and finishes its work.
     read(&backend, &key, "b", ReadCursor::New, 1).await.unwrap();
-    assert_eq!(backend.ack(&key, "g", &[of_b], false).await.unwrap(), 1);
+    assert_eq!(backend.ack(ack(&key, &[of_b])).await.unwrap(), 1);
     let mut consumers = backend.consumers(&key, "g").await.unwrap();
     consumers.sort_by(|x, y| x.name.cmp(&y.name));
     let got: Vec<_> = consumers
@@ -738,7 +767,7 @@ pub async fn delete_consumer_keeps_pending_work(ctx: &TestContext) {
     assert_eq!(names, ["a"]);
     assert_eq!(pending_ids(&pending_all(&backend, &key, "g").await), ids);
 
-    assert_eq!(backend.ack(&key, "g", &ids, false).await.unwrap(), 2);
+    assert_eq!(backend.ack(ack(&key, &ids)).await.unwrap(), 2);
     assert_eq!(
         backend.delete_consumer(&key, "g", "a").await.unwrap(),
         ConsumerRemoval::Deleted
@@ -751,14 +780,20 @@ pub async fn delete_consumer_keeps_pending_work(ctx: &TestContext) {
 pub async fn ack_with_delete_removes_entries(ctx: &TestContext) {
     let backend = ctx.backend();
     let key = ctx.key("s");
-    backend.create_group(&key, "g", "0").await.unwrap();
+    group_g(&backend, &key).await;
     let ids = add_n(&backend, &key, 3).await;
     read(&backend, &key, "a", ReadCursor::New, 10)
         .await
         .unwrap();
-    assert_eq!(backend.ack(&key, "g", &ids[..2], true).await.unwrap(), 2);
+    assert_eq!(
+        backend
+            .ack(ack(&key, &ids[..2]).deleting(true))
+            .await
+            .unwrap(),
+        2
+    );
     assert_eq!(backend.len(&key).await.unwrap(), 1);
-    let left: Vec<String> = entries(&backend, &key)
+    let left: Vec<EntryId> = entries(&backend, &key)
         .await
         .into_iter()
         .map(|e| e.id)

@@ -88,9 +88,12 @@ pub async fn send_batch_preserves_order(ctx: &TestContext) {
 }
 
 /// `initialize` is idempotent, reports the consumer id it was given, and
-/// marks the manager initialized.
+/// marks the manager initialized; statistics read before it say so.
 pub async fn initialize_is_idempotent(ctx: &TestContext) {
     let m = ctx.manager("cline-1");
+    assert!(!m.is_initialized());
+    let before = m.get_stats().await.unwrap();
+    assert!(!before.initialized, "get_stats does not initialize");
     assert!(!m.is_initialized());
     m.initialize().await.unwrap();
     m.initialize().await.unwrap();
@@ -106,10 +109,11 @@ pub async fn initialize_is_idempotent(ctx: &TestContext) {
 }
 
 /// The whole API works through `Arc<dyn StreamManager>`: every method
-/// reaches the manager with its arguments in place.
+/// reaches the manager with its arguments in place, and the conveniences of
+/// `StreamManagerExt` work on it too.
 pub async fn dyn_manager_runs_the_whole_api(ctx: &TestContext) {
     use futures::StreamExt;
-    use streams_core::StreamManager;
+    use streams_core::{StreamManager, StreamManagerExt};
 
     let m: std::sync::Arc<dyn StreamManager> = std::sync::Arc::new(ctx.second_manager("a").await);
     m.initialize().await.unwrap();
@@ -141,8 +145,21 @@ pub async fn dyn_manager_runs_the_whole_api(ctx: &TestContext) {
     assert_eq!(m.acknowledge_many(&got[1..2], "g").await.unwrap(), 1);
     assert!(m.touch(&got[2]).await.unwrap());
     assert_eq!(m.release(&[]).await.unwrap(), 0);
-    assert!(m.retry_message(&got[2]).await.unwrap());
+    assert!(m.retry_with_error(&got[2], "tool failed").await.unwrap());
     m.send_to_dlq(&got[3], "bad", Some("g")).await.unwrap();
+    let dead = m.dead_letters(10).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].dead_letter.as_ref().unwrap().reason, "bad");
+    assert_eq!(m.group_config("g").await.unwrap().streams, ["s"]);
+    assert_eq!(m.registered_groups().await.unwrap().len(), 1);
+    assert_eq!(m.promote_due_retries(Some("g")).await.unwrap(), 0);
+    assert!(
+        m.prune_consumers("g", Duration::from_secs(3600))
+            .await
+            .unwrap()
+            .removed
+            .is_empty()
+    );
     assert!(
         m.claim_pending_messages("g", Some(Duration::ZERO))
             .await
@@ -161,8 +178,16 @@ pub async fn dyn_manager_runs_the_whole_api(ctx: &TestContext) {
         .unwrap();
     assert_eq!(copy.retry_count, 1);
     assert_eq!(copy.data["k"], 3);
+    assert_eq!(copy.error.as_deref(), Some("tool failed"));
     assert!(m.acknowledge(&copy, "g").await.unwrap());
     drop(subscription);
+
+    #[derive(serde::Serialize)]
+    struct Update {
+        k: u32,
+    }
+    m.send("t", &Update { k: 5 }, None).await.unwrap();
+    assert_eq!(m.trim_stream("t", 1).await.unwrap(), 0);
 
     let stats = m.get_stats().await.unwrap();
     assert_eq!(
@@ -174,9 +199,18 @@ pub async fn dyn_manager_runs_the_whole_api(ctx: &TestContext) {
             stats.messages_dead_lettered,
             stats.dlq_entries,
         ),
-        (4, 5, 3, 1, 1, 1)
+        (5, 5, 3, 1, 1, 1)
     );
-    m.close().await.unwrap();
+    assert!(m.delete_consumer_group("g").await.unwrap());
+    crate::assert_err!(
+        m.read_messages("g", None, None).await,
+        streams_core::StreamError::GroupNotFound { .. }
+    );
+    let scoped = m
+        .scoped(|m| async move { m.send_message("s", json!({"k": 6}), None).await })
+        .await
+        .unwrap();
+    assert!(!scoped.is_empty());
     crate::assert_err!(
         m.send_message("s", json!({}), None).await,
         streams_core::StreamError::Closed

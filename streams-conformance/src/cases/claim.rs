@@ -57,7 +57,7 @@ pub async fn claim_respects_idle_time(ctx: &TestContext) {
 }
 
 /// Every claim counts a delivery: the claimed message reports the server's
-/// delivery count, and its `retry_count` is the number of redeliveries.
+/// delivery count; its `retry_count` counts retries only, so it stays 0.
 pub async fn claim_increments_delivery_count(ctx: &TestContext) {
     let a = ctx.manager("a");
     ctx.create_group(&a, "g", &["s"]).await;
@@ -75,9 +75,9 @@ pub async fn claim_increments_delivery_count(ctx: &TestContext) {
             .unwrap();
         assert_eq!(ids(&claimed), sent, "round {round}");
         let msg = &claimed[0];
-        assert_eq!(msg.delivery.as_ref().unwrap().deliveries, Some(deliveries));
+        assert_eq!(msg.delivery.as_ref().unwrap().deliveries, deliveries);
         assert_eq!(msg.delivery.as_ref().unwrap().consumer, name);
-        assert_eq!(u64::from(msg.retry_count), deliveries - 1);
+        assert_eq!(msg.retry_count, 0, "a redelivery is not a retry");
         let pending = pending_all(&backend, &key, "g").await;
         assert_eq!(pending.len(), 1);
         assert_eq!(pending[0].deliveries, deliveries);
@@ -207,7 +207,7 @@ pub async fn poison_message_goes_to_dlq(ctx: &TestContext) {
     assert!(pending_all(&backend, &ctx.key("s"), "g").await.is_empty());
     let dlq = entries(&backend, &a.keys().dlq("s")).await;
     assert_eq!(dlq.len(), 1);
-    let dead = StreamMessage::from_entry("xnai:dlq", &dlq[0].id, &dlq[0].fields);
+    let dead = StreamMessage::from_entry("xnai:dlq", dlq[0].id.as_str(), &dlq[0].fields);
     assert_eq!(dead.status, MessageStatus::Dlq);
     let prov = dead.dead_letter.expect("provenance");
     assert_eq!(prov.reason, MAX_DELIVERIES_EXCEEDED);
@@ -246,8 +246,11 @@ pub async fn claimed_retry_copy_is_acked_where_read(ctx: &TestContext) {
     assert_eq!(msg.stream, "s");
     let d = msg.delivery.as_ref().unwrap();
     assert!(d.from_retry);
-    assert_eq!(d.deliveries, Some(2));
-    assert_eq!(msg.retry_count, 2, "one retry plus one redelivery");
+    assert_eq!(d.deliveries, 2);
+    assert_eq!(
+        msg.retry_count, 1,
+        "one retry; the redelivery is in `deliveries`"
+    );
     assert_eq!(msg.data["n"], 0);
 
     let backend = ctx.backend();

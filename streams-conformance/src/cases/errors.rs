@@ -3,13 +3,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
+use futures::future::BoxFuture;
 use serde_json::{Map, json};
-use streams_core::backend::{
-    Add, AutoClaimPage, ConsumerInfo, ConsumerRemoval, GroupInfo, KeyEntries, Move, MoveOutcome,
-    PendingEntry, PendingQuery, Promotion, ReadGroup, ServerInfo, Trim,
+use streams_core::backend::{BackendLayer, Call, Layered};
+use streams_core::{
+    MAX_PAYLOAD_DEPTH, Manager, MessageStatus, StreamBackend, StreamError, StreamManagerExt,
+    StreamMessage,
 };
-use streams_core::{Entry, Manager, StreamBackend, StreamError, StreamMessage};
 
 use crate::assert_err;
 use crate::support::{DynBackend, TestContext, read_n, send_n};
@@ -198,7 +198,8 @@ pub async fn zero_counts_are_config_errors(ctx: &TestContext) {
 }
 
 /// After `close`, every call fails with `Closed` (close itself is
-/// idempotent), and nothing is written.
+/// idempotent), and nothing is written; only `get_stats` still answers,
+/// with `initialized` false.
 pub async fn closed_manager_refuses_calls(ctx: &TestContext) {
     let m = ctx.second_manager("a").await;
     ctx.create_group(&m, "g", &["s"]).await;
@@ -235,9 +236,14 @@ pub async fn closed_manager_refuses_calls(ctx: &TestContext) {
     );
     assert_err!(m.touch(&msg).await, StreamError::Closed);
     assert_err!(m.release(one).await, StreamError::Closed);
-    assert_err!(m.get_stats().await, StreamError::Closed);
     assert_err!(m.health().await, StreamError::Closed);
     assert_err!(m.group_config("g").await, StreamError::Closed);
+    assert_err!(m.promote_due_retries(None).await, StreamError::Closed);
+    assert_err!(m.dead_letters(10).await, StreamError::Closed);
+    // Statistics stay readable: the counters, and `initialized` is false.
+    let stats = m.get_stats().await.unwrap();
+    assert!(!stats.initialized);
+    assert_eq!((stats.messages_sent, stats.messages_read), (1, 1));
 
     let backend = ctx.backend();
     assert_eq!(backend.len(&ctx.key("s")).await.unwrap(), 1);
@@ -276,139 +282,46 @@ pub async fn scoped_closes_the_manager(ctx: &TestContext) {
     assert!(m.is_closed());
 }
 
-/// The backend under test, reporting a server older than Redis 6.2.
+/// The backend under test, refusing its server (as a backend does with a
+/// server too old for it).
 #[derive(Debug)]
-struct OldServer(DynBackend);
+struct RefusedServer(DynBackend);
 
-#[async_trait]
-impl StreamBackend for OldServer {
-    fn name(&self) -> &'static str {
-        self.0.name()
+impl BackendLayer for RefusedServer {
+    type Inner = dyn StreamBackend;
+
+    fn inner(&self) -> &Self::Inner {
+        &*self.0
     }
-    async fn server_info(&self) -> streams_core::Result<ServerInfo> {
-        let mut info = self.0.server_info().await?;
-        info.version = (6, 0, 9);
-        Ok(info)
-    }
-    async fn ping(&self) -> streams_core::Result<()> {
-        self.0.ping().await
-    }
-    async fn create_group(
-        &self,
-        key: &str,
-        group: &str,
-        start: &str,
-    ) -> streams_core::Result<bool> {
-        self.0.create_group(key, group, start).await
-    }
-    async fn add(&self, add: Add) -> streams_core::Result<String> {
-        self.0.add(add).await
-    }
-    async fn add_batch(&self, adds: Vec<Add>) -> streams_core::Result<Vec<String>> {
-        self.0.add_batch(adds).await
-    }
-    async fn read_group(&self, read: ReadGroup<'_>) -> streams_core::Result<Vec<KeyEntries>> {
-        self.0.read_group(read).await
-    }
-    async fn ack(
-        &self,
-        key: &str,
-        group: &str,
-        ids: &[String],
-        delete: bool,
-    ) -> streams_core::Result<u64> {
-        self.0.ack(key, group, ids, delete).await
-    }
-    async fn auto_claim(
-        &self,
-        key: &str,
-        group: &str,
-        consumer: &str,
-        min_idle: Duration,
-        start: &str,
-        count: usize,
-    ) -> streams_core::Result<AutoClaimPage> {
-        self.0
-            .auto_claim(key, group, consumer, min_idle, start, count)
-            .await
-    }
-    async fn pending(&self, query: PendingQuery<'_>) -> streams_core::Result<Vec<PendingEntry>> {
-        self.0.pending(query).await
-    }
-    async fn set_idle(
-        &self,
-        key: &str,
-        group: &str,
-        consumer: &str,
-        ids: &[String],
-        idle: Duration,
-    ) -> streams_core::Result<Vec<String>> {
-        self.0.set_idle(key, group, consumer, ids, idle).await
-    }
-    async fn move_entry(&self, mv: Move) -> streams_core::Result<MoveOutcome> {
-        self.0.move_entry(mv).await
-    }
-    async fn promote_due(
-        &self,
-        pairs: &[(String, String)],
-        limit: usize,
-    ) -> streams_core::Result<Vec<Promotion>> {
-        self.0.promote_due(pairs, limit).await
-    }
-    async fn schedule_len(&self, key: &str) -> streams_core::Result<u64> {
-        self.0.schedule_len(key).await
-    }
-    async fn trim(&self, key: &str, trim: Trim) -> streams_core::Result<u64> {
-        self.0.trim(key, trim).await
-    }
-    async fn len(&self, key: &str) -> streams_core::Result<u64> {
-        self.0.len(key).await
-    }
-    async fn range(
-        &self,
-        key: &str,
-        start: &str,
-        end: &str,
-        count: usize,
-    ) -> streams_core::Result<Vec<Entry>> {
-        self.0.range(key, start, end, count).await
-    }
-    async fn groups(&self, key: &str) -> streams_core::Result<Vec<GroupInfo>> {
-        self.0.groups(key).await
-    }
-    async fn consumers(&self, key: &str, group: &str) -> streams_core::Result<Vec<ConsumerInfo>> {
-        self.0.consumers(key, group).await
-    }
-    async fn delete_consumer(
-        &self,
-        key: &str,
-        group: &str,
-        consumer: &str,
-    ) -> streams_core::Result<ConsumerRemoval> {
-        self.0.delete_consumer(key, group, consumer).await
-    }
-    async fn registry_put(&self, key: &str, field: &str, value: &str) -> streams_core::Result<()> {
-        self.0.registry_put(key, field, value).await
-    }
-    async fn registry_get(&self, key: &str, field: &str) -> streams_core::Result<Option<String>> {
-        self.0.registry_get(key, field).await
-    }
-    async fn registry_list(&self, key: &str) -> streams_core::Result<Vec<(String, String)>> {
-        self.0.registry_list(key).await
+
+    fn around<'a, T: Send + 'a>(
+        &'a self,
+        call: Call<'a>,
+        op: BoxFuture<'a, streams_core::Result<T>>,
+    ) -> BoxFuture<'a, streams_core::Result<T>> {
+        if call.operation == "server_info" {
+            Box::pin(async {
+                Err(StreamError::Unsupported {
+                    feature: "XAUTOCLAIM".to_owned(),
+                    reason: "it needs a newer server".to_owned(),
+                })
+            })
+        } else {
+            op
+        }
     }
 }
 
-/// A server older than 6.2 (no `XAUTOCLAIM`) is refused by `initialize`
-/// with `Unsupported`, and so is every operation, before anything is
-/// written; `health` reports it as a problem instead of failing.
+/// A server the backend refuses (Redis older than 6.2, say) fails
+/// `initialize` with the backend's `Unsupported`, and so does every
+/// operation, before anything is written; `health` reports it as a problem
+/// instead of failing.
 pub async fn old_server_is_unsupported(ctx: &TestContext) {
-    let old: DynBackend = Arc::new(OldServer(ctx.backend()));
-    let m = Manager::new(old, ctx.config("a")).unwrap();
-    let unsupported = |found: &str| found == "6.0.9";
+    let refused: DynBackend = Arc::new(Layered(RefusedServer(ctx.backend())));
+    let m = Manager::new(refused, ctx.config("a")).unwrap();
     assert_err!(
         m.initialize().await,
-        StreamError::Unsupported { feature: "XAUTOCLAIM", ref required, ref found }
-            if required == "6.2.0" && unsupported(found)
+        StreamError::Unsupported { ref feature, .. } if feature == "XAUTOCLAIM"
     );
     assert!(!m.is_initialized());
     assert_err!(
@@ -431,4 +344,78 @@ pub async fn old_server_is_unsupported(ctx: &TestContext) {
     assert!(!report.healthy);
     assert!(report.server_version.is_none());
     assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
+    let stats = m.get_stats().await.unwrap();
+    assert!(!stats.initialized);
+}
+
+/// Payloads nested deeper than readers decode are refused with
+/// `PayloadTooDeep` at send, and nothing is written: whatever a send
+/// accepts, every reader decodes.
+pub async fn too_deep_payload_is_refused(ctx: &TestContext) {
+    let m = ctx.manager("a");
+    ctx.create_group(&m, "g", &["s"]).await;
+    let nested = |levels: usize| {
+        // The payload object is level 1; each array adds one.
+        let mut v = json!(0);
+        for _ in 1..levels {
+            v = json!([v]);
+        }
+        json!({ "a": v })
+    };
+    let deepest = nested(MAX_PAYLOAD_DEPTH);
+    m.send_message("s", deepest.clone(), None).await.unwrap();
+    assert_err!(
+        m.send_message("s", nested(MAX_PAYLOAD_DEPTH + 1), None).await,
+        StreamError::PayloadTooDeep { depth, limit } if depth == MAX_PAYLOAD_DEPTH + 1 && limit == MAX_PAYLOAD_DEPTH
+    );
+    assert_err!(
+        m.send_batch("s", vec![json!({}), nested(500)], None).await,
+        StreamError::PayloadTooDeep { .. }
+    );
+    assert_eq!(ctx.backend().len(&ctx.key("s")).await.unwrap(), 1);
+    let got = read_n(&m, "g", 1, Duration::from_secs(5)).await;
+    assert_eq!(got[0].status, MessageStatus::Pending, "{:?}", got[0].error);
+    assert_eq!(serde_json::Value::Object(got[0].data.clone()), deepest);
+    // The manager can retry and dead-letter it too.
+    assert!(m.retry_message(&got[0]).await.unwrap());
+}
+
+/// Names that would reach another key are refused: the group registry's
+/// name is never a stream, nothing but dead letters is sent to the shared
+/// dead-letter stream, and a namespace is one key segment (no `:`), so
+/// namespace `a` with stream `b:c` and namespace `a:b` with stream `c`
+/// cannot meet.
+pub async fn reserved_names_are_refused(ctx: &TestContext) {
+    let m = ctx.manager("a");
+    for (stream, send_refused, read_refused) in
+        [("xnai:groups", true, true), ("xnai:dlq", true, false)]
+    {
+        let sent = m.send_message(stream, json!({"k": 1}), None).await;
+        assert_eq!(
+            matches!(sent, Err(StreamError::InvalidName { kind: "stream", .. })),
+            send_refused,
+            "{stream}: {sent:?}"
+        );
+        let created = m
+            .create_consumer_group(&ctx.group(&format!("g-{}", stream.len()), &[stream]))
+            .await;
+        assert_eq!(
+            matches!(
+                created,
+                Err(StreamError::InvalidName { kind: "stream", .. })
+            ),
+            read_refused,
+            "{stream}: {created:?}"
+        );
+    }
+    // The registry still works: a group can be created and found.
+    ctx.create_group(&m, "g", &["s"]).await;
+    assert_eq!(m.group_config("g").await.unwrap().streams, ["s"]);
+    assert_err!(
+        Manager::new(ctx.backend(), ctx.config("a").with_namespace("a:b")),
+        StreamError::InvalidName {
+            kind: "namespace",
+            ..
+        }
+    );
 }

@@ -112,11 +112,10 @@ pub async fn lost_group_is_recreated_from_registry(ctx: &TestContext) {
     let mut written = Vec::new();
     for i in 0..2 {
         let id = backend
-            .add(Add {
-                key: ctx.key("s"),
-                fields: fields(&[("data", format!("{{\"i\":{i}}}").as_bytes())]),
-                trim: Vec::new(),
-            })
+            .add(Add::new(
+                ctx.key("s"),
+                fields(&[("data", format!("{{\"i\":{i}}}").as_bytes())]),
+            ))
             .await
             .unwrap();
         written.push(id);
@@ -130,15 +129,10 @@ pub async fn lost_group_is_recreated_from_registry(ctx: &TestContext) {
         )
         .await
         .unwrap();
+    let keys = [(ctx.key("s"), ReadCursor::New)];
     assert_err!(
         backend
-            .read_group(ReadGroup {
-                group: "g",
-                consumer: "a",
-                keys: &[(ctx.key("s"), ReadCursor::New)],
-                count: 10,
-                block: None,
-            })
+            .read_group(ReadGroup::new("g", "a", &keys, 10))
             .await,
         StreamError::NoGroup { .. }
     );

@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use streams_core::backend::Add;
+use streams_core::backend::{Add, ScheduleKeys};
 use streams_core::{MessageStatus, StreamError, StreamMessage};
 
 use crate::assert_err;
@@ -53,7 +53,7 @@ pub async fn retry_not_due_before_backoff(ctx: &TestContext) {
         assert!(retrier.retry_message(&current).await.unwrap());
         assert_eq!(backend.schedule_len(&schedule).await.unwrap(), 1);
         let promo = backend
-            .promote_due(&[(schedule.clone(), ready.clone())], 10)
+            .promote_due(&[ScheduleKeys::new(schedule.clone(), ready.clone())], 10)
             .await
             .unwrap();
         let elapsed = started.elapsed();
@@ -313,8 +313,8 @@ pub async fn retry_backoff_doubles_up_to_cap(ctx: &TestContext) {
     assert_eq!(a.retry_delay(u32::MAX), ms(5000));
 
     let cfg = ctx.config("j");
-    let dlq = cfg.dlq.clone().with_jitter(0.5);
-    let j = ctx.manager_with(cfg.with_dlq(dlq));
+    let retry = cfg.retry.clone().with_jitter(0.5);
+    let j = ctx.manager_with(cfg.with_retry(retry));
     let samples: Vec<_> = (0..64).map(|_| j.retry_delay(1)).collect();
     assert!(
         samples.iter().all(|d| *d >= ms(400) && *d <= ms(600)),
@@ -328,7 +328,7 @@ pub async fn retry_backoff_doubles_up_to_cap(ctx: &TestContext) {
     let msg = read_n(&j, "g", 1, Duration::from_secs(5)).await.remove(0);
     let started = Instant::now();
     assert!(j.retry_message(&msg).await.unwrap());
-    let pairs = [(
+    let pairs = [ScheduleKeys::new(
         j.keys().retry_schedule("s", "g"),
         j.keys().retry_ready("s", "g"),
     )];
@@ -357,11 +357,7 @@ pub async fn retry_keeps_extra_fields(ctx: &TestContext) {
         ("blob", b"\x00\xff"),
     ]);
     ctx.backend()
-        .add(Add {
-            key: ctx.key("s"),
-            fields: stored,
-            trim: Vec::new(),
-        })
+        .add(Add::new(ctx.key("s"), stored))
         .await
         .unwrap();
     let msg = read_n(&a, "g", 1, Duration::from_secs(5)).await.remove(0);

@@ -1,7 +1,7 @@
 //! Trimming and stream lengths.
 
 use serde_json::json;
-use streams_core::backend::{Add, Trim};
+use streams_core::backend::{Add, CreateGroup, StartAt, Trim};
 
 use crate::support::{TestContext, entries, fields, trim_exact};
 
@@ -24,7 +24,7 @@ pub async fn send_trims_to_max_len(ctx: &TestContext) {
     let kept: Vec<String> = entries(&backend, &ctx.key("s"))
         .await
         .into_iter()
-        .map(|e| e.id)
+        .map(|e| e.id.into_string())
         .collect();
     assert_eq!(kept.len() as u64, len);
     assert_eq!(
@@ -59,18 +59,17 @@ pub async fn trim_by_max_len(ctx: &TestContext) {
     for i in 0..30 {
         ids.push(
             backend
-                .add(Add {
-                    key: key.clone(),
-                    fields: fields(&[("i", i.to_string().as_bytes())]),
-                    trim: Vec::new(),
-                })
+                .add(Add::new(
+                    key.clone(),
+                    fields(&[("i", i.to_string().as_bytes())]),
+                ))
                 .await
                 .unwrap(),
         );
     }
     let removed = trim_exact(&backend, &key, 10).await;
     assert_eq!(removed, 20);
-    let kept: Vec<String> = entries(&backend, &key)
+    let kept: Vec<_> = entries(&backend, &key)
         .await
         .into_iter()
         .map(|e| e.id)
@@ -91,17 +90,15 @@ pub async fn trim_by_max_len(ctx: &TestContext) {
     );
 
     let id = backend
-        .add(Add {
-            key: key.clone(),
-            fields: fields(&[("i", b"last")]),
-            trim: vec![Trim::MaxLen {
+        .add(
+            Add::new(key.clone(), fields(&[("i", b"last")])).with_trim(Trim::MaxLen {
                 len: 3,
                 approx: false,
-            }],
-        })
+            }),
+        )
         .await
         .unwrap();
-    let kept: Vec<String> = entries(&backend, &key)
+    let kept: Vec<_> = entries(&backend, &key)
         .await
         .into_iter()
         .map(|e| e.id)
@@ -129,25 +126,20 @@ pub async fn stream_len_counts_entries(ctx: &TestContext) {
     let key = ctx.key("s");
     assert_eq!(backend.len(&key).await.unwrap(), 0);
     backend
-        .add(Add {
-            key: key.clone(),
-            fields: fields(&[("k", b"v")]),
-            trim: Vec::new(),
-        })
+        .add(Add::new(key.clone(), fields(&[("k", b"v")])))
         .await
         .unwrap();
     assert_eq!(backend.len(&key).await.unwrap(), 1);
     let adds = (0..7)
-        .map(|_| Add {
-            key: key.clone(),
-            fields: fields(&[("k", b"v")]),
-            trim: Vec::new(),
-        })
+        .map(|_| Add::new(key.clone(), fields(&[("k", b"v")])))
         .collect();
     let ids = backend.add_batch(adds).await.unwrap();
     assert_eq!(ids.len(), 7);
     assert_eq!(backend.len(&key).await.unwrap(), 8);
-    backend.create_group(&key, "g", "0").await.unwrap();
+    backend
+        .create_group(CreateGroup::new(&key, "g", StartAt::Beginning))
+        .await
+        .unwrap();
     assert_eq!(backend.len(&key).await.unwrap(), 8);
     assert_eq!(backend.len(&ctx.key("other")).await.unwrap(), 0);
 }

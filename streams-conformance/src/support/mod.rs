@@ -10,10 +10,10 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::FutureExt;
 use serde_json::json;
-use streams_core::backend::{PendingEntry, PendingQuery};
+use streams_core::backend::{Feature, PendingEntry, PendingQuery, RangeQuery};
 use streams_core::{
-    ConsumerGroupConfig, DlqConfig, Entry, Fields, Manager, ManagerConfig, StreamBackend,
-    StreamMessage,
+    ConsumerGroupConfig, DlqConfig, Entry, Fields, KeyLayout, Manager, ManagerConfig, RetryConfig,
+    StreamBackend, StreamMessage,
 };
 
 /// The backend type every case runs against.
@@ -37,6 +37,13 @@ pub trait TestBackend: Send + Sync + 'static {
 
     /// Removes every key under `namespace`. Called after the case, pass or fail.
     async fn cleanup(&self, namespace: &str);
+
+    /// The cases (`area::case`) this backend skips because it lacks a
+    /// feature they need. Each must have a backend-specific test proving
+    /// what replaces the behaviour. Default: none.
+    fn expected_skips(&self) -> &'static [&'static str] {
+        &[]
+    }
 }
 
 /// What a case works with: a fresh namespace on the backend under test.
@@ -72,9 +79,20 @@ impl TestContext {
         self.harness.connect().await
     }
 
-    /// A key of this case's namespace.
+    /// The key layout of this case's namespace, with the default prefixes.
+    pub fn keys(&self) -> KeyLayout {
+        KeyLayout::new(
+            Some(&self.namespace),
+            &DlqConfig::default(),
+            &RetryConfig::default(),
+            "xnai:groups",
+        )
+        .expect("a valid test namespace")
+    }
+
+    /// The key of the stream `name` in this case's namespace.
     pub fn key(&self, name: &str) -> String {
-        format!("{}:{name}", self.namespace)
+        self.keys().stream(name)
     }
 
     /// The manager configuration of this case: its namespace, a consumer id,
@@ -83,11 +101,13 @@ impl TestContext {
         ManagerConfig::default()
             .with_namespace(self.namespace.clone())
             .with_consumer_id(consumer)
-            .with_dlq(
-                DlqConfig::default()
-                    .with_retry_backoff(Duration::from_millis(200))
-                    .with_backoff_cap(Duration::from_secs(5)),
-            )
+            .with_dlq(DlqConfig::default().with_retry_backoff(Duration::from_millis(200)))
+            .with_retry(RetryConfig::default().with_backoff_cap(Duration::from_secs(5)))
+    }
+
+    /// Whether the backend under test supports `feature`.
+    pub fn supports(&self, feature: Feature) -> bool {
+        self.backend.capabilities().supports(feature)
     }
 
     /// A manager for `consumer` on the case's connection.
@@ -124,29 +144,42 @@ impl TestContext {
     }
 }
 
-/// A unique namespace for one case.
+/// A unique namespace for one case: `xt-<pid>-<random>-<n>-<area>.<case>`
+/// (a namespace is one key segment, so the case's `::` becomes `.`).
 pub fn namespace_for(case: &str) -> String {
+    use std::hash::{BuildHasher, Hasher};
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);
     let n = N.fetch_add(1, Ordering::Relaxed);
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(n);
     format!(
-        "xt-{}-{}-{n}-{case}",
+        "xt-{}-{}-{n}-{}",
         std::process::id(),
-        streams_core::codec::random_u64() % 1_000_000
+        h.finish() % 1_000_000,
+        case.replace("::", ".")
     )
 }
 
 /// Runs one case against a backend: fresh namespace, overall timeout, and
-/// cleanup whether the case passes, fails or hangs.
-pub async fn run_case<H, F, Fut>(name: &str, harness: H, case: F)
+/// cleanup whether the case passes, fails or hangs. A case that needs a
+/// feature the backend lacks is skipped, and says so on stderr; the
+/// suite's `capabilities::skipped_cases_are_declared` test counts the
+/// skips, so none goes unnoticed.
+pub async fn run_case<H, F, Fut>(name: &str, needs: &[Feature], harness: H, case: F)
 where
     H: TestBackend,
     F: FnOnce(Arc<TestContext>) -> Fut,
     Fut: Future<Output = ()>,
 {
     let harness: Arc<dyn TestBackend> = Arc::new(harness);
-    let namespace = namespace_for(name);
     let backend = harness.connect().await;
+    let missing = backend.capabilities().missing(needs);
+    if !missing.is_empty() {
+        eprintln!("{}", skip_reason(name, harness.name(), &missing));
+        return;
+    }
+    let namespace = namespace_for(name);
     let ctx = Arc::new(TestContext {
         namespace: namespace.clone(),
         backend,
@@ -165,6 +198,52 @@ where
             started.elapsed()
         ),
     }
+}
+
+/// Why a case does not run on a backend, as printed.
+pub fn skip_reason(case: &str, backend: &str, missing: &[Feature]) -> String {
+    let features: Vec<String> = missing.iter().map(ToString::to_string).collect();
+    format!(
+        "skipped conformance case `{case}` on {backend}: the backend has no {}",
+        features.join(", ")
+    )
+}
+
+/// Checks the suite's skips on a backend: every case whose features the
+/// backend lacks, against the harness's [`TestBackend::expected_skips`].
+/// Prints the count and the reasons; fails when they differ, so a backend
+/// that loses a feature fails loudly instead of passing fewer cases.
+pub async fn check_skips<H: TestBackend>(harness: H, cases: &[(&str, &[Feature])]) {
+    let backend = harness.connect().await;
+    let caps = backend.capabilities();
+    let mut skipped = Vec::new();
+    for (name, needs) in cases {
+        let missing = caps.missing(needs);
+        if !missing.is_empty() {
+            eprintln!("{}", skip_reason(name, harness.name(), &missing));
+            skipped.push((*name).to_owned());
+        }
+    }
+    eprintln!(
+        "conformance on {}: {} cases, {} run, {} skipped",
+        harness.name(),
+        cases.len(),
+        cases.len() - skipped.len(),
+        skipped.len()
+    );
+    let mut expected: Vec<String> = harness
+        .expected_skips()
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+    expected.sort();
+    skipped.sort();
+    assert_eq!(
+        skipped,
+        expected,
+        "the cases skipped on {} are not the ones its harness declares",
+        harness.name()
+    );
 }
 
 /// Waits until `check` returns `Some`, polling every 10 ms, or panics after `within`.
@@ -290,22 +369,17 @@ pub fn id_parts(id: &str) -> (u64, u64) {
 /// Every pending entry of `group` on `key`, in id order.
 pub async fn pending_all(backend: &DynBackend, key: &str, group: &str) -> Vec<PendingEntry> {
     backend
-        .pending(PendingQuery {
-            key,
-            group,
-            start: "-",
-            end: "+",
-            count: 10_000,
-            consumer: None,
-            min_idle: None,
-        })
+        .pending(PendingQuery::new(key, group, 10_000))
         .await
         .expect("pending")
 }
 
 /// Every entry of a stream, in id order.
 pub async fn entries(backend: &DynBackend, key: &str) -> Vec<Entry> {
-    backend.range(key, "-", "+", 100_000).await.expect("range")
+    backend
+        .range(RangeQuery::new(key, 100_000))
+        .await
+        .expect("range")
 }
 
 /// Runs `fut`, or panics if it takes longer than `limit`.
@@ -314,6 +388,13 @@ pub async fn within<T>(what: &str, limit: Duration, fut: impl Future<Output = T>
         Ok(v) => v,
         Err(_) => panic!("{what}: no result within {limit:?}"),
     }
+}
+
+/// Milliseconds since the Unix epoch, by this machine's clock.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// Parses an RFC 3339 time, or panics.

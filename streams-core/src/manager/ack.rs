@@ -1,16 +1,12 @@
 //! Acknowledging, and the lease of a message being worked on.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use super::Manager;
 use super::stats::Counters;
-use crate::backend::StreamBackend;
+use crate::backend::{Ack, EntryId, Lease, StreamBackend};
 use crate::error::{Result, StreamError};
-use crate::message::StreamMessage;
-
-/// Idle time given to handed-back entries: longer than any claim threshold.
-const HANDED_BACK_IDLE: Duration = Duration::from_secs(10 * 365 * 86_400);
+use crate::message::{Delivery, StreamMessage};
 
 impl<B: StreamBackend> Manager<B> {
     /// The key a message was read from in `group`: the stream, or the group's
@@ -37,7 +33,7 @@ impl<B: StreamBackend> Manager<B> {
             > 0)
     }
 
-    /// Acknowledges many messages, one `XACK` per key; returns how many were pending.
+    /// Acknowledges many messages, one call per key; returns how many were pending.
     /// See [`StreamManager::acknowledge_many`](crate::StreamManager::acknowledge_many).
     ///
     /// # Errors
@@ -49,28 +45,28 @@ impl<B: StreamBackend> Manager<B> {
     ) -> Result<u64> {
         self.ready().await?;
         self.group(group_name).await?;
-        let mut by_key: BTreeMap<(String, bool), Vec<String>> = BTreeMap::new();
+        let mut by_key: BTreeMap<(String, bool), Vec<EntryId>> = BTreeMap::new();
         for m in messages {
             by_key
                 .entry(self.read_key(m, group_name))
                 .or_default()
-                .push(m.id.clone());
+                .push(EntryId::from(m.id.as_str()));
         }
         let mut acked = 0;
         for ((key, from_retry), ids) in by_key {
             acked += self
                 .backend()
-                .ack(&key, group_name, &ids, from_retry)
+                .ack(Ack::new(&key, group_name, &ids).deleting(from_retry))
                 .await?;
         }
         Counters::add(&self.inner.counters.acknowledged, acked);
         Ok(acked)
     }
 
-    fn delivery_of<'m>(
+    pub(crate) fn delivery_of<'m>(
         message: &'m StreamMessage,
         operation: &'static str,
-    ) -> Result<&'m crate::message::Delivery> {
+    ) -> Result<&'m Delivery> {
         message
             .delivery
             .as_ref()
@@ -89,43 +85,39 @@ impl<B: StreamBackend> Manager<B> {
         self.ready().await?;
         let delivery = Self::delivery_of(message, "touched")?;
         let (key, _) = self.read_key(message, &delivery.group);
-        let touched = self
+        let ids = [EntryId::from(message.id.as_str())];
+        let renewed = self
             .backend()
-            .set_idle(
-                &key,
-                &delivery.group,
-                &delivery.consumer,
-                std::slice::from_ref(&message.id),
-                Duration::ZERO,
-            )
+            .renew(Lease::new(&key, &delivery.group, &delivery.consumer, &ids))
             .await?;
-        Ok(!touched.is_empty())
+        Ok(!renewed.is_empty())
     }
 
-    /// Hands messages back unhandled, claimable at once.
-    /// See [`StreamManager::release`](crate::StreamManager::release).
+    /// Hands messages back unhandled, claimable at once, not counted as
+    /// deliveries. See [`StreamManager::release`](crate::StreamManager::release).
     ///
     /// # Errors
     /// [`StreamError::NotDelivered`], connection errors.
     pub async fn release(&self, messages: &[StreamMessage]) -> Result<u64> {
         self.ready().await?;
-        let mut by_key: BTreeMap<(String, String, String), Vec<String>> = BTreeMap::new();
+        let mut by_key: BTreeMap<(String, String, String), Vec<EntryId>> = BTreeMap::new();
         for m in messages {
             let delivery = Self::delivery_of(m, "released")?;
             let (key, _) = self.read_key(m, &delivery.group);
             by_key
                 .entry((key, delivery.group.clone(), delivery.consumer.clone()))
                 .or_default()
-                .push(m.id.clone());
+                .push(EntryId::from(m.id.as_str()));
         }
         let mut released = 0;
         for ((key, group, consumer), ids) in by_key {
             released += self
                 .backend()
-                .set_idle(&key, &group, &consumer, &ids, HANDED_BACK_IDLE)
+                .hand_back(Lease::new(&key, &group, &consumer, &ids))
                 .await?
                 .len() as u64;
         }
+        Counters::add(&self.inner.counters.handed_back, released);
         Ok(released)
     }
 }

@@ -1,73 +1,80 @@
 //! Claiming abandoned work, and recognising poison messages.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use super::stats::Counters;
 use super::{Group, Manager};
-use crate::backend::{KeyEntries, StreamBackend};
+use crate::backend::{Ack, AutoClaim, Feature, KeyEntries, StreamBackend};
+use crate::config::RetryPolicy;
 use crate::error::{Result, StreamError};
 use crate::message::StreamMessage;
 
 /// The dead-letter reason of a poison message.
 pub const MAX_DELIVERIES_EXCEEDED: &str = "max deliveries exceeded";
 
+/// Whether a redelivered message has crashed its consumers too often to be
+/// handed out again.
+///
+/// Its failed attempts are the retries before this copy (`retry_count`)
+/// plus the deliveries of this copy that ended unsettled (`deliveries - 1`:
+/// hand-backs are not counted, so these are attempts cut short by a crash
+/// or a stall). It is poison once they exceed the retry limit, but never
+/// on the first redelivery of a copy: that one crash may have been another
+/// message's (everything in flight is redelivered after a crash), so every
+/// message gets one attempt alone before a crash counts against it.
+pub(crate) fn is_poison(message: &StreamMessage, policy: &RetryPolicy) -> bool {
+    let Some(delivery) = &message.delivery else {
+        return false;
+    };
+    let crashed = delivery.deliveries.saturating_sub(1);
+    let failed = u64::from(message.retry_count).saturating_add(crashed);
+    crashed >= 2 && failed > u64::from(policy.limit)
+}
+
 impl<B: StreamBackend> Manager<B> {
     /// Claims every entry of the group idle for at least `idle`.
     /// See [`StreamManager::claim_pending_messages`](crate::StreamManager::claim_pending_messages).
     ///
     /// # Errors
-    /// [`StreamError::GroupNotFound`], [`StreamError::InvalidName`], connection errors.
+    /// [`StreamError::GroupNotFound`], [`StreamError::InvalidName`],
+    /// [`StreamError::Unsupported`], connection errors.
     pub async fn claim_pending_messages(
         &self,
         group_name: &str,
         idle: Option<Duration>,
     ) -> Result<Vec<StreamMessage>> {
         self.ready().await?;
+        self.require(Feature::ExplicitClaims, "claim_pending_messages")?;
         let group = self.group(group_name).await?;
         let idle = idle.unwrap_or(group.config.claim_idle);
         let page_size = self.config().claim_page_size;
         let name = group.config.name.as_str();
         let mut claimed = Vec::new();
         for key in group.all_keys() {
-            let mut start = "0-0".to_owned();
+            let mut cursor = None;
             loop {
+                let request = AutoClaim::new(key, name, &group.consumer, idle, page_size)
+                    .from_cursor(cursor.clone());
                 let page = self
-                    .with_recovery(&group, || {
-                        self.backend().auto_claim(
-                            key,
-                            name,
-                            &group.consumer,
-                            idle,
-                            &start,
-                            page_size,
-                        )
-                    })
+                    .with_recovery(&group, || self.backend().auto_claim(request.clone()))
                     .await?;
                 if !page.deleted.is_empty() {
                     // Redis 7 already dropped them from the pending list; 6.2 did not.
-                    self.backend().ack(key, name, &page.deleted, false).await?;
+                    self.backend()
+                        .ack(Ack::new(key, name, &page.deleted))
+                        .await?;
                     Counters::add(
                         &self.inner.counters.pending_deleted,
                         page.deleted.len() as u64,
                     );
                 }
-                let progressed = !page.entries.is_empty() || !page.deleted.is_empty();
-                let deliveries: HashMap<(String, String), u64> = page
-                    .entries
-                    .iter()
-                    .map(|c| ((key.to_owned(), c.entry.id.clone()), c.deliveries))
-                    .collect();
-                let reply = KeyEntries {
-                    key: key.to_owned(),
-                    entries: page.entries.into_iter().map(|c| c.entry).collect(),
-                    deleted: Vec::new(),
-                };
-                claimed.extend(self.deliver(&group, vec![reply], &deliveries));
-                if page.next == "0-0" || (page.next == start && !progressed) {
-                    break;
+                let mut reply = KeyEntries::new(key);
+                reply.entries = page.entries;
+                claimed.extend(self.deliver(&group, vec![reply], false));
+                match page.next {
+                    Some(next) if Some(&next) != cursor.as_ref() => cursor = Some(next),
+                    _ => break,
                 }
-                start = page.next;
             }
         }
         let messages = self.screen_poison(&group, claimed).await?;
@@ -75,25 +82,26 @@ impl<B: StreamBackend> Manager<B> {
         Ok(messages)
     }
 
-    /// Dead-letters messages delivered more than `retry_limit + 1` times
-    /// (counting earlier retries) and returns the others. With the
-    /// dead-letter queue disabled, every message is returned.
+    /// Dead-letters the poison messages among redelivered ones (see
+    /// [`is_poison`]) and returns the others. With the dead-letter queue
+    /// disabled, every message is returned.
     pub(crate) async fn screen_poison(
         &self,
         group: &Group,
         messages: Vec<StreamMessage>,
     ) -> Result<Vec<StreamMessage>> {
-        let dlq = &self.config().dlq;
-        if !dlq.enabled {
+        if !self.config().dlq.enabled {
             return Ok(messages);
         }
+        let policy = self.config().retry_policy();
         let mut keep = Vec::with_capacity(messages.len());
         for msg in messages {
-            let known = msg.delivery.as_ref().and_then(|d| d.deliveries).is_some();
-            if known && msg.retry_count > dlq.retry_limit {
+            if is_poison(&msg, &policy) {
                 tracing::warn!(
                     stream = %msg.stream, id = %msg.id, group = %group.config.name,
-                    retry_count = msg.retry_count, "poison message: sending it to the dead-letter queue"
+                    retry_count = msg.retry_count,
+                    deliveries = msg.delivery.as_ref().map_or(0, |d| d.deliveries),
+                    "poison message: sending it to the dead-letter queue"
                 );
                 match self
                     .send_to_dlq(&msg, MAX_DELIVERIES_EXCEEDED, Some(&group.config.name))
@@ -111,5 +119,44 @@ impl<B: StreamBackend> Manager<B> {
             keep.push(msg);
         }
         Ok(keep)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::Delivery;
+
+    fn delivered(retry_count: u32, deliveries: u64) -> StreamMessage {
+        let mut m = StreamMessage::new("s", serde_json::Map::new());
+        m.retry_count = retry_count;
+        m.delivery = Some(Delivery {
+            group: "g".into(),
+            consumer: "c".into(),
+            from_retry: false,
+            deliveries,
+        });
+        m
+    }
+
+    #[test]
+    fn poison_needs_two_crashes_of_one_copy() {
+        let limit2 = RetryPolicy::new(2, Duration::ZERO, Duration::ZERO);
+        // Crashed consumers: 1st delivery plus 2 crashes = 3 attempts, the limit.
+        assert!(!is_poison(&delivered(0, 1), &limit2));
+        assert!(!is_poison(&delivered(0, 3), &limit2));
+        assert!(is_poison(&delivered(0, 4), &limit2));
+        // Explicit retries count too.
+        assert!(is_poison(&delivered(2, 3), &limit2));
+        // One crash is never enough: the crash may have been another message's.
+        assert!(!is_poison(&delivered(2, 2), &limit2));
+        assert!(!is_poison(&delivered(9, 2), &limit2));
+        let limit0 = RetryPolicy::new(0, Duration::ZERO, Duration::ZERO);
+        assert!(!is_poison(&delivered(0, 2), &limit0));
+        assert!(is_poison(&delivered(0, 3), &limit0));
+        assert!(!is_poison(
+            &StreamMessage::new("s", serde_json::Map::new()),
+            &limit0
+        ));
     }
 }

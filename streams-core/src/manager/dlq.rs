@@ -1,10 +1,13 @@
 //! The dead-letter queue.
 
-use std::sync::atomic::Ordering;
+use std::collections::BTreeSet;
 
 use super::Manager;
-use crate::backend::{Add, Move, MoveOutcome, MoveTarget, StreamBackend, Trim};
-use crate::codec::{dlq_fields, now_rfc3339};
+use super::stats::Counters;
+use crate::backend::{
+    Add, EntryId, Move, MoveOutcome, MoveTarget, RangeQuery, StreamBackend, Trim,
+};
+use crate::codec::{decode, dlq_fields, now_rfc3339};
 use crate::error::{Result, StreamError};
 use crate::message::{DeadLetter, StreamMessage};
 
@@ -43,8 +46,7 @@ impl<B: StreamBackend> Manager<B> {
             consumer: consumer.clone(),
             reason: reason.to_owned(),
             failed_at: now_rfc3339(),
-            // Unknown only for live reads (`>`), which are the first delivery.
-            deliveries: delivery.map(|d| d.deliveries.unwrap_or(1)),
+            deliveries: delivery.map(|d| d.deliveries),
         };
         let fields = dlq_fields(message, &dead);
         let key = self.keys().dlq(&message.stream);
@@ -59,29 +61,32 @@ impl<B: StreamBackend> Manager<B> {
             },
         ];
         let id = match group_name {
-            None => self.backend().add(Add { key, fields, trim }).await?,
+            None => {
+                let mut add = Add::new(key, fields);
+                add.trim = trim;
+                self.backend().add(add).await?
+            }
             Some(group_name) => {
                 let (source, from_retry) = self.read_key(message, group_name);
                 let consumer = consumer.unwrap_or_else(|| self.consumer_id().to_owned());
-                let outcome = self
-                    .backend()
-                    .move_entry(Move {
-                        source: source.clone(),
-                        group: group_name.to_owned(),
-                        id: message.id.clone(),
-                        consumer: Some(consumer.clone()),
-                        delete_source: from_retry,
-                        target: MoveTarget::Stream { key, fields, trim },
-                    })
-                    .await?;
+                let target = MoveTarget::Stream { key, fields, trim };
+                let mv = Move::new(
+                    source.clone(),
+                    group_name,
+                    EntryId::from(message.id.as_str()),
+                    target,
+                )
+                .fenced(consumer.clone())
+                .deleting_source(from_retry);
+                let outcome = self.backend().move_entry(mv).await?;
                 moved_or_refused(outcome, source, group_name, &message.id, consumer)?
-                    .unwrap_or_default()
+                    .unwrap_or_else(|| EntryId::from(""))
             }
         };
         let c = &self.inner.counters;
-        c.dead_lettered.fetch_add(1, Ordering::Relaxed);
-        c.failed.fetch_add(1, Ordering::Relaxed);
-        Ok(id)
+        Counters::add(&c.dead_lettered, 1);
+        Counters::add(&c.failed, 1);
+        Ok(id.into_string())
     }
 }
 
@@ -92,11 +97,11 @@ pub(crate) fn moved_or_refused(
     group: &str,
     id: &str,
     consumer: String,
-) -> Result<Option<String>> {
+) -> Result<Option<EntryId>> {
     let owner = match outcome {
         MoveOutcome::Moved { new_id } => return Ok(new_id),
-        MoveOutcome::NotPending => None,
         MoveOutcome::OwnedBy(owner) => Some(owner),
+        _ => None,
     };
     Err(StreamError::NotOwner {
         stream,
@@ -108,27 +113,35 @@ pub(crate) fn moved_or_refused(
 }
 
 impl<B: StreamBackend> Manager<B> {
-    /// The oldest `count` entries of the dead-letter queue, decoded, with their
-    /// provenance in [`StreamMessage::dead_letter`]. With a per-stream layout,
-    /// the dead-letter streams of the streams of every group this manager knows.
+    /// The dead-letter stream keys: the shared one, or with a per-stream
+    /// layout those of the streams of every group registered or known here.
+    pub(crate) async fn dlq_keys(&self) -> Result<BTreeSet<String>> {
+        let keys = self.keys();
+        if keys.dlq_is_shared() {
+            return Ok(BTreeSet::from([keys.dlq("")]));
+        }
+        let mut streams: BTreeSet<String> = self.known_streams().into_iter().collect();
+        for (name, json) in self.backend().registry_list(keys.registry()).await? {
+            // An unreadable registry entry names no streams; it is reported elsewhere.
+            if let Ok(config) = Self::parse_registered(&name, &json) {
+                streams.extend(config.streams);
+            }
+        }
+        Ok(streams.iter().map(|s| keys.dlq(s)).collect())
+    }
+
+    /// The oldest `count` entries of the dead-letter queue, decoded.
+    /// See [`StreamManager::dead_letters`](crate::StreamManager::dead_letters).
     ///
     /// # Errors
     /// Connection errors, [`StreamError::Closed`].
     pub async fn dead_letters(&self, count: usize) -> Result<Vec<StreamMessage>> {
         self.ready().await?;
-        let keys = self.keys();
-        let mut dlq_streams: Vec<String> = if keys.dlq_is_shared() {
-            vec![String::new()]
-        } else {
-            self.known_streams()
-        };
-        dlq_streams.dedup();
         let mut out = Vec::new();
-        for stream in dlq_streams {
-            let key = keys.dlq(&stream);
-            let logical = keys.logical(&key).unwrap_or(&key).to_owned();
-            for entry in self.backend().range(&key, "-", "+", count).await? {
-                out.push(crate::codec::decode(&logical, &entry.id, &entry.fields));
+        for key in self.dlq_keys().await? {
+            let logical = self.keys().logical(&key).unwrap_or(&key).to_owned();
+            for entry in self.backend().range(RangeQuery::new(&key, count)).await? {
+                out.push(decode(&logical, entry.id.as_str(), &entry.fields));
             }
         }
         out.truncate(count);

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use super::Manager;
-use crate::backend::{PendingQuery, StreamBackend};
+use crate::backend::{Feature, PendingQuery, StreamBackend};
 use crate::config::ConsumerGroupConfig;
 use crate::error::Result;
 
@@ -15,6 +15,7 @@ const CLAIMABLE_SCAN: usize = 1000;
 
 /// The state of the backend and of every registered group.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct HealthReport {
     /// Reachable, and every group exists on all its streams.
     pub healthy: bool,
@@ -36,6 +37,7 @@ pub struct HealthReport {
 
 /// One group's state.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct GroupHealth {
     /// The group name.
     pub group: String,
@@ -47,6 +49,7 @@ pub struct GroupHealth {
 
 /// A group's state on one stream.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct StreamHealth {
     /// The stream name.
     pub stream: String,
@@ -71,6 +74,7 @@ pub struct StreamHealth {
 
 /// A consumer's state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct ConsumerHealth {
     /// The consumer name.
     pub name: String,
@@ -110,7 +114,7 @@ impl<B: StreamBackend> Manager<B> {
         }
         report.latency_ms = Some(started.elapsed().as_secs_f64() * 1000.0);
         match self.initialize().await {
-            Ok(()) => report.server_version = self.server_info().map(|s| s.version_string()),
+            Ok(()) => report.server_version = self.server_info().map(|s| s.version.clone()),
             Err(e) => {
                 report.problems.push(e.to_string());
                 return Ok(report);
@@ -150,6 +154,16 @@ impl<B: StreamBackend> Manager<B> {
         let keys = self.keys();
         let mut dlq_keys = std::collections::BTreeSet::new();
         for config in configs.values() {
+            if let Some(error) = self
+                .cached_group_state(&config.name)
+                .and_then(|g| g.lock_read().promote_error.clone())
+            {
+                report.problems.push(format!(
+                    "due retries of group `{}` cannot be promoted: {error}",
+                    config.name
+                ));
+                broken = true;
+            }
             let mut group = GroupHealth {
                 group: config.name.clone(),
                 claim_idle_ms: millis(config.claim_idle),
@@ -163,6 +177,17 @@ impl<B: StreamBackend> Manager<B> {
                     .await?
                     .into_iter()
                     .find(|g| g.name == config.name);
+                let schedule = keys.retry_schedule(stream, &config.name);
+                let scheduled_retries = match backend.schedule_len(&schedule).await {
+                    Ok(n) => n,
+                    Err(e) => {
+                        report
+                            .problems
+                            .push(format!("retry schedule `{schedule}` is unreadable: {e}"));
+                        broken = true;
+                        0
+                    }
+                };
                 let mut health = StreamHealth {
                     stream: stream.clone(),
                     length: backend.len(&key).await?,
@@ -170,33 +195,28 @@ impl<B: StreamBackend> Manager<B> {
                     pending: info.as_ref().map_or(0, |g| g.pending),
                     lag: info.as_ref().and_then(|g| g.lag),
                     claimable: 0,
-                    scheduled_retries: backend
-                        .schedule_len(&keys.retry_schedule(stream, &config.name))
-                        .await?,
+                    scheduled_retries,
                     ready_retries: backend.len(&keys.retry_ready(stream, &config.name)).await?,
                     consumers: Vec::new(),
                 };
                 if health.group_exists {
-                    health.consumers = backend
-                        .consumers(&key, &config.name)
-                        .await?
-                        .into_iter()
-                        .map(|c| ConsumerHealth {
-                            name: c.name,
-                            pending: c.pending,
-                            idle_ms: millis(c.idle),
-                        })
-                        .collect();
+                    if self.supports(Feature::ConsumerListing) {
+                        health.consumers = backend
+                            .consumers(&key, &config.name)
+                            .await?
+                            .into_iter()
+                            .map(|c| ConsumerHealth {
+                                name: c.name,
+                                pending: c.pending,
+                                idle_ms: millis(c.idle),
+                            })
+                            .collect();
+                    }
                     health.claimable = backend
-                        .pending(PendingQuery {
-                            key: &key,
-                            group: &config.name,
-                            start: "-",
-                            end: "+",
-                            count: CLAIMABLE_SCAN,
-                            consumer: None,
-                            min_idle: Some(config.claim_idle),
-                        })
+                        .pending(
+                            PendingQuery::new(&key, &config.name, CLAIMABLE_SCAN)
+                                .idle_at_least(config.claim_idle),
+                        )
                         .await?
                         .len() as u64;
                     if health.claimable > 0 {
@@ -224,6 +244,9 @@ impl<B: StreamBackend> Manager<B> {
         for key in &dlq_keys {
             report.dlq_entries += backend.len(key).await?;
         }
+        self.inner
+            .last_dlq_len
+            .store(report.dlq_entries, std::sync::atomic::Ordering::Relaxed);
         Ok(broken)
     }
 }

@@ -1,22 +1,28 @@
 //! Reading: `read_messages`, with the restart backlog and promotion of due retries.
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use super::stats::Counters;
 use super::{Group, Manager, until};
-use crate::backend::{KeyEntries, PendingQuery, ReadCursor, ReadGroup, StreamBackend};
+use crate::backend::{Ack, EntryId, Feature, KeyEntries, ReadCursor, ReadGroup, StreamBackend};
 use crate::codec;
 use crate::error::{Result, StreamError};
 use crate::message::{Delivery, MessageStatus, StreamMessage};
 
 /// Most due retries moved per schedule in one promotion.
-const PROMOTE_LIMIT: usize = 1000;
+pub(crate) const PROMOTE_LIMIT: usize = 1000;
 
-/// Compares two entry ids numerically (`<ms>-<seq>`).
-pub(crate) fn id_key(id: &str) -> (u64, u64) {
-    let (ms, seq) = id.split_once('-').unwrap_or((id, "0"));
-    (ms.parse().unwrap_or(0), seq.parse().unwrap_or(0))
+/// What one promotion of a group's schedules did.
+#[derive(Debug)]
+pub(crate) struct PromoteRound {
+    /// Entries moved, over all schedules.
+    pub(crate) promoted: u64,
+    /// The most moved from one schedule ([`PROMOTE_LIMIT`] means more may be due).
+    pub(crate) most_from_one: u64,
+    /// Time until the next retry falls due.
+    pub(crate) next_due_in: Option<Duration>,
+    /// What failed, if anything did.
+    pub(crate) error: Option<String>,
 }
 
 impl<B: StreamBackend> Manager<B> {
@@ -39,29 +45,27 @@ impl<B: StreamBackend> Manager<B> {
         }
         let deadline = Instant::now() + block.unwrap_or(group.config.block);
 
-        if let Some(messages) = self.read_backlog(&group, count).await? {
-            if !messages.is_empty() {
-                return Ok(messages);
-            }
+        if let Some(messages) = self.read_backlog(&group).await? {
+            return Ok(messages);
         }
 
         loop {
             // Wake up for the next known retry rather than sleeping past it.
             let mut wait = until(deadline);
-            if let Some(next_due) = self.promote_if_due(&group).await? {
+            if let Some(next_due) = self.promote_if_due(&group).await {
                 wait = wait.min(next_due);
             }
-            let read = ReadGroup {
-                group: &group.config.name,
-                consumer: &group.consumer,
-                keys: &group.live_keys,
-                count,
-                block: (!wait.is_zero()).then_some(wait),
+            let keys = {
+                let mut st = group.lock_read();
+                st.rotation = st.rotation.wrapping_add(1);
+                group.live_keys(st.rotation)
             };
+            let read = ReadGroup::new(&group.config.name, &group.consumer, &keys, count)
+                .with_block(Some(wait));
             let replies = self
                 .with_recovery(&group, || self.backend().read_group(read.clone()))
                 .await?;
-            let messages = self.deliver(&group, replies, &HashMap::new());
+            let messages = self.deliver(&group, replies, true);
             if !messages.is_empty() || Instant::now() >= deadline {
                 return Ok(messages);
             }
@@ -70,147 +74,141 @@ impl<B: StreamBackend> Manager<B> {
 
     /// Moves the group's due retries into its ready streams, when a known
     /// retry is due or the promote interval has passed. Returns the time until
-    /// the next known retry.
-    pub(crate) async fn promote_if_due(&self, group: &Group) -> Result<Option<Duration>> {
+    /// the next known retry. A failure is logged, counted and shown by
+    /// `health`, and never stops the read that asked.
+    pub(crate) async fn promote_if_due(&self, group: &Group) -> Option<Duration> {
+        if !self.supports(Feature::RetrySchedule) {
+            return None;
+        }
         let now = Instant::now();
         {
-            let st = group.lock_read();
+            let mut st = group.lock_read();
             let interval_passed = st
                 .last_promote
                 .is_none_or(|t| now.duration_since(t) >= self.config().promote_interval);
             let known_due = st.next_due.is_some_and(|d| d <= now);
             if !interval_passed && !known_due {
-                return Ok(st.next_due.map(until));
+                return st.next_due.map(until);
             }
+            st.last_promote = Some(now);
         }
+        let (next, error) = match self.promote_group(group).await {
+            Ok(round) => (round.next_due_in, round.error),
+            Err(e) => (None, Some(e.to_string())),
+        };
+        group.lock_read().next_due = next.map(|d| now + d);
+        self.report_promotion(group, error);
+        next
+    }
+
+    /// One promotion of every schedule of `group`.
+    pub(crate) async fn promote_group(&self, group: &Group) -> Result<PromoteRound> {
         let results = self
             .backend()
-            .promote_due(&group.promote_pairs, PROMOTE_LIMIT)
+            .promote_due(&group.schedules, PROMOTE_LIMIT)
             .await?;
         let promoted: u64 = results.iter().map(|p| p.promoted).sum();
         Counters::add(&self.inner.counters.promoted, promoted);
-        let next = results.iter().filter_map(|p| p.next_due_in).min();
-        let mut st = group.lock_read();
-        st.last_promote = Some(now);
-        st.next_due = next.map(|d| now + d);
-        Ok(next)
+        let errors: Vec<String> = results
+            .iter()
+            .zip(&group.schedules)
+            .filter_map(|(p, keys)| {
+                p.error
+                    .as_ref()
+                    .map(|e| format!("retry schedule `{}`: {e}", keys.schedule))
+            })
+            .collect();
+        Ok(PromoteRound {
+            promoted,
+            most_from_one: results.iter().map(|p| p.promoted).max().unwrap_or(0),
+            next_due_in: results.iter().filter_map(|p| p.next_due_in).min(),
+            error: (!errors.is_empty()).then(|| errors.join("; ")),
+        })
     }
 
-    /// After start, this consumer's own pending entries come first. Returns
-    /// `None` when the backlog is done (or another task is reading it).
-    async fn read_backlog(
-        &self,
-        group: &Group,
-        count: usize,
-    ) -> Result<Option<Vec<StreamMessage>>> {
-        let backlog = {
-            let mut st = group.lock_read();
-            if st.backlog_busy {
-                return Ok(None);
-            }
-            match st.backlog.clone() {
-                Some(b) => {
-                    st.backlog_busy = true;
-                    b
+    /// After start, this consumer's own pending entries come first, one
+    /// message per call: each of them may have crashed the consumer, so it
+    /// is handed out alone. Returns `None` when the backlog is done (or
+    /// another task is reading it).
+    async fn read_backlog(&self, group: &Group) -> Result<Option<Vec<StreamMessage>>> {
+        loop {
+            let (key, cursor) = {
+                let mut st = group.lock_read();
+                if st.backlog_busy {
+                    return Ok(None);
                 }
-                None => return Ok(None),
+                let Some(next) = st.backlog.as_ref().and_then(|b| b.first().cloned()) else {
+                    st.backlog = None;
+                    return Ok(None);
+                };
+                st.backlog_busy = true;
+                next
+            };
+            let result = self.read_backlog_entry(group, &key, cursor).await;
+            let mut st = group.lock_read();
+            st.backlog_busy = false;
+            let (messages, next) = result?;
+            if let Some(backlog) = st.backlog.as_mut() {
+                match next {
+                    Some(cursor) => backlog[0].1 = Some(cursor),
+                    None => {
+                        backlog.remove(0);
+                    }
+                }
+                if backlog.is_empty() {
+                    st.backlog = None;
+                }
             }
-        };
-        let result = self.read_backlog_once(group, &backlog, count).await;
-        let mut st = group.lock_read();
-        st.backlog_busy = false;
-        match result {
-            Ok((messages, remaining)) => {
-                st.backlog = (!remaining.is_empty()).then_some(remaining);
-                Ok(Some(messages))
+            if !messages.is_empty() {
+                return Ok(Some(messages));
             }
-            Err(e) => Err(e),
         }
     }
 
-    async fn read_backlog_once(
+    /// One history read of one key for one entry: the message (unless it
+    /// was poison), and where the next read of the key goes on (`None` once
+    /// the key has nothing left).
+    async fn read_backlog_entry(
         &self,
         group: &Group,
-        backlog: &[(String, String)],
-        count: usize,
-    ) -> Result<(Vec<StreamMessage>, Vec<(String, String)>)> {
-        let keys: Vec<(String, ReadCursor)> = backlog
-            .iter()
-            .map(|(k, c)| (k.clone(), ReadCursor::Pending(c.clone())))
-            .collect();
-        let read = ReadGroup {
-            group: &group.config.name,
-            consumer: &group.consumer,
-            keys: &keys,
-            count,
-            block: None,
-        };
+        key: &str,
+        cursor: Option<EntryId>,
+    ) -> Result<(Vec<StreamMessage>, Option<EntryId>)> {
+        let keys = [(key.to_owned(), ReadCursor::Pending(cursor))];
+        let read = ReadGroup::new(&group.config.name, &group.consumer, &keys, 1);
         let replies = self
             .with_recovery(group, || self.backend().read_group(read.clone()))
             .await?;
-
-        // Keys that returned nothing are done; the others go on after their last id.
-        let mut remaining = Vec::new();
-        for (key, _) in backlog {
-            let Some(reply) = replies.iter().find(|r| &r.key == key) else {
-                continue;
-            };
-            let last = reply
-                .entries
-                .iter()
-                .map(|e| e.id.as_str())
-                .chain(reply.deleted.iter().map(String::as_str))
-                .max_by_key(|id| id_key(id));
-            if let Some(last) = last {
-                remaining.push((key.clone(), last.to_owned()));
-            }
+        let Some(reply) = replies.into_iter().find(|r| r.key == key) else {
+            return Ok((Vec::new(), None));
+        };
+        let next = reply.cursor.clone();
+        if next.is_none() && (!reply.entries.is_empty() || !reply.deleted.is_empty()) {
+            return Err(StreamError::backend(
+                self.backend().name(),
+                format!("history read of `{key}` returned entries but no cursor"),
+            ));
         }
-
         // Entries trimmed away while pending: acknowledge and count them.
-        for reply in &replies {
-            if !reply.deleted.is_empty() {
-                let n = self
-                    .backend()
-                    .ack(&reply.key, &group.config.name, &reply.deleted, false)
-                    .await?;
-                Counters::add(&self.inner.counters.pending_deleted, n);
-            }
-        }
-
-        // Re-delivered entries: learn their delivery counts, so a message that
-        // keeps crashing its consumer is recognised as poison.
-        let mut deliveries = HashMap::new();
-        for reply in &replies {
-            let (Some(first), Some(last)) = (reply.entries.first(), reply.entries.last()) else {
-                continue;
-            };
-            let pending = self
+        if !reply.deleted.is_empty() {
+            let n = self
                 .backend()
-                .pending(PendingQuery {
-                    key: &reply.key,
-                    group: &group.config.name,
-                    start: &first.id,
-                    end: &last.id,
-                    count: reply.entries.len(),
-                    consumer: Some(&group.consumer),
-                    min_idle: None,
-                })
+                .ack(Ack::new(key, &group.config.name, &reply.deleted))
                 .await?;
-            for p in pending {
-                deliveries.insert((reply.key.clone(), p.id), p.deliveries);
-            }
+            Counters::add(&self.inner.counters.pending_deleted, n);
         }
-        let messages = self.deliver(group, replies, &deliveries);
+        let messages = self.deliver(group, vec![reply], false);
         let messages = self.screen_poison(group, messages).await?;
-        Ok((messages, remaining))
+        Ok((messages, next))
     }
 
-    /// Decodes read entries into messages delivered through `group`.
+    /// Decodes read entries into messages delivered through `group`. For
+    /// `live` reads, remembers the last entry delivered per stream.
     pub(crate) fn deliver(
         &self,
         group: &Group,
         replies: Vec<KeyEntries>,
-        deliveries: &HashMap<(String, String), u64>,
+        live: bool,
     ) -> Vec<StreamMessage> {
         let mut out = Vec::with_capacity(replies.iter().map(|r| r.entries.len()).sum());
         let mut malformed = 0;
@@ -219,26 +217,28 @@ impl<B: StreamBackend> Manager<B> {
                 Some((s, from_retry)) => (s.logical.as_str(), from_retry),
                 None => (self.keys().logical(&reply.key).unwrap_or(&reply.key), false),
             };
-            for entry in reply.entries {
-                let known = if deliveries.is_empty() {
-                    None
-                } else {
-                    deliveries
-                        .get(&(reply.key.clone(), entry.id.clone()))
-                        .copied()
-                };
-                let mut msg = codec::decode(logical, &entry.id, &entry.fields);
+            if live && !from_retry {
+                if let Some(last) = reply.entries.last() {
+                    group
+                        .lock_read()
+                        .last_delivered
+                        .insert(reply.key.clone(), last.entry.id.clone());
+                }
+            }
+            for delivered in reply.entries {
+                let mut msg = codec::decode(
+                    logical,
+                    delivered.entry.id.as_str(),
+                    &delivered.entry.fields,
+                );
                 if msg.status == MessageStatus::Failed {
                     malformed += 1;
-                }
-                if let Some(n) = known {
-                    msg.retry_count = msg.retry_count.saturating_add(redeliveries(n));
                 }
                 msg.delivery = Some(Delivery {
                     group: group.config.name.clone(),
                     consumer: group.consumer.clone(),
                     from_retry,
-                    deliveries: known,
+                    deliveries: delivered.deliveries.max(1),
                 });
                 out.push(msg);
             }
@@ -246,25 +246,5 @@ impl<B: StreamBackend> Manager<B> {
         Counters::add(&self.inner.counters.read, out.len() as u64);
         Counters::add(&self.inner.counters.malformed, malformed);
         out
-    }
-}
-
-/// Deliveries beyond the first, as a retry count.
-pub(crate) fn redeliveries(deliveries: u64) -> u32 {
-    u32::try_from(deliveries.saturating_sub(1)).unwrap_or(u32::MAX)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ids_compare_numerically() {
-        assert!(id_key("10-0") > id_key("9-5"));
-        assert!(id_key("9-10") > id_key("9-9"));
-        assert_eq!(id_key("0"), (0, 0));
-        assert_eq!(redeliveries(1), 0);
-        assert_eq!(redeliveries(0), 0);
-        assert_eq!(redeliveries(4), 3);
     }
 }

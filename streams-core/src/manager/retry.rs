@@ -1,12 +1,13 @@
 //! Retries with exponential backoff, private to the group that retries.
 
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::Manager;
 use super::dlq::moved_or_refused;
-use crate::backend::{Fields, Move, MoveTarget, StreamBackend};
-use crate::codec::{encode_data, envelope_fields, field, random_u64};
+use super::stats::Counters;
+use crate::backend::{EntryId, Feature, Fields, Move, MoveTarget, StreamBackend};
+use crate::codec::{envelope_fields, field, payload_of, random_u64};
+use crate::config::RetryPolicy;
 use crate::error::{Result, StreamError};
 use crate::message::StreamMessage;
 
@@ -55,19 +56,12 @@ impl<B: StreamBackend> Manager<B> {
 
     /// The delay before retry number `retry_count + 1`, with jitter.
     pub fn retry_delay(&self, retry_count: u32) -> Duration {
-        let dlq = &self.config().dlq;
-        let base = dlq.backoff(retry_count);
-        if dlq.jitter > 0.0 {
-            // 53 random bits as a fraction in [0, 1).
-            let unit = (random_u64() >> 11) as f64 / (1u64 << 53) as f64;
-            base + base.mul_f64(dlq.jitter * unit)
-        } else {
-            base
-        }
+        delay_with_jitter(&self.config().retry_policy(), retry_count)
     }
 
     async fn retry_inner(&self, message: &StreamMessage, error: Option<&str>) -> Result<bool> {
         self.ready().await?;
+        self.require(Feature::RetrySchedule, "retry_message")?;
         let delivery = message
             .delivery
             .as_ref()
@@ -83,7 +77,8 @@ impl<B: StreamBackend> Manager<B> {
                 message: "a malformed entry cannot be retried; send it to the dead-letter queue, which keeps its raw fields".to_owned(),
             });
         }
-        if message.retry_count >= self.config().dlq.retry_limit {
+        let policy = self.config().retry_policy();
+        if message.retry_count >= policy.limit {
             return Ok(false);
         }
         let group = self.group(&delivery.group).await?;
@@ -93,9 +88,9 @@ impl<B: StreamBackend> Manager<B> {
                 message.stream, group.config.name
             )));
         };
-        let delay = self.retry_delay(message.retry_count);
+        let delay = delay_with_jitter(&policy, message.retry_count);
         let mut fields = envelope_fields(
-            encode_data(&message.data),
+            payload_of(message),
             &message.timestamp,
             message.retry_count.saturating_add(1),
             message.mid.as_deref(),
@@ -103,21 +98,20 @@ impl<B: StreamBackend> Manager<B> {
         );
         fields.extend(extra_fields(message));
         let (read_key, from_retry) = self.read_key(message, &group.config.name);
-        let outcome = self
-            .backend()
-            .move_entry(Move {
-                source: read_key.clone(),
-                group: group.config.name.clone(),
-                id: message.id.clone(),
-                consumer: Some(delivery.consumer.clone()),
-                delete_source: from_retry,
-                target: MoveTarget::Schedule {
-                    key: source.schedule.clone(),
-                    fields,
-                    delay,
-                },
-            })
-            .await?;
+        let target = MoveTarget::Schedule {
+            key: source.retry.schedule.clone(),
+            fields,
+            delay,
+        };
+        let mv = Move::new(
+            read_key.clone(),
+            group.config.name.clone(),
+            EntryId::from(message.id.as_str()),
+            target,
+        )
+        .fenced(delivery.consumer.clone())
+        .deleting_source(from_retry);
+        let outcome = self.backend().move_entry(mv).await?;
         moved_or_refused(
             outcome,
             read_key,
@@ -131,8 +125,21 @@ impl<B: StreamBackend> Manager<B> {
             st.next_due = Some(st.next_due.map_or(due, |d| d.min(due)));
         }
         let c = &self.inner.counters;
-        c.retried.fetch_add(1, Ordering::Relaxed);
-        c.failed.fetch_add(1, Ordering::Relaxed);
+        Counters::add(&c.retried, 1);
+        Counters::add(&c.failed, 1);
         Ok(true)
+    }
+}
+
+/// The backoff of `policy` for retry number `retry_count + 1`, lengthened
+/// by up to `jitter` of itself.
+pub(crate) fn delay_with_jitter(policy: &RetryPolicy, retry_count: u32) -> Duration {
+    let base = policy.backoff(retry_count);
+    if policy.jitter > 0.0 {
+        // 53 random bits as a fraction in [0, 1).
+        let unit = (random_u64() >> 11) as f64 / (1u64 << 53) as f64;
+        base + base.mul_f64(policy.jitter * unit)
+    } else {
+        base
     }
 }

@@ -1,26 +1,32 @@
 //! Sending: `send_message` and `send_batch`.
 
-use std::sync::atomic::Ordering;
-
 use bytes::Bytes;
-use serde::Serialize;
 use serde_json::Value;
 
 use super::Manager;
+use super::stats::Counters;
 use crate::backend::{Add, StreamBackend, Trim};
-use crate::codec::{envelope_fields, json_type, new_mid, now_rfc3339};
+use crate::codec::{MAX_PAYLOAD_DEPTH, depth, envelope_fields, json_type, new_mid, now_rfc3339};
 use crate::error::{Result, StreamError};
-use crate::names::validate_name;
+use crate::names::StreamUse;
 
 impl<B: StreamBackend> Manager<B> {
-    /// Encodes a payload, refusing what is not a JSON object or too large.
+    /// Encodes a payload, refusing what is not a JSON object, nests deeper
+    /// than readers decode, or is too large.
     fn encode_payload(&self, data: &Value) -> Result<Bytes> {
         if !data.is_object() {
             return Err(StreamError::PayloadNotObject {
                 found: json_type(data),
             });
         }
-        let bytes = serde_json::to_vec(data).map_err(|e| StreamError::Decode {
+        let levels = depth(data, MAX_PAYLOAD_DEPTH);
+        if levels > MAX_PAYLOAD_DEPTH {
+            return Err(StreamError::PayloadTooDeep {
+                depth: levels,
+                limit: MAX_PAYLOAD_DEPTH,
+            });
+        }
+        let bytes = serde_json::to_vec(data).map_err(|e| StreamError::Encode {
             what: "payload".to_owned(),
             message: e.to_string(),
         })?;
@@ -47,54 +53,28 @@ impl<B: StreamBackend> Manager<B> {
     ///
     /// # Errors
     /// [`StreamError::InvalidName`], [`StreamError::PayloadNotObject`],
-    /// [`StreamError::PayloadTooLarge`], connection errors.
+    /// [`StreamError::PayloadTooDeep`], [`StreamError::PayloadTooLarge`],
+    /// connection errors.
     pub async fn send_message(
         &self,
-        stream: &str,
+        stream: impl AsRef<str>,
         data: Value,
         max_len: Option<u64>,
     ) -> Result<String> {
-        validate_name("stream", stream)?;
+        let stream = stream.as_ref();
+        self.keys().check_stream(stream, StreamUse::Send)?;
         let payload = self.encode_payload(&data)?;
         let trim = self.send_trim(max_len)?;
         self.ready().await?;
         let mid = new_mid();
-        let add = Add {
-            key: self.keys().stream(stream),
-            fields: envelope_fields(payload, &now_rfc3339(), 0, Some(&mid), None),
-            trim,
-        };
+        let mut add = Add::new(
+            self.keys().stream(stream),
+            envelope_fields(payload, &now_rfc3339(), 0, Some(&mid), None),
+        );
+        add.trim = trim;
         let id = self.backend().add(add).await?;
-        self.inner.counters.sent.fetch_add(1, Ordering::Relaxed);
-        Ok(id)
-    }
-
-    /// Sends any serializable value that serializes to a JSON object.
-    ///
-    /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> streams_core::Result<()> {
-    /// # let manager = streams_core::Manager::new(streams_memory::MemoryBackend::new(), Default::default())?;
-    /// #[derive(serde::Serialize)]
-    /// struct TaskUpdate<'a> { agent_id: &'a str, progress: u8 }
-    ///
-    /// manager.send("xnai:task_updates", &TaskUpdate { agent_id: "cline-1", progress: 50 }, None).await?;
-    /// # Ok(()) }
-    /// ```
-    ///
-    /// # Errors
-    /// As [`send_message`](Self::send_message), and [`StreamError::Decode`] if
-    /// the value cannot be serialized.
-    pub async fn send<T: Serialize + ?Sized>(
-        &self,
-        stream: &str,
-        data: &T,
-        max_len: Option<u64>,
-    ) -> Result<String> {
-        let value = serde_json::to_value(data).map_err(|e| StreamError::Decode {
-            what: "payload".to_owned(),
-            message: e.to_string(),
-        })?;
-        self.send_message(stream, value, max_len).await
+        Counters::add(&self.inner.counters.sent, 1);
+        Ok(id.into_string())
     }
 
     /// Sends several messages to one stream in one round trip.
@@ -104,11 +84,12 @@ impl<B: StreamBackend> Manager<B> {
     /// As [`send_message`](Self::send_message); nothing is sent if any payload is refused.
     pub async fn send_batch(
         &self,
-        stream: &str,
+        stream: impl AsRef<str>,
         items: Vec<Value>,
         max_len: Option<u64>,
     ) -> Result<Vec<String>> {
-        validate_name("stream", stream)?;
+        let stream = stream.as_ref();
+        self.keys().check_stream(stream, StreamUse::Send)?;
         let trim = self.send_trim(max_len)?;
         let key = self.keys().stream(stream);
         let ts = now_rfc3339();
@@ -116,11 +97,12 @@ impl<B: StreamBackend> Manager<B> {
             .iter()
             .map(|data| {
                 let payload = self.encode_payload(data)?;
-                Ok(Add {
-                    key: key.clone(),
-                    fields: envelope_fields(payload, &ts, 0, Some(&new_mid()), None),
-                    trim: trim.clone(),
-                })
+                let mut add = Add::new(
+                    key.clone(),
+                    envelope_fields(payload, &ts, 0, Some(&new_mid()), None),
+                );
+                add.trim.clone_from(&trim);
+                Ok(add)
             })
             .collect::<Result<Vec<_>>>()?;
         if adds.is_empty() {
@@ -128,10 +110,7 @@ impl<B: StreamBackend> Manager<B> {
         }
         self.ready().await?;
         let ids = self.backend().add_batch(adds).await?;
-        self.inner
-            .counters
-            .sent
-            .fetch_add(ids.len() as u64, Ordering::Relaxed);
-        Ok(ids)
+        Counters::add(&self.inner.counters.sent, ids.len() as u64);
+        Ok(ids.into_iter().map(|id| id.into_string()).collect())
     }
 }

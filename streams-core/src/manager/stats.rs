@@ -1,6 +1,5 @@
 //! Statistics (the spec's `get_stats`).
 
-use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
@@ -22,6 +21,7 @@ use crate::error::Result;
 /// assert_eq!(json["initialized"], false);
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Stats {
     /// Messages returned by reads and claims.
     pub messages_read: u64,
@@ -30,13 +30,15 @@ pub struct Stats {
     /// Messages given up on: retried or dead-lettered.
     pub messages_failed: u64,
     /// Entries now in the dead-letter stream(s): the shared one, or with a
-    /// per-stream layout, those of the streams of the groups this manager knows.
+    /// per-stream layout, those of the streams of the registered groups.
+    /// Once the manager is closed, the last length read.
     pub dlq_entries: u64,
     /// This manager's consumer id.
     pub consumer_id: String,
     /// Groups this manager knows, sorted.
     pub consumer_groups: Vec<String>,
-    /// Whether the manager is initialized (and not closed).
+    /// Whether the manager is initialized and not closed (`get_stats` does
+    /// not initialize it).
     pub initialized: bool,
     /// Messages sent.
     pub messages_sent: u64,
@@ -46,9 +48,11 @@ pub struct Stats {
     pub messages_claimed: u64,
     /// Messages this manager wrote to the dead-letter queue.
     pub messages_dead_lettered: u64,
-    /// Poison messages (too many deliveries) dead-lettered by claims; included
-    /// in `messages_dead_lettered`.
+    /// Poison messages (crashed their consumers too often) dead-lettered by
+    /// reads and claims; included in `messages_dead_lettered`.
     pub poison_messages: u64,
+    /// Messages handed back unhandled (`release`, a dropped subscription).
+    pub messages_handed_back: u64,
     /// Pending entries found deleted (trimmed while pending), acknowledged and
     /// counted here.
     pub pending_deleted: u64,
@@ -58,6 +62,11 @@ pub struct Stats {
     pub groups_recreated: u64,
     /// Entries that could not be decoded, delivered as failed messages.
     pub malformed_messages: u64,
+    /// Promotions of due retries that failed (a foreign value at a schedule
+    /// key, say); live messages are delivered regardless.
+    pub promote_failures: u64,
+    /// Stale consumers removed by `prune_consumers`.
+    pub consumers_pruned: u64,
 }
 
 /// The live counters.
@@ -75,6 +84,9 @@ pub(crate) struct Counters {
     pub(crate) promoted: AtomicU64,
     pub(crate) groups_recreated: AtomicU64,
     pub(crate) malformed: AtomicU64,
+    pub(crate) handed_back: AtomicU64,
+    pub(crate) promote_failures: AtomicU64,
+    pub(crate) consumers_pruned: AtomicU64,
 }
 
 impl Counters {
@@ -90,19 +102,18 @@ impl<B: StreamBackend> Manager<B> {
     /// See [`StreamManager::get_stats`](crate::StreamManager::get_stats).
     ///
     /// # Errors
-    /// Connection errors while reading the dead-letter length, [`StreamError::Closed`](crate::StreamError::Closed).
+    /// Connection errors while reading the dead-letter length.
     pub async fn get_stats(&self) -> Result<Stats> {
-        self.ready().await?;
-        let keys = self.keys();
-        let dlq_keys: BTreeSet<String> = if keys.dlq_is_shared() {
-            BTreeSet::from([keys.dlq("")])
-        } else {
-            self.known_streams().iter().map(|s| keys.dlq(s)).collect()
-        };
-        let mut dlq_entries = 0;
-        for key in &dlq_keys {
-            dlq_entries += self.backend().len(key).await?;
+        if self.is_closed() {
+            return Ok(self.snapshot(self.inner.last_dlq_len.load(Ordering::Relaxed)));
         }
+        let mut dlq_entries = 0;
+        for key in self.dlq_keys().await? {
+            dlq_entries += self.backend().len(&key).await?;
+        }
+        self.inner
+            .last_dlq_len
+            .store(dlq_entries, Ordering::Relaxed);
         Ok(self.snapshot(dlq_entries))
     }
 
@@ -127,6 +138,9 @@ impl<B: StreamBackend> Manager<B> {
             retries_promoted: get(&c.promoted),
             groups_recreated: get(&c.groups_recreated),
             malformed_messages: get(&c.malformed),
+            messages_handed_back: get(&c.handed_back),
+            promote_failures: get(&c.promote_failures),
+            consumers_pruned: get(&c.consumers_pruned),
         }
     }
 }

@@ -2,9 +2,18 @@
 -- KEYS[1]: the schedule (sorted set, score = due time in ms).
 -- KEYS[2]: the ready stream.
 -- ARGV[1]: most entries moved.
--- Returns {promoted, ms until the next due entry or -1 if none is left}.
+-- Returns {promoted, ms until the next due entry or -1 if none is left}, or
+-- {-1, why} when the schedule cannot be read (a foreign value at its key):
+-- the caller goes on with its other schedules.
 local now = now_ms()
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))
+local ready_type = redis.call('TYPE', KEYS[2])['ok']
+if ready_type ~= 'stream' and ready_type ~= 'none' then
+  return {-1, 'WRONGTYPE the ready stream holds a ' .. ready_type}
+end
+local due = redis.pcall('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))
+if type(due) == 'table' and due.err then
+  return {-1, due.err}
+end
 for _, member in ipairs(due) do
   local ok, t = pcall(cmsgpack.unpack, member)
   if ok and type(t) == 'table' and #t >= 4 and #t % 2 == 0 then

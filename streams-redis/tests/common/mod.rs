@@ -4,6 +4,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 use std::future::Future;
+use std::hash::BuildHasher;
 use std::panic::AssertUnwindSafe;
 use std::time::Duration;
 
@@ -22,7 +23,7 @@ pub struct Ctx {
 impl Ctx {
     /// A key of this test's namespace.
     pub fn key(&self, name: &str) -> String {
-        format!("{}:{name}", self.ns)
+        format!("{}:{{{name}}}", self.ns)
     }
 }
 
@@ -36,7 +37,7 @@ where
     let ns = format!(
         "xt-{}-{}-{name}",
         std::process::id(),
-        streams_core::codec::random_u64() % 1_000_000
+        std::collections::hash_map::RandomState::new().hash_one(name) % 1_000_000
     );
     let backend = RedisBackend::connect(&url).await.expect("connect");
     let ctx = Ctx {

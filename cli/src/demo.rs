@@ -18,7 +18,7 @@ use clap::Args;
 use serde_json::json;
 use xnai_streams::{
     ConsumerGroupConfig, DlqConfig, Manager, ManagerConfig, MemoryBackend, RedisBackend, Result,
-    Stats, StreamBackend, StreamError, StreamMessage, StreamType,
+    RetryConfig, Stats, StreamBackend, StreamError, StreamMessage, StreamType,
 };
 
 const GROUP: &str = "agent_wavefront";
@@ -120,9 +120,9 @@ fn config(namespace: &str, consumer: &str) -> ManagerConfig {
         .with_dlq(
             DlqConfig::default()
                 .with_retry_limit(3)
-                .with_retry_backoff(Duration::from_millis(150))
-                .with_backoff_cap(Duration::from_secs(2)),
+                .with_retry_backoff(Duration::from_millis(150)),
         )
+        .with_retry(RetryConfig::default().with_backoff_cap(Duration::from_secs(2)))
 }
 
 async fn run_on<B: StreamBackend + Clone>(
@@ -435,10 +435,12 @@ async fn work_on<B: StreamBackend>(
                     .unwrap_or_else(PoisonError::into_inner)
                     .duplicates += 1;
             }
-            let note = if message.retry_count > 0 {
-                format!(" after {} retries", message.retry_count)
-            } else {
-                String::new()
+            let deliveries = message.delivery.as_ref().map_or(1, |d| d.deliveries);
+            let note = match (message.retry_count, deliveries) {
+                (0, 1) => String::new(),
+                (0, d) => format!(" (delivered {d} times: its first agent stopped)"),
+                (r, 1) => format!(" after {r} retries"),
+                (r, d) => format!(" after {r} retries, delivered {d} times"),
             };
             printer.say(name, format!("done {task}{note}"));
         }

@@ -1,0 +1,384 @@
+//! The primitives a transport provides. No policy lives here: retry limits,
+//! backoff, dead-letter provenance, poison detection, statistics and error
+//! mapping are written once in [`Manager`](crate::Manager).
+//!
+//! Backends deal in keys (already namespaced), raw entries, and ids and
+//! cursors whose meaning they define. Every method names, under
+//! `# Contract`, the conformance cases that check it (`streams-conformance`).
+//! A backend states what it does natively in [`Capabilities`]; the manager
+//! and the suite use them.
+//!
+//! To wrap a backend (metrics, tracing, throttling, fault injection) without
+//! forwarding every method by hand, implement [`BackendLayer`] and use
+//! [`Layered`].
+
+mod capabilities;
+mod ids;
+mod layer;
+mod registry;
+mod types;
+
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::error::Result;
+
+pub use capabilities::{Capabilities, Feature};
+pub use ids::{Cursor, EntryId};
+pub use layer::{BackendLayer, Call, Layered};
+pub use registry::GroupRegistry;
+pub use types::{
+    Ack, Add, AutoClaim, AutoClaimPage, ConsumerInfo, ConsumerRemoval, CreateGroup, DeliveredEntry,
+    Entry, Fields, GroupInfo, KeyEntries, Lease, Move, MoveOutcome, MoveTarget, PendingEntry,
+    PendingQuery, Promotion, RangeQuery, ReadCursor, ReadGroup, ScheduleKeys, ServerInfo, StartAt,
+    Trim,
+};
+
+/// The primitives of a stream transport.
+///
+/// Implementations must be usable from many tasks at once, must never hold
+/// a lock across an `.await`, and report a missing stream or group as
+/// [`StreamError::NoGroup`](crate::StreamError::NoGroup) where a method says
+/// so. The trait is object safe: `Arc<dyn StreamBackend>` is a backend too.
+///
+/// Delivery counts are what the poison rule of the manager rests on: a
+/// backend counts a delivery each time it hands an entry to a consumer
+/// (a new read, a history read, a claim), and gives the count back when the
+/// consumer hands the entry back unhandled ([`hand_back`](Self::hand_back)).
+#[async_trait]
+pub trait StreamBackend: GroupRegistry + Send + Sync + Debug + 'static {
+    /// The backend's name, `"redis"` or `"memory"`, used in errors.
+    fn name(&self) -> &'static str;
+
+    /// What this backend does natively.
+    ///
+    /// # Contract
+    /// `backend_reports_version`; the suite skips the cases whose features
+    /// are missing.
+    fn capabilities(&self) -> Capabilities;
+
+    /// Server name and version. Fails with
+    /// [`StreamError::Unsupported`](crate::StreamError::Unsupported) when
+    /// the server is too old for this backend.
+    ///
+    /// # Contract
+    /// `backend_reports_version`.
+    async fn server_info(&self) -> Result<ServerInfo>;
+
+    /// A round trip to the server.
+    ///
+    /// # Contract
+    /// `health_reports_groups`.
+    async fn ping(&self) -> Result<()>;
+
+    /// Creates a group on a stream (creating the stream if it is missing).
+    /// Returns `false` if the group already existed (not an error).
+    ///
+    /// # Contract
+    /// `create_group_is_idempotent`, `create_group_after_id`.
+    async fn create_group(&self, create: CreateGroup<'_>) -> Result<bool>;
+
+    /// Removes a group from a stream, with its pending entries list.
+    /// Returns whether it existed.
+    ///
+    /// # Contract
+    /// `destroyed_group_resumes_after_last_delivered`.
+    async fn destroy_group(&self, key: &str, group: &str) -> Result<bool>;
+
+    /// Deletes keys (streams with their groups, schedules) that belong to
+    /// one group alone; returns how many existed.
+    ///
+    /// # Contract
+    /// `delete_group_removes_it_everywhere`.
+    async fn delete_keys(&self, keys: &[String]) -> Result<u64>;
+
+    /// Adds one entry and applies its trims; returns the new id.
+    ///
+    /// # Contract
+    /// `ids_strictly_increase`, `send_trims_to_max_len`.
+    async fn add(&self, add: Add) -> Result<EntryId>;
+
+    /// Adds many entries in one round trip; returns their ids in order. On
+    /// error, some of them may have been added.
+    ///
+    /// # Contract
+    /// `send_batch_preserves_order`.
+    async fn add_batch(&self, adds: Vec<Add>) -> Result<Vec<EntryId>>;
+
+    /// Reads through a group over several keys at once.
+    ///
+    /// At most `count` entries in total come back (deleted ids of history
+    /// reads count too). When the keys hold more, each key gets a fair
+    /// share: with `k` keys, a key that has enough gets at least
+    /// `count / k`, what a key cannot fill goes to the others, and a
+    /// remainder goes to the keys that have had the least, the first listed
+    /// first. A missing group is reported as soon as the read touches its
+    /// key, and always before a read waits. Keys with nothing to return are left
+    /// out of the reply. A blocking read returns as soon as any key has new
+    /// entries, or empty after `block`; it delivers nothing it does not
+    /// return.
+    ///
+    /// # Errors
+    /// [`StreamError::NoGroup`](crate::StreamError::NoGroup) if a key or the
+    /// group on it does not exist (at once, even when blocking).
+    ///
+    /// # Contract
+    /// `blocking_read_wakes_on_send`, `consumers_share_new_messages`,
+    /// `read_count_caps_the_total`, `read_count_is_shared_fairly`,
+    /// `restarted_consumer_gets_own_pending_first`, `read_missing_group_is_nogroup`,
+    /// `history_read_returns_own_pending`.
+    async fn read_group(&self, read: ReadGroup<'_>) -> Result<Vec<KeyEntries>>;
+
+    /// Acknowledges entries of a group; with `delete`, also deletes them.
+    /// Returns how many were pending. Unknown keys, groups and ids count 0.
+    ///
+    /// # Contract
+    /// `ack_removes_from_pending`, `ack_twice_returns_false`,
+    /// `ack_with_delete_removes_entries`.
+    async fn ack(&self, ack: Ack<'_>) -> Result<u64>;
+
+    /// One page of claiming: entries pending at least `min_idle`, from
+    /// `start`, at most `count` (deleted ids count towards it), become
+    /// `consumer`'s, and their delivery counts grow by one.
+    ///
+    /// # Errors
+    /// [`StreamError::NoGroup`](crate::StreamError::NoGroup) for a missing key or group.
+    ///
+    /// # Contract
+    /// `claim_respects_idle_time`, `claim_increments_delivery_count`,
+    /// `claim_reports_deleted_entries`, `claim_pages_through_everything`,
+    /// `auto_claim_pages_with_cursor`.
+    async fn auto_claim(&self, claim: AutoClaim<'_>) -> Result<AutoClaimPage>;
+
+    /// Details of pending entries, in the stream's order.
+    ///
+    /// # Errors
+    /// [`StreamError::NoGroup`](crate::StreamError::NoGroup) for a missing key or group.
+    ///
+    /// # Contract
+    /// `pending_details_report_owner_and_count`.
+    async fn pending(&self, query: PendingQuery<'_>) -> Result<Vec<PendingEntry>>;
+
+    /// Renews the consumer's lease on entries it holds: their idle time
+    /// starts again, without counting a delivery. Entries held by another
+    /// consumer are left alone. Returns the ids renewed. An owned id whose
+    /// entry no longer exists leaves the pending list and is not returned. A
+    /// missing key or group renews nothing.
+    ///
+    /// # Contract
+    /// `touch_keeps_entry_from_claims`, `set_idle_leaves_other_consumers_alone`.
+    async fn renew(&self, lease: Lease<'_>) -> Result<Vec<EntryId>>;
+
+    /// Hands entries the consumer holds back unhandled: they stay pending,
+    /// become claimable at once, and the delivery that brought them is not
+    /// counted (their delivery count goes down by one, not below zero).
+    /// Entries held by another consumer are left alone. Returns the ids
+    /// handed back.
+    ///
+    /// # Contract
+    /// `release_makes_entry_claimable`, `released_messages_are_never_poison`.
+    async fn hand_back(&self, lease: Lease<'_>) -> Result<Vec<EntryId>>;
+
+    /// Atomically writes a new copy of an entry and acknowledges the old one,
+    /// after checking it is still pending (for the fencing consumer, if given).
+    ///
+    /// # Contract
+    /// `dlq_move_acks_original`, `retry_moves_are_fenced`, `move_of_acked_entry_is_refused`.
+    async fn move_entry(&self, mv: Move) -> Result<MoveOutcome>;
+
+    /// Moves due entries of each schedule into its ready stream, at most
+    /// `limit` per schedule, atomically per schedule. A schedule that cannot
+    /// be promoted reports its error in its [`Promotion`] and does not stop
+    /// the others. Needs [`Feature::RetrySchedule`].
+    ///
+    /// # Contract
+    /// `retry_not_due_before_backoff`, `retry_due_after_backoff`,
+    /// `promote_due_moves_only_due_entries`, `foreign_schedule_value_does_not_stop_reads`.
+    async fn promote_due(&self, schedules: &[ScheduleKeys], limit: usize)
+    -> Result<Vec<Promotion>>;
+
+    /// Number of entries scheduled on a schedule key.
+    ///
+    /// # Contract
+    /// `stats_match_operations`.
+    async fn schedule_len(&self, key: &str) -> Result<u64>;
+
+    /// Trims a stream; returns how many entries were removed.
+    ///
+    /// # Contract
+    /// `dlq_trims_by_age`, `trim_by_max_len`.
+    async fn trim(&self, key: &str, trim: Trim) -> Result<u64>;
+
+    /// Number of entries in a stream (0 if it does not exist).
+    ///
+    /// # Contract
+    /// `stream_len_counts_entries`.
+    async fn len(&self, key: &str) -> Result<u64>;
+
+    /// Entries of a stream within bounds, at most `count`, in the stream's
+    /// order, without any group.
+    ///
+    /// # Contract
+    /// `range_reads_without_group`.
+    async fn range(&self, query: RangeQuery<'_>) -> Result<Vec<Entry>>;
+
+    /// The groups of a stream (empty if it does not exist).
+    ///
+    /// # Contract
+    /// `health_reports_groups`.
+    async fn groups(&self, key: &str) -> Result<Vec<GroupInfo>>;
+
+    /// The consumers of a group. Needs [`Feature::ConsumerListing`].
+    ///
+    /// # Errors
+    /// [`StreamError::NoGroup`](crate::StreamError::NoGroup) for a missing key or group.
+    ///
+    /// # Contract
+    /// `health_reports_groups`, `delete_consumer_keeps_pending_work`.
+    async fn consumers(&self, key: &str, group: &str) -> Result<Vec<ConsumerInfo>>;
+
+    /// Removes a consumer from a group if, checked atomically, it holds no
+    /// pending entries. Needs [`Feature::ConsumerListing`].
+    ///
+    /// # Contract
+    /// `delete_consumer_keeps_pending_work`, `prune_removes_only_idle_empty_consumers`.
+    async fn delete_consumer(
+        &self,
+        key: &str,
+        group: &str,
+        consumer: &str,
+    ) -> Result<ConsumerRemoval>;
+
+    /// Releases connections. Later calls may fail. The default does nothing.
+    async fn close(&self) -> Result<()> {
+        Ok(())
+    }
+}
+
+macro_rules! forward_backend {
+    ($ty:ty) => {
+        #[async_trait]
+        impl<T: StreamBackend + ?Sized> GroupRegistry for $ty {
+            async fn registry_put(&self, key: &str, group: &str, config: &str) -> Result<()> {
+                (**self).registry_put(key, group, config).await
+            }
+            async fn registry_get(&self, key: &str, group: &str) -> Result<Option<String>> {
+                (**self).registry_get(key, group).await
+            }
+            async fn registry_list(&self, key: &str) -> Result<Vec<(String, String)>> {
+                (**self).registry_list(key).await
+            }
+            async fn registry_delete(&self, key: &str, group: &str) -> Result<bool> {
+                (**self).registry_delete(key, group).await
+            }
+        }
+
+        #[async_trait]
+        impl<T: StreamBackend + ?Sized> StreamBackend for $ty {
+            fn name(&self) -> &'static str {
+                (**self).name()
+            }
+            fn capabilities(&self) -> Capabilities {
+                (**self).capabilities()
+            }
+            async fn server_info(&self) -> Result<ServerInfo> {
+                (**self).server_info().await
+            }
+            async fn ping(&self) -> Result<()> {
+                (**self).ping().await
+            }
+            async fn create_group(&self, create: CreateGroup<'_>) -> Result<bool> {
+                (**self).create_group(create).await
+            }
+            async fn destroy_group(&self, key: &str, group: &str) -> Result<bool> {
+                (**self).destroy_group(key, group).await
+            }
+            async fn delete_keys(&self, keys: &[String]) -> Result<u64> {
+                (**self).delete_keys(keys).await
+            }
+            async fn add(&self, add: Add) -> Result<EntryId> {
+                (**self).add(add).await
+            }
+            async fn add_batch(&self, adds: Vec<Add>) -> Result<Vec<EntryId>> {
+                (**self).add_batch(adds).await
+            }
+            async fn read_group(&self, read: ReadGroup<'_>) -> Result<Vec<KeyEntries>> {
+                (**self).read_group(read).await
+            }
+            async fn ack(&self, ack: Ack<'_>) -> Result<u64> {
+                (**self).ack(ack).await
+            }
+            async fn auto_claim(&self, claim: AutoClaim<'_>) -> Result<AutoClaimPage> {
+                (**self).auto_claim(claim).await
+            }
+            async fn pending(&self, query: PendingQuery<'_>) -> Result<Vec<PendingEntry>> {
+                (**self).pending(query).await
+            }
+            async fn renew(&self, lease: Lease<'_>) -> Result<Vec<EntryId>> {
+                (**self).renew(lease).await
+            }
+            async fn hand_back(&self, lease: Lease<'_>) -> Result<Vec<EntryId>> {
+                (**self).hand_back(lease).await
+            }
+            async fn move_entry(&self, mv: Move) -> Result<MoveOutcome> {
+                (**self).move_entry(mv).await
+            }
+            async fn promote_due(
+                &self,
+                schedules: &[ScheduleKeys],
+                limit: usize,
+            ) -> Result<Vec<Promotion>> {
+                (**self).promote_due(schedules, limit).await
+            }
+            async fn schedule_len(&self, key: &str) -> Result<u64> {
+                (**self).schedule_len(key).await
+            }
+            async fn trim(&self, key: &str, trim: Trim) -> Result<u64> {
+                (**self).trim(key, trim).await
+            }
+            async fn len(&self, key: &str) -> Result<u64> {
+                (**self).len(key).await
+            }
+            async fn range(&self, query: RangeQuery<'_>) -> Result<Vec<Entry>> {
+                (**self).range(query).await
+            }
+            async fn groups(&self, key: &str) -> Result<Vec<GroupInfo>> {
+                (**self).groups(key).await
+            }
+            async fn consumers(&self, key: &str, group: &str) -> Result<Vec<ConsumerInfo>> {
+                (**self).consumers(key, group).await
+            }
+            async fn delete_consumer(
+                &self,
+                key: &str,
+                group: &str,
+                consumer: &str,
+            ) -> Result<ConsumerRemoval> {
+                (**self).delete_consumer(key, group, consumer).await
+            }
+            async fn close(&self) -> Result<()> {
+                (**self).close().await
+            }
+        }
+    };
+}
+
+forward_backend!(Arc<T>);
+forward_backend!(Box<T>);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Compile-time check: the traits stay object safe.
+    #[allow(dead_code)]
+    fn object_safe(
+        _: &dyn StreamBackend,
+        _: Arc<dyn StreamBackend>,
+        _: Box<dyn StreamBackend>,
+        _: &dyn GroupRegistry,
+    ) {
+    }
+}

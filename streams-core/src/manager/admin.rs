@@ -1,0 +1,129 @@
+//! Upkeep: promoting due retries on demand, pruning stale consumers,
+//! trimming streams.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::Manager;
+use super::read::PROMOTE_LIMIT;
+use super::stats::Counters;
+use crate::backend::{ConsumerRemoval, Feature, StreamBackend, Trim};
+use crate::error::{Result, StreamError};
+use crate::names::StreamUse;
+
+/// What [`prune_consumers`](crate::StreamManager::prune_consumers) did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct PruneReport {
+    /// Consumers removed, as `(stream, consumer)`.
+    pub removed: Vec<(String, String)>,
+    /// Idle consumers kept because they hold pending entries, as
+    /// `(stream, consumer, pending)`: their work must be claimed first.
+    pub kept: Vec<(String, String, u64)>,
+}
+
+impl<B: StreamBackend> Manager<B> {
+    /// Moves due retries into the ready streams now.
+    /// See [`StreamManager::promote_due_retries`](crate::StreamManager::promote_due_retries).
+    ///
+    /// # Errors
+    /// [`StreamError::GroupNotFound`], connection errors.
+    pub async fn promote_due_retries(&self, group_name: Option<&str>) -> Result<u64> {
+        self.ready().await?;
+        self.require(Feature::RetrySchedule, "promote_due_retries")?;
+        let names = match group_name {
+            Some(name) => vec![name.to_owned()],
+            None => self
+                .registered_groups()
+                .await?
+                .into_iter()
+                .map(|c| c.name)
+                .collect(),
+        };
+        let mut total = 0;
+        for name in names {
+            let group = self.group(&name).await?;
+            // A full page may leave more due entries behind: go on until none is.
+            loop {
+                let round = self.promote_group(&group).await?;
+                total += round.promoted;
+                let failed = round.error.is_some();
+                self.report_promotion(&group, round.error);
+                if failed || round.most_from_one < PROMOTE_LIMIT as u64 {
+                    break;
+                }
+            }
+        }
+        Ok(total)
+    }
+
+    /// Removes idle consumers that hold nothing.
+    /// See [`StreamManager::prune_consumers`](crate::StreamManager::prune_consumers).
+    ///
+    /// # Errors
+    /// [`StreamError::GroupNotFound`], [`StreamError::Unsupported`], connection errors.
+    pub async fn prune_consumers(&self, group_name: &str, idle: Duration) -> Result<PruneReport> {
+        self.ready().await?;
+        self.require(Feature::ConsumerListing, "prune_consumers")?;
+        let group = self.group(group_name).await?;
+        let mut report = PruneReport::default();
+        for key in group.all_keys() {
+            let consumers = match self.backend().consumers(key, group_name).await {
+                Ok(c) => c,
+                // A group missing on one of its keys has no consumers there.
+                Err(StreamError::NoGroup { .. }) => continue,
+                Err(e) => return Err(e),
+            };
+            let stream = group
+                .source_of(key)
+                .map_or(key, |(s, _)| s.logical.as_str());
+            for c in consumers {
+                if c.idle < idle || c.name == group.consumer {
+                    continue;
+                }
+                match self
+                    .backend()
+                    .delete_consumer(key, group_name, &c.name)
+                    .await?
+                {
+                    ConsumerRemoval::Deleted => {
+                        report.removed.push((stream.to_owned(), c.name));
+                    }
+                    ConsumerRemoval::HasPending(n) => {
+                        report.kept.push((stream.to_owned(), c.name, n));
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Counters::add(
+            &self.inner.counters.consumers_pruned,
+            report.removed.len() as u64,
+        );
+        Ok(report)
+    }
+
+    /// Trims a stream to its newest `max_len` entries, exactly.
+    /// See [`StreamManager::trim_stream`](crate::StreamManager::trim_stream).
+    ///
+    /// # Errors
+    /// [`StreamError::InvalidName`], [`StreamError::Config`], connection errors.
+    pub async fn trim_stream(&self, stream: impl AsRef<str>, max_len: u64) -> Result<u64> {
+        let stream = stream.as_ref();
+        self.keys().check_stream(stream, StreamUse::Read)?;
+        if max_len == 0 {
+            return Err(StreamError::config("max_len must be at least 1"));
+        }
+        self.ready().await?;
+        self.backend()
+            .trim(
+                &self.keys().stream(stream),
+                Trim::MaxLen {
+                    len: max_len,
+                    approx: false,
+                },
+            )
+            .await
+    }
+}

@@ -1,0 +1,405 @@
+//! Consumer groups as a manager knows them: their keys, the registry, and
+//! recreating a group the server lost.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
+
+use super::Manager;
+use super::stats::Counters;
+use crate::backend::{CreateGroup, EntryId, ReadCursor, ScheduleKeys, StartAt, StreamBackend};
+use crate::config::ConsumerGroupConfig;
+use crate::error::{Result, StreamError};
+use crate::names::{StreamUse, validate_name};
+
+/// One stream of a group and its retry keys.
+#[derive(Debug)]
+pub(crate) struct Source {
+    /// The stream name users see.
+    pub(crate) logical: String,
+    /// The stream key.
+    pub(crate) key: String,
+    /// The group's retry schedule and ready stream for this stream.
+    pub(crate) retry: ScheduleKeys,
+}
+
+/// A group as this manager knows it.
+#[derive(Debug)]
+pub(crate) struct Group {
+    pub(crate) config: ConsumerGroupConfig,
+    /// This manager's consumer name in the group.
+    pub(crate) consumer: String,
+    pub(crate) sources: Vec<Source>,
+    /// `(schedule, ready)` of every stream.
+    pub(crate) schedules: Vec<ScheduleKeys>,
+    pub(crate) read: Mutex<ReadState>,
+}
+
+/// Per-group read progress of this manager.
+#[derive(Debug)]
+pub(crate) struct ReadState {
+    /// Own pending entries still to re-deliver after start, per key, with
+    /// where the next history read of that key goes on. `None` once done.
+    pub(crate) backlog: Option<Vec<(String, Option<EntryId>)>>,
+    /// A task is reading the backlog; others read live entries meanwhile.
+    pub(crate) backlog_busy: bool,
+    /// Which key a live read lists first, turning each read, so that the
+    /// remainder of a count goes to every key in turn.
+    pub(crate) rotation: usize,
+    /// When due retries were last promoted.
+    pub(crate) last_promote: Option<Instant>,
+    /// When the next known retry falls due.
+    pub(crate) next_due: Option<Instant>,
+    /// Why promoting this group's retries last failed, while it fails.
+    pub(crate) promote_error: Option<String>,
+    /// The last entry a live read delivered, per stream key: where the
+    /// group is recreated if the server loses it.
+    pub(crate) last_delivered: HashMap<String, EntryId>,
+}
+
+impl Group {
+    /// The source a key belongs to, and whether the key is its ready stream.
+    pub(crate) fn source_of(&self, key: &str) -> Option<(&Source, bool)> {
+        self.sources.iter().find_map(|s| {
+            if s.key == key {
+                Some((s, false))
+            } else if s.retry.ready == key {
+                Some((s, true))
+            } else {
+                None
+            }
+        })
+    }
+
+    /// Every key the group reads: each stream, then each ready stream.
+    pub(crate) fn all_keys(&self) -> impl Iterator<Item = &str> {
+        self.sources
+            .iter()
+            .map(|s| s.key.as_str())
+            .chain(self.sources.iter().map(|s| s.retry.ready.as_str()))
+    }
+
+    /// What a live read asks for: every key, starting at the rotation.
+    pub(crate) fn live_keys(&self, rotation: usize) -> Vec<(String, ReadCursor)> {
+        let keys: Vec<&str> = self.all_keys().collect();
+        let n = keys.len().max(1);
+        (0..keys.len())
+            .map(|i| (keys[(rotation + i) % n].to_owned(), ReadCursor::New))
+            .collect()
+    }
+
+    pub(crate) fn lock_read(&self) -> MutexGuard<'_, ReadState> {
+        self.read.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl<B: StreamBackend> Manager<B> {
+    fn consumer_name(&self, config: &ConsumerGroupConfig) -> String {
+        match &self.inner.default_suffix {
+            Some(suffix) => format!("{}{suffix}", config.consumer_prefix),
+            None => self.inner.consumer_id.clone(),
+        }
+    }
+
+    fn build_group(&self, config: ConsumerGroupConfig) -> Result<Group> {
+        config.validate()?;
+        for stream in &config.streams {
+            self.keys().check_stream(stream, StreamUse::Read)?;
+        }
+        let consumer = self.consumer_name(&config);
+        validate_name("consumer", &consumer)?;
+        let keys = self.keys();
+        let sources: Vec<Source> = config
+            .streams
+            .iter()
+            .map(|s| Source {
+                logical: s.clone(),
+                key: keys.stream(s),
+                retry: ScheduleKeys::new(
+                    keys.retry_schedule(s, &config.name),
+                    keys.retry_ready(s, &config.name),
+                ),
+            })
+            .collect();
+        let backlog = self
+            .supports(crate::backend::Feature::HistoryReads)
+            .then(|| {
+                sources
+                    .iter()
+                    .flat_map(|s| [s.key.clone(), s.retry.ready.clone()])
+                    .map(|k| (k, None))
+                    .collect()
+            });
+        let schedules = sources.iter().map(|s| s.retry.clone()).collect();
+        Ok(Group {
+            config,
+            consumer,
+            sources,
+            schedules,
+            read: Mutex::new(ReadState {
+                backlog,
+                backlog_busy: false,
+                rotation: 0,
+                last_promote: None,
+                next_due: None,
+                promote_error: None,
+                last_delivered: HashMap::new(),
+            }),
+        })
+    }
+
+    /// The group, if this manager has used it.
+    pub(crate) fn cached_group_state(&self, name: &str) -> Option<Arc<Group>> {
+        self.cached_group(name)
+    }
+
+    fn cached_group(&self, name: &str) -> Option<Arc<Group>> {
+        self.inner
+            .groups
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(name)
+            .cloned()
+    }
+
+    fn cache_group(&self, group: Group) -> Arc<Group> {
+        let group = Arc::new(group);
+        self.inner
+            .groups
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(group.config.name.clone(), Arc::clone(&group));
+        group
+    }
+
+    pub(crate) fn parse_registered(name: &str, json: &str) -> Result<ConsumerGroupConfig> {
+        let config: ConsumerGroupConfig =
+            serde_json::from_str(json).map_err(|e| StreamError::Decode {
+                what: format!("registry entry of group `{name}`"),
+                message: e.to_string(),
+            })?;
+        if config.name != name {
+            return Err(StreamError::Decode {
+                what: format!("registry entry of group `{name}`"),
+                message: format!("it describes group `{}`", config.name),
+            });
+        }
+        Ok(config)
+    }
+
+    /// The group named `name`: known here, or found in the registry.
+    pub(crate) async fn group(&self, name: &str) -> Result<Arc<Group>> {
+        validate_name("group", name)?;
+        if let Some(g) = self.cached_group(name) {
+            return Ok(g);
+        }
+        let stored = self
+            .backend()
+            .registry_get(self.keys().registry(), name)
+            .await?;
+        let Some(json) = stored else {
+            return Err(StreamError::GroupNotFound {
+                group: name.to_owned(),
+            });
+        };
+        let group = self.build_group(Self::parse_registered(name, &json)?)?;
+        // Another task may have cached it meanwhile; keep the first.
+        if let Some(g) = self.cached_group(name) {
+            return Ok(g);
+        }
+        Ok(self.cache_group(group))
+    }
+
+    fn encode_config(config: &ConsumerGroupConfig) -> Result<String> {
+        serde_json::to_string(config).map_err(|e| StreamError::Encode {
+            what: format!("configuration of group `{}`", config.name),
+            message: e.to_string(),
+        })
+    }
+
+    /// Creates the group on each of its streams and in the registry.
+    /// See [`StreamManager::create_consumer_group`](crate::StreamManager::create_consumer_group).
+    ///
+    /// # Errors
+    /// [`StreamError::InvalidName`], [`StreamError::Config`], backend errors.
+    pub async fn create_consumer_group(&self, config: &ConsumerGroupConfig) -> Result<()> {
+        self.ready().await?;
+        let group = self.build_group(config.clone())?;
+        let json = Self::encode_config(&group.config)?;
+        let backend = self.backend();
+        let name = &group.config.name;
+        for s in &group.sources {
+            backend
+                .create_group(CreateGroup::new(
+                    &s.key,
+                    name,
+                    group.config.start.start_at(),
+                ))
+                .await?;
+            backend
+                .create_group(CreateGroup::new(&s.retry.ready, name, StartAt::Beginning))
+                .await?;
+        }
+        backend
+            .registry_put(self.keys().registry(), name, &json)
+            .await?;
+        match self.cached_group(&config.name) {
+            Some(existing) if existing.config == group.config => {}
+            _ => {
+                self.cache_group(group);
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes a group everywhere.
+    /// See [`StreamManager::delete_consumer_group`](crate::StreamManager::delete_consumer_group).
+    ///
+    /// # Errors
+    /// [`StreamError::GroupNotFound`], connection errors.
+    pub async fn delete_consumer_group(&self, group_name: &str) -> Result<bool> {
+        self.ready().await?;
+        let group = self.group(group_name).await?;
+        let backend = self.backend();
+        let mut own_keys = Vec::with_capacity(2 * group.sources.len());
+        for s in &group.sources {
+            backend.destroy_group(&s.key, group_name).await?;
+            // The retry keys belong to the group alone.
+            own_keys.push(s.retry.schedule.clone());
+            own_keys.push(s.retry.ready.clone());
+        }
+        backend.delete_keys(&own_keys).await?;
+        let registered = backend
+            .registry_delete(self.keys().registry(), group_name)
+            .await?;
+        self.inner
+            .groups
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(group_name);
+        Ok(registered)
+    }
+
+    /// After `NOGROUP`: recreate the group on every key and re-register it.
+    /// A stream starts after the last entry this manager saw delivered on
+    /// it (so a group destroyed on a surviving stream does not deliver its
+    /// history again), or from the beginning when it saw none or the
+    /// stream's history does not reach it (the stream was lost too), so
+    /// nothing added since is skipped.
+    pub(crate) async fn recover_group(&self, group: &Group) -> Result<()> {
+        let backend = self.backend();
+        let name = &group.config.name;
+        tracing::warn!(group = %name, "consumer group missing on the server; recreating it");
+        let last = group.lock_read().last_delivered.clone();
+        for s in &group.sources {
+            let start = match last.get(&s.key) {
+                Some(id) => StartAt::After(id.clone()),
+                None => StartAt::Beginning,
+            };
+            backend
+                .create_group(CreateGroup::new(&s.key, name, start))
+                .await?;
+            backend
+                .create_group(CreateGroup::new(&s.retry.ready, name, StartAt::Beginning))
+                .await?;
+        }
+        let json = Self::encode_config(&group.config)?;
+        backend
+            .registry_put(self.keys().registry(), name, &json)
+            .await?;
+        Counters::add(&self.inner.counters.groups_recreated, 1);
+        Ok(())
+    }
+
+    /// Runs `op`; on `NOGROUP` recreates the group and runs it once more.
+    pub(crate) async fn with_recovery<T, F, Fut>(&self, group: &Group, mut op: F) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        match op().await {
+            Err(StreamError::NoGroup { .. }) => {
+                self.recover_group(group).await?;
+                op().await
+            }
+            other => other,
+        }
+    }
+
+    /// The streams of every group this manager knows, sorted, without repeats.
+    pub(crate) fn known_streams(&self) -> Vec<String> {
+        let mut streams: Vec<String> = self
+            .inner
+            .groups
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .flat_map(|g| g.sources.iter().map(|s| s.logical.clone()))
+            .collect();
+        streams.sort();
+        streams.dedup();
+        streams
+    }
+
+    /// The names of the groups this manager knows, sorted.
+    pub fn consumer_groups(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .inner
+            .groups
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .keys()
+            .cloned()
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// The group's configuration, if this manager knows the group or finds it
+    /// in the registry.
+    ///
+    /// # Errors
+    /// [`StreamError::GroupNotFound`], connection errors.
+    pub async fn group_config(&self, name: &str) -> Result<ConsumerGroupConfig> {
+        self.ready().await?;
+        Ok(self.group(name).await?.config.clone())
+    }
+
+    /// Every group in the registry, with its configuration, sorted by name.
+    ///
+    /// # Errors
+    /// Connection errors, [`StreamError::Decode`] for an unreadable entry.
+    pub async fn registered_groups(&self) -> Result<Vec<ConsumerGroupConfig>> {
+        self.ready().await?;
+        let mut out = Vec::new();
+        for (name, json) in self.backend().registry_list(self.keys().registry()).await? {
+            out.push(Self::parse_registered(&name, &json)?);
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    /// Records how promoting `group`'s retries went: a failure is counted
+    /// and logged (as an error when it starts, then at debug level), and
+    /// kept for `health` until a promotion succeeds.
+    pub(crate) fn report_promotion(&self, group: &Group, error: Option<String>) {
+        let mut st = group.lock_read();
+        match (&error, &st.promote_error) {
+            (Some(e), None) => {
+                tracing::error!(group = %group.config.name, error = %e, "promoting due retries failed; live messages are still delivered");
+            }
+            (Some(e), Some(_)) => {
+                tracing::debug!(group = %group.config.name, error = %e, "promoting due retries still fails");
+            }
+            (None, Some(_)) => {
+                tracing::info!(group = %group.config.name, "promoting due retries works again");
+            }
+            (None, None) => {}
+        }
+        if error.is_some() {
+            Counters::add(&self.inner.counters.promote_failures, 1);
+        }
+        st.promote_error = error;
+    }
+}

@@ -1,0 +1,146 @@
+-- A group read over several keys with a total COUNT shared fairly (XREADGROUP
+-- alone applies COUNT to each key).
+-- KEYS: the keys, in the order their shares are given out.
+-- ARGV[1]: group. ARGV[2]: consumer. ARGV[3]: the most entries in total.
+-- ARGV[3 + i]: the cursor of KEYS[i]: '>' for new entries, else an id after
+-- which to re-read the consumer's own pending entries.
+--
+-- Each round gives every key still in play its share of what is left (the
+-- remainder goes to the keys that have had the least so far, the first
+-- listed first); a key that cannot fill its share leaves the next round to
+-- the others.
+--
+-- Returns {items, waits}. items: per key that returned something,
+-- {key index, entries, delivery counts, deleted ids, last id}; the delivery
+-- counts (history reads only) follow the entries; last is the last id a
+-- history read looked at ('' for new reads). waits: when nothing was read
+-- and every key reads new entries, the group's last delivered id per key,
+-- for a blocking XREAD that wakes on the next entry; else empty.
+local group, consumer = ARGV[1], ARGV[2]
+local remaining = tonumber(ARGV[3])
+local n = #KEYS
+local cursors, items, active, received = {}, {}, {}, {}
+for i = 1, n do
+  cursors[i] = ARGV[3 + i]
+  active[i] = i
+  received[i] = 0
+end
+
+-- Orders key indexes by entries received so far, then as listed (a stable
+-- insertion sort: the lists are short).
+local function by_need(list)
+  for j = 2, #list do
+    local v = list[j]
+    local k = j - 1
+    while k >= 1 and (received[list[k]] > received[v] or
+        (received[list[k]] == received[v] and list[k] > v)) do
+      list[k + 1] = list[k]
+      k = k - 1
+    end
+    list[k + 1] = v
+  end
+end
+
+local function nogroup(key)
+  return redis.error_reply("NOGROUP No such key '" .. key .. "' or consumer group '" .. group ..
+    "' in XREADGROUP with GROUP option")
+end
+
+local function read(i, want)
+  local reply = redis.call('XREADGROUP', 'GROUP', group, consumer, 'COUNT', want,
+    'STREAMS', KEYS[i], cursors[i])
+  if not reply then
+    return 0
+  end
+  local list = reply[1][2]
+  if #list == 0 then
+    return 0
+  end
+  local item = items[i]
+  if not item then
+    item = {i, {}, {}, {}, ''}
+    items[i] = item
+  end
+  local history = cursors[i] ~= '>'
+  for _, e in ipairs(list) do
+    if history then
+      cursors[i] = e[1]
+      item[5] = e[1]
+      if e[2] then
+        item[2][#item[2] + 1] = e
+        local p = redis.call('XPENDING', KEYS[i], group, e[1], e[1], 1)
+        item[3][#item[3] + 1] = (#p > 0) and p[1][4] or 1
+      else
+        item[4][#item[4] + 1] = e[1]
+      end
+    else
+      item[2][#item[2] + 1] = e
+    end
+  end
+  return #list
+end
+
+while remaining > 0 and #active > 0 do
+  by_need(active)
+  local k = #active
+  local base, extra = math.floor(remaining / k), remaining % k
+  local still = {}
+  for turn, i in ipairs(active) do
+    local want = base
+    if turn <= extra then
+      want = want + 1
+    end
+    if want == 0 then
+      still[#still + 1] = i
+    else
+      local got = read(i, want)
+      remaining = remaining - got
+      received[i] = received[i] + got
+      if got == want then
+        still[#still + 1] = i
+      end
+    end
+  end
+  active = still
+end
+
+local out = {}
+for i = 1, n do
+  if items[i] then
+    out[#out + 1] = items[i]
+  end
+end
+
+local waits = {}
+if #out == 0 then
+  for i = 1, n do
+    if cursors[i] ~= '>' then
+      return {out, {}}
+    end
+  end
+  for i = 1, n do
+    local groups = redis.pcall('XINFO', 'GROUPS', KEYS[i])
+    if type(groups) ~= 'table' or groups.err then
+      return nogroup(KEYS[i])
+    end
+    local last
+    for _, g in ipairs(groups) do
+      local name, id
+      for j = 1, #g, 2 do
+        if g[j] == 'name' then
+          name = g[j + 1]
+        elseif g[j] == 'last-delivered-id' then
+          id = g[j + 1]
+        end
+      end
+      if name == group then
+        last = id
+      end
+    end
+    if not last then
+      return nogroup(KEYS[i])
+    end
+    waits[i] = last
+  end
+end
+return {out, waits}
