@@ -297,7 +297,9 @@ fn decode_envelope(msg: &mut StreamMessage, fields: &[(Bytes, Bytes)]) {
         }
     };
     for (k, v) in fields {
-        if !seen.insert(k.as_ref()) {
+        // Verbatim copies of a malformed entry may repeat a name, as it did.
+        let copy = k.starts_with(field::RAW_PREFIX.as_bytes());
+        if !copy && !seen.insert(k.as_ref()) {
             problems.push(format!("field `{}` appears more than once", lossy(k)));
             continue;
         }

@@ -71,3 +71,10 @@ pub mod testing;
 
 pub use backend::RedisBackend;
 pub use config::{DEFAULT_URL, RedisConfig};
+
+/// The Lua script that moves a group's due retries from its schedule into
+/// its ready stream, self-contained. Consumers written in other languages
+/// `EVAL` it with `KEYS = [schedule, ready stream]` and `ARGV = [limit]` to
+/// get their retries without a Rust reader of their group; see
+/// `docs/wire-format.md` and the Python client in `docs/python/`.
+pub const PROMOTE_SCRIPT: &str = scripts::PROMOTE_DUE_SOURCE;

@@ -42,8 +42,7 @@ pub(crate) static MOVE_ENTRY: LazyLock<Script> =
     LazyLock::new(|| Script::new(with_lib!("scripts/move_entry.lua")));
 
 /// Moves due retries into a ready stream.
-pub(crate) static PROMOTE_DUE: LazyLock<Script> =
-    LazyLock::new(|| Script::new(with_lib!("scripts/promote_due.lua")));
+pub(crate) static PROMOTE_DUE: LazyLock<Script> = LazyLock::new(|| Script::new(PROMOTE_DUE_SOURCE));
 
 /// `XAUTOCLAIM` plus the delivery counts of the claimed entries.
 pub(crate) static AUTO_CLAIM: LazyLock<Script> =
@@ -73,7 +72,8 @@ pub(crate) static DELETE_CONSUMER: LazyLock<Script> =
 pub(crate) const ADD_SOURCE: &str = with_lib!("scripts/add.lua");
 
 /// The source of [`PROMOTE_DUE`], for `SCRIPT LOAD` in front of a pipeline.
-pub(crate) const PROMOTE_DUE_SOURCE: &str = with_lib!("scripts/promote_due.lua");
+/// Self-contained: other languages `EVAL` this text to promote their retries.
+pub(crate) const PROMOTE_DUE_SOURCE: &str = include_str!("scripts/promote_due.lua");
 
 /// Milliseconds of a duration, saturating.
 pub(crate) fn ms(d: Duration) -> u64 {

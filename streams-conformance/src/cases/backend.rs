@@ -804,3 +804,118 @@ pub async fn ack_with_delete_removes_entries(ctx: &TestContext) {
         ids[2..]
     );
 }
+
+/// A group read returns at most `count` entries in total over its keys, and
+/// shares them fairly: each key gets its share, what one key cannot fill
+/// goes to the others, and the remainder goes to the keys that had least,
+/// the first listed first. History reads count deleted ids towards it.
+pub async fn read_count_is_shared_fairly(ctx: &TestContext) {
+    let backend = ctx.backend();
+    let (a, b, c) = (ctx.key("a"), ctx.key("b"), ctx.key("c"));
+    for (key, n) in [(&a, 10), (&b, 10), (&c, 1)] {
+        group_g(&backend, key).await;
+        add_n(&backend, key, n).await;
+    }
+    let keys = [
+        (a.clone(), ReadCursor::New),
+        (b.clone(), ReadCursor::New),
+        (c.clone(), ReadCursor::New),
+    ];
+    let per_key = |replies: &[KeyEntries]| -> Vec<(String, usize)> {
+        replies
+            .iter()
+            .map(|r| (r.key.clone(), r.entries.len()))
+            .collect()
+    };
+    // 7 over 3: c has only 1, so its share goes to a and b evenly.
+    let got = backend
+        .read_group(ReadGroup::new("g", "x", &keys, 7))
+        .await
+        .unwrap();
+    assert_eq!(
+        per_key(&got),
+        [(a.clone(), 3), (b.clone(), 3), (c.clone(), 1)]
+    );
+    // 3 over 3 with c empty now: the first listed gets the remainder.
+    let got = backend
+        .read_group(ReadGroup::new("g", "x", &keys, 3))
+        .await
+        .unwrap();
+    assert_eq!(per_key(&got), [(a.clone(), 2), (b.clone(), 1)]);
+    let reordered = [keys[1].clone(), keys[0].clone()];
+    let got = backend
+        .read_group(ReadGroup::new("g", "x", &reordered, 1))
+        .await
+        .unwrap();
+    assert_eq!(per_key(&got), [(b.clone(), 1)]);
+    // More than there is: the rest, and no more.
+    let got = backend
+        .read_group(ReadGroup::new("g", "x", &keys, 100))
+        .await
+        .unwrap();
+    let total: usize = got.iter().map(|r| r.entries.len()).sum();
+    assert_eq!(total, 21 - 7 - 3 - 1);
+    // History reads: own pending entries, at most `count` in all.
+    let history = [
+        (a.clone(), ReadCursor::Pending(None)),
+        (b.clone(), ReadCursor::Pending(None)),
+    ];
+    let got = backend
+        .read_group(ReadGroup::new("g", "x", &history, 4))
+        .await
+        .unwrap();
+    assert_eq!(per_key(&got), [(a.clone(), 2), (b.clone(), 2)]);
+    assert!(
+        got.iter()
+            .all(|r| r.entries.iter().all(|e| e.deliveries == 2))
+    );
+}
+
+/// A group created after an entry starts after it when the stream's
+/// history reaches it, and from the beginning when it does not (the stream
+/// was lost and written anew, so nothing in it was delivered before).
+pub async fn create_group_after_id(ctx: &TestContext) {
+    let backend = ctx.backend();
+    let key = ctx.key("s");
+    let ids = add_n(&backend, &key, 3).await;
+    let after = |id: &EntryId| StartAt::After(id.clone());
+    assert!(
+        backend
+            .create_group(CreateGroup::new(&key, "g", after(&ids[0])))
+            .await
+            .unwrap()
+    );
+    let got = read(&backend, &key, "a", ReadCursor::New, 10)
+        .await
+        .unwrap();
+    assert_eq!(entry_ids(&got), ids[1..]);
+
+    // An id this stream never reached (it was given by another stream,
+    // written later): as after a loss, the group starts at the beginning.
+    let fresh = ctx.key("fresh");
+    let written = add_n(&backend, &fresh, 2).await;
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let later = add_n(&backend, &ctx.key("other"), 1).await;
+    backend
+        .create_group(CreateGroup::new(&fresh, "g", after(&later[0])))
+        .await
+        .unwrap();
+    let got = read(&backend, &fresh, "a", ReadCursor::New, 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        entry_ids(&got),
+        written,
+        "a stream written anew starts over"
+    );
+    assert!(
+        !backend
+            .create_group(CreateGroup::new(&key, "g", StartAt::Beginning))
+            .await
+            .unwrap(),
+        "an existing group is kept"
+    );
+    assert!(backend.destroy_group(&key, "g").await.unwrap());
+    assert!(!backend.destroy_group(&key, "g").await.unwrap());
+    assert!(backend.groups(&key).await.unwrap().is_empty());
+}

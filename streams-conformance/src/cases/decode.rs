@@ -18,7 +18,30 @@ async fn add_raw(ctx: &TestContext, stream: &str, f: Fields) -> String {
 
 /// Malformed entries, each with what is wrong with it.
 fn malformed() -> Vec<(&'static str, Fields)> {
+    let deep = format!("{{\"a\":{}0{}}}", "[".repeat(200), "]".repeat(200));
     vec![
+        (
+            "data twice",
+            fields(&[("data", b"{\"k\":1}"), ("data", b"{\"k\":2}")]),
+        ),
+        (
+            "non-UTF-8 field name",
+            vec![
+                (
+                    Bytes::from_static(b"data"),
+                    Bytes::from_static(b"{\"k\":1}"),
+                ),
+                (Bytes::from_static(b"\xff\xfe"), Bytes::from_static(b"x")),
+            ],
+        ),
+        (
+            "data nested too deep",
+            vec![(Bytes::from_static(b"data"), Bytes::from(deep))],
+        ),
+        (
+            "a foreign field twice",
+            fields(&[("agent", b"py"), ("agent", b"js")]),
+        ),
         ("data not JSON", fields(&[("data", b"not json {")])),
         ("data a JSON array", fields(&[("data", b"[1,2,3]")])),
         (
@@ -77,9 +100,10 @@ pub async fn foreign_entries_decode_as_strings(ctx: &TestContext) {
     assert_eq!(m.get_stats().await.unwrap().malformed_messages, 0);
 }
 
-/// Malformed entries (data not JSON, data a JSON array, a bad retry count,
-/// non-UTF-8 values) are delivered, not dropped and not fatal: each arrives
-/// with status failed, an error, and its stored fields byte for byte; the
+/// Malformed entries (data not JSON, a JSON array, twice, nested deeper than
+/// a decoder goes; a bad retry count; a repeated field; non-UTF-8 values or
+/// field names) are delivered, not dropped and not fatal: each arrives with
+/// status failed, an error, and its stored fields byte for byte; the
 /// well-formed entry after them arrives intact.
 pub async fn malformed_entries_arrive_failed(ctx: &TestContext) {
     let m = ctx.manager("a");

@@ -1,6 +1,6 @@
 //! Consumer groups: creating them, their start position, several streams.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use serde_json::json;
@@ -170,4 +170,154 @@ pub async fn invalid_group_config_is_refused(ctx: &TestContext) {
             .unwrap()
             .is_empty()
     );
+}
+
+/// No group name reaches another group's keys: groups `g` and `g:ready`
+/// (whose retry keys once collided) both read, retry and dead-letter on one
+/// stream, each its own messages.
+pub async fn group_names_never_reach_each_others_keys(ctx: &TestContext) {
+    let m = ctx.manager_with(
+        ctx.config("a")
+            .with_dlq(streams_core::DlqConfig::default().with_retry_backoff(Duration::ZERO)),
+    );
+    let names = ["g", "g:ready", "g:schedule", "ready:g"];
+    for name in names {
+        ctx.create_group(&m, name, &["s"]).await;
+    }
+    let sent = send_n(&m, "s", 1).await;
+    for name in names {
+        let got = read_n(&m, name, 1, Duration::from_secs(5)).await;
+        assert_eq!(ids(&got), sent, "{name}");
+        assert!(m.retry_message(&got[0]).await.unwrap(), "{name}");
+    }
+    for name in names {
+        let copy = read_n(&m, name, 1, Duration::from_secs(5)).await;
+        assert_eq!(copy[0].retry_count, 1, "{name}");
+        assert!(copy[0].delivery.as_ref().unwrap().from_retry, "{name}");
+        assert!(m.acknowledge(&copy[0], name).await.unwrap(), "{name}");
+        assert!(
+            read_now(&m, name).await.is_empty(),
+            "{name} got another's retry"
+        );
+    }
+    let keys: BTreeSet<String> = names
+        .iter()
+        .flat_map(|g| {
+            [
+                m.keys().retry_schedule("s", g),
+                m.keys().retry_ready("s", g),
+            ]
+        })
+        .collect();
+    assert_eq!(
+        keys.len(),
+        2 * names.len(),
+        "every retry key is a group's own"
+    );
+    assert_eq!(m.get_stats().await.unwrap().promote_failures, 0);
+}
+
+/// Deleting a group removes it from its streams (with its pending list), its
+/// retry keys and the registry; the streams and other groups stay.
+pub async fn delete_group_removes_it_everywhere(ctx: &TestContext) {
+    let m = ctx.manager("a");
+    ctx.create_group(&m, "g", &["s1", "s2"]).await;
+    ctx.create_group(&m, "other", &["s1"]).await;
+    send_n(&m, "s1", 2).await;
+    let got = read_n(&m, "g", 2, Duration::from_secs(5)).await;
+    assert!(m.retry_message(&got[0]).await.unwrap());
+    let backend = ctx.backend();
+    assert!(m.delete_consumer_group("g").await.unwrap());
+    for stream in ["s1", "s2"] {
+        let groups: Vec<String> = backend
+            .groups(&ctx.key(stream))
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|g| g.name)
+            .collect();
+        assert!(!groups.contains(&"g".to_owned()), "{stream}: {groups:?}");
+        assert_eq!(
+            backend
+                .schedule_len(&m.keys().retry_schedule(stream, "g"))
+                .await
+                .unwrap(),
+            0
+        );
+        assert_eq!(
+            backend
+                .groups(&m.keys().retry_ready(stream, "g"))
+                .await
+                .unwrap()
+                .len(),
+            0
+        );
+    }
+    assert_eq!(backend.len(&ctx.key("s1")).await.unwrap(), 2);
+    assert_eq!(m.registered_groups().await.unwrap().len(), 1);
+    assert_err!(
+        m.read_messages("g", None, None).await,
+        StreamError::GroupNotFound { .. }
+    );
+    let other = ctx.second_manager("b").await;
+    assert_err!(
+        other.group_config("g").await,
+        StreamError::GroupNotFound { .. }
+    );
+    assert_eq!(
+        read_n(&other, "other", 2, Duration::from_secs(5))
+            .await
+            .len(),
+        2
+    );
+    assert_err!(
+        m.delete_consumer_group("g").await,
+        StreamError::GroupNotFound { .. }
+    );
+}
+
+/// Pruning removes the group's consumers that have been idle at least the
+/// given time and hold nothing; busy or recent consumers, and the pruning
+/// manager's own consumer, stay; consumers holding work are reported.
+pub async fn prune_removes_only_idle_empty_consumers(ctx: &TestContext) {
+    let a = ctx.manager("a");
+    ctx.create_group(&a, "g", &["s"]).await;
+    send_n(&a, "s", 1).await;
+    let holder = ctx.second_manager("holder").await;
+    let held = read_n(&holder, "g", 1, Duration::from_secs(5)).await;
+    send_n(&a, "s", 1).await;
+    let done = ctx.second_manager("done").await;
+    let finished = read_n(&done, "g", 1, Duration::from_secs(5)).await;
+    assert!(done.acknowledge(&finished[0], "g").await.unwrap());
+    assert_eq!(ids(&held).len(), 1);
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    // `a` itself never read: it is not a consumer yet; make it one.
+    send_n(&a, "s", 1).await;
+    let own = read_n(&a, "g", 1, Duration::from_secs(5)).await;
+    assert!(a.acknowledge(&own[0], "g").await.unwrap());
+
+    let report = a
+        .prune_consumers("g", Duration::from_secs(3600))
+        .await
+        .unwrap();
+    assert!(
+        report.removed.is_empty() && report.kept.is_empty(),
+        "{report:?}"
+    );
+    let report = a
+        .prune_consumers("g", Duration::from_millis(100))
+        .await
+        .unwrap();
+    assert_eq!(report.removed, ["done"]);
+    assert_eq!(report.kept, [("holder".to_owned(), 1)]);
+    let names: BTreeSet<String> = ctx
+        .backend()
+        .consumers(&ctx.key("s"), "g")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.name)
+        .collect();
+    assert_eq!(names, ["a", "holder"].map(str::to_owned).into());
+    assert_eq!(a.get_stats().await.unwrap().consumers_pruned, 1);
 }

@@ -14,6 +14,7 @@ pub mod errors;
 pub mod groups;
 pub mod health;
 pub mod lease;
+pub mod poison;
 pub mod read;
 pub mod registry;
 pub mod retry;
@@ -33,7 +34,7 @@ macro_rules! __for_each_case {
                 send_round_trips_payload,
                 send_batch_preserves_order,
                 initialize_is_idempotent,
-                dyn_manager_runs_the_whole_api,
+                dyn_manager_runs_the_whole_api [ExplicitClaims, RetrySchedule, ConsumerListing],
             }
             groups {
                 create_group_is_idempotent,
@@ -41,14 +42,23 @@ macro_rules! __for_each_case {
                 group_start_controls_old_entries,
                 group_over_several_streams,
                 invalid_group_config_is_refused,
+                group_names_never_reach_each_others_keys [RetrySchedule],
+                delete_group_removes_it_everywhere [RetrySchedule],
+                prune_removes_only_idle_empty_consumers [ConsumerListing],
             }
             read {
                 blocking_read_wakes_on_send,
                 consumers_share_new_messages,
-                restarted_consumer_gets_own_pending_first,
+                restarted_consumer_gets_own_pending_first [HistoryReads],
                 read_uses_group_defaults,
                 empty_read_waits_for_block,
-                restart_loop_dead_letters_poison,
+                restart_loop_dead_letters_poison [HistoryReads],
+                read_count_caps_the_total [ExplicitClaims, RetrySchedule],
+            }
+            poison {
+                released_messages_are_never_poison [ExplicitClaims],
+                crash_loop_isolates_the_culprit [HistoryReads],
+                one_crash_never_dead_letters [ExplicitClaims],
             }
             ack {
                 ack_removes_from_pending,
@@ -56,51 +66,57 @@ macro_rules! __for_each_case {
                 acknowledge_many_counts,
             }
             claim {
-                claim_respects_idle_time,
-                claim_increments_delivery_count,
-                claim_pages_through_everything,
-                claim_acks_deleted_pending_entries,
-                restart_acks_deleted_pending_entries,
-                poison_message_goes_to_dlq,
-                claimed_retry_copy_is_acked_where_read,
+                claim_respects_idle_time [ExplicitClaims],
+                claim_increments_delivery_count [ExplicitClaims],
+                claim_pages_through_everything [ExplicitClaims],
+                claim_acks_deleted_pending_entries [ExplicitClaims],
+                restart_acks_deleted_pending_entries [HistoryReads],
+                poison_message_goes_to_dlq [ExplicitClaims],
+                claimed_retry_copy_is_acked_where_read [ExplicitClaims, RetrySchedule],
             }
             lease {
-                touch_keeps_entry_from_claims,
-                release_makes_entry_claimable,
+                touch_keeps_entry_from_claims [ExplicitClaims],
+                release_makes_entry_claimable [ExplicitClaims],
             }
             retry {
-                retry_not_due_before_backoff,
-                retry_due_after_backoff,
-                retry_limit_returns_false,
-                retried_message_reaches_only_its_group,
-                retry_moves_are_fenced,
-                retry_of_acked_message_is_refused,
-                retry_backoff_doubles_up_to_cap,
-                retry_keeps_extra_fields,
+                retry_not_due_before_backoff [RetrySchedule],
+                retry_due_after_backoff [RetrySchedule],
+                retry_limit_returns_false [RetrySchedule],
+                retried_message_reaches_only_its_group [RetrySchedule],
+                retry_moves_are_fenced [ExplicitClaims, RetrySchedule],
+                retry_of_acked_message_is_refused [RetrySchedule],
+                retry_backoff_doubles_up_to_cap [RetrySchedule],
+                retry_keeps_extra_fields [RetrySchedule],
+                copies_keep_the_stored_payload [RetrySchedule],
+                foreign_schedule_value_does_not_stop_reads [RetrySchedule],
+                promote_due_retries_without_a_reader [RetrySchedule],
             }
             dlq {
                 dlq_move_acks_original,
                 dlq_without_group_keeps_original_pending,
-                dlq_disabled_keeps_message_pending,
+                dlq_disabled_keeps_message_pending [ExplicitClaims],
                 dlq_trims_by_max_len,
                 dlq_trims_by_age,
                 dlq_per_stream_layout,
-                dlq_of_retry_copy_cleans_ready_stream,
+                dlq_of_retry_copy_cleans_ready_stream [RetrySchedule],
             }
             stats {
-                stats_match_operations,
+                stats_match_operations [ExplicitClaims, RetrySchedule],
                 get_stats_lists_consumer_groups,
             }
             registry {
                 group_found_by_name_from_second_manager,
                 registry_lists_groups,
                 lost_group_is_recreated_from_registry,
+                destroyed_group_resumes_after_last_delivered,
             }
             errors {
                 invalid_stream_name_is_refused,
                 oversized_payload_is_refused,
                 non_object_payload_is_refused,
-                unknown_group_is_group_not_found,
+                too_deep_payload_is_refused [RetrySchedule],
+                reserved_names_are_refused,
+                unknown_group_is_group_not_found [ExplicitClaims],
                 undelivered_message_is_refused,
                 zero_counts_are_config_errors,
                 closed_manager_refuses_calls,
@@ -119,27 +135,29 @@ macro_rules! __for_each_case {
                 stream_len_counts_entries,
             }
             health {
-                health_reports_groups,
+                health_reports_groups [GroupLag, ConsumerListing, RetrySchedule],
                 health_reports_missing_group,
             }
             subscribe {
                 subscribe_yields_messages_and_ends_on_close,
-                subscribe_hands_back_unyielded_messages_on_drop,
+                subscribe_hands_back_unyielded_messages_on_drop [ExplicitClaims],
                 subscribe_to_unknown_group_ends_with_error,
             }
             backend {
                 backend_reports_version,
                 ids_strictly_increase,
                 range_reads_without_group,
-                read_missing_group_is_nogroup,
-                history_read_returns_own_pending,
+                read_missing_group_is_nogroup [ExplicitClaims, ConsumerListing],
+                history_read_returns_own_pending [HistoryReads],
+                read_count_is_shared_fairly [HistoryReads],
+                create_group_after_id,
                 pending_details_report_owner_and_count,
-                claim_reports_deleted_entries,
-                auto_claim_pages_with_cursor,
-                set_idle_leaves_other_consumers_alone,
-                move_of_acked_entry_is_refused,
-                promote_due_moves_only_due_entries,
-                delete_consumer_keeps_pending_work,
+                claim_reports_deleted_entries [ExplicitClaims],
+                auto_claim_pages_with_cursor [ExplicitClaims],
+                set_idle_leaves_other_consumers_alone [ExplicitClaims],
+                move_of_acked_entry_is_refused [RetrySchedule],
+                promote_due_moves_only_due_entries [RetrySchedule],
+                delete_consumer_keeps_pending_work [ConsumerListing],
                 ack_with_delete_removes_entries,
             }
         );

@@ -277,3 +277,66 @@ pub async fn restart_loop_dead_letters_poison(ctx: &TestContext) {
             .is_empty()
     );
 }
+
+/// `count` is the most messages one read returns, over all the group's
+/// streams and its retries together, and it is shared fairly: every stream
+/// and the retries get their turn, and over successive reads none is starved.
+pub async fn read_count_caps_the_total(ctx: &TestContext) {
+    let m = ctx.manager("a");
+    ctx.create_group(&m, "g", &["s1", "s2", "s3"]).await;
+    // A retry, due at once, waits in the group's ready stream.
+    send_n(&m, "s1", 1).await;
+    let first = read_n(&m, "g", 1, Duration::from_secs(5)).await;
+    let cfg = ctx
+        .config("r")
+        .with_dlq(streams_core::DlqConfig::default().with_retry_backoff(Duration::ZERO));
+    let r = ctx.manager_with(cfg);
+    let held = r
+        .claim_pending_messages("g", Some(Duration::ZERO))
+        .await
+        .unwrap();
+    assert_eq!(ids(&held), ids(&first));
+    assert!(r.retry_message(&held[0]).await.unwrap());
+    assert_eq!(r.promote_due_retries(Some("g")).await.unwrap(), 1);
+    for stream in ["s1", "s2", "s3"] {
+        send_n(&m, stream, 10).await;
+    }
+
+    // Four over three streams and the retries: one of each.
+    let got = m
+        .read_messages("g", Some(4), Some(Duration::from_millis(100)))
+        .await
+        .unwrap();
+    assert_eq!(got.len(), 4, "{got:?}");
+    let retries = got
+        .iter()
+        .filter(|x| x.delivery.as_ref().unwrap().from_retry)
+        .count();
+    assert_eq!(retries, 1, "the retry gets its share: {got:?}");
+    let streams: HashSet<&str> = got.iter().map(|x| x.stream.as_str()).collect();
+    assert_eq!(streams.len(), 3, "every stream gets its share: {got:?}");
+
+    // One at a time, the streams take turns.
+    let mut turns: Vec<String> = Vec::new();
+    for _ in 0..6 {
+        let one = m
+            .read_messages("g", Some(1), Some(Duration::from_millis(100)))
+            .await
+            .unwrap();
+        assert_eq!(one.len(), 1);
+        turns.push(one[0].stream.clone());
+    }
+    for stream in ["s1", "s2", "s3"] {
+        let n = turns.iter().filter(|s| *s == stream).count();
+        assert!(n >= 1, "{stream} starved: {turns:?}");
+    }
+
+    // Never more than asked, however much is waiting.
+    for count in [1, 2, 5, 7] {
+        let got = m
+            .read_messages("g", Some(count), Some(Duration::from_millis(100)))
+            .await
+            .unwrap();
+        assert!(got.len() <= count, "{} for count {count}", got.len());
+    }
+}

@@ -151,3 +151,26 @@ pub async fn lost_group_is_recreated_from_registry(ctx: &TestContext) {
     assert_eq!(ids(&read_n(&a, "g", 1, Duration::from_secs(5)).await), more);
     assert_eq!(a.get_stats().await.unwrap().groups_recreated, 1);
 }
+
+/// A group destroyed on a stream that survived (an operator's `XGROUP
+/// DESTROY`) is recreated after the last entry this manager saw delivered,
+/// not at the beginning: its history is not delivered again; entries never
+/// delivered are.
+pub async fn destroyed_group_resumes_after_last_delivered(ctx: &TestContext) {
+    let a = ctx.manager("a");
+    ctx.create_group(&a, "g", &["s"]).await;
+    let sent = send_n(&a, "s", 5).await;
+    let first = a
+        .read_messages("g", Some(3), Some(Duration::from_millis(100)))
+        .await
+        .unwrap();
+    assert_eq!(ids(&first), sent[..3]);
+    assert_eq!(a.acknowledge_many(&first, "g").await.unwrap(), 3);
+    let backend = ctx.backend();
+    assert!(backend.destroy_group(&ctx.key("s"), "g").await.unwrap());
+
+    let rest = read_n(&a, "g", 2, Duration::from_secs(5)).await;
+    assert_eq!(ids(&rest), sent[3..], "the history is not delivered again");
+    assert!(read_now(&a, "g").await.is_empty());
+    assert_eq!(a.get_stats().await.unwrap().groups_recreated, 1);
+}

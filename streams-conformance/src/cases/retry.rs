@@ -8,7 +8,8 @@ use streams_core::{MessageStatus, StreamError, StreamMessage};
 
 use crate::assert_err;
 use crate::support::{
-    TestContext, TestManager, entries, field, fields, ids, pending_all, read_n, read_now, send_n,
+    TestContext, TestManager, entries, field, field_str, fields, ids, pending_all, read_n,
+    read_now, send_n,
 };
 
 /// Tolerance for clocks that count whole milliseconds.
@@ -379,5 +380,114 @@ pub async fn retry_keeps_extra_fields(ctx: &TestContext) {
             .filter(|(k, _)| k.as_ref() == b"data")
             .count(),
         1
+    );
+}
+
+/// Retry and dead-letter copies carry the payload's stored bytes: a number
+/// beyond 64 bits written by another language (Python's `2**64`), key order
+/// and spacing survive unchanged, unless the handler changed `data`.
+pub async fn copies_keep_the_stored_payload(ctx: &TestContext) {
+    let m = ctx.manager_with(
+        ctx.config("a")
+            .with_dlq(streams_core::DlqConfig::default().with_retry_backoff(Duration::ZERO)),
+    );
+    ctx.create_group(&m, "g", &["s"]).await;
+    let stored: &[u8] = b"{\"z\": 18446744073709551616, \"a\":[1.50,2]}";
+    let backend = ctx.backend();
+    for _ in 0..2 {
+        backend
+            .add(Add::new(
+                ctx.key("s"),
+                fields(&[("data", stored), ("ts", b"t")]),
+            ))
+            .await
+            .unwrap();
+    }
+    let got = read_n(&m, "g", 2, Duration::from_secs(5)).await;
+    assert!(m.retry_message(&got[0]).await.unwrap());
+    m.send_to_dlq(&got[1], "bad", Some("g")).await.unwrap();
+    m.promote_due_retries(Some("g")).await.unwrap();
+    let ready = entries(&backend, &m.keys().retry_ready("s", "g")).await;
+    assert_eq!(ready.len(), 1);
+    assert_eq!(field(&ready[0].fields, "data"), Some(stored), "retry copy");
+    let dlq = entries(&backend, &m.keys().dlq("s")).await;
+    assert_eq!(field(&dlq[0].fields, "data"), Some(stored), "dead letter");
+
+    // A handler that changes `data` retries what it changed.
+    let copy = read_n(&m, "g", 1, Duration::from_secs(5)).await.remove(0);
+    let mut changed = copy.clone();
+    changed.data.insert("progress".to_owned(), json!("half"));
+    assert!(m.retry_message(&changed).await.unwrap());
+    m.promote_due_retries(Some("g")).await.unwrap();
+    let again = read_n(&m, "g", 1, Duration::from_secs(5)).await.remove(0);
+    assert_eq!(again.data["progress"], "half");
+    assert_eq!(again.retry_count, 2);
+}
+
+/// A foreign value at a group's retry-schedule key (another program wrote
+/// a hash there) does not stop the group: live messages are still
+/// delivered, the failure is counted in the statistics, and `health`
+/// reports it; once the key is fixed, retries flow again.
+pub async fn foreign_schedule_value_does_not_stop_reads(ctx: &TestContext) {
+    let m = ctx.manager("a");
+    ctx.create_group(&m, "g", &["s"]).await;
+    let backend = ctx.backend();
+    let schedule = m.keys().retry_schedule("s", "g");
+    // The registry call writes a hash: a value of the wrong kind.
+    backend.registry_put(&schedule, "junk", "1").await.unwrap();
+    let sent = send_n(&m, "s", 3).await;
+    let got = read_n(&m, "g", 3, Duration::from_secs(5)).await;
+    assert_eq!(ids(&got), sent);
+    let stats = m.get_stats().await.unwrap();
+    assert!(stats.promote_failures >= 1, "{stats:?}");
+    let report = m.health().await.unwrap();
+    assert!(!report.healthy, "{report:#?}");
+    assert!(
+        report
+            .problems
+            .iter()
+            .any(|p| p.contains("cannot be promoted") || p.contains("unreadable")),
+        "{:?}",
+        report.problems
+    );
+    assert_eq!(m.promote_due_retries(Some("g")).await.unwrap(), 0);
+    assert!(m.acknowledge_many(&got, "g").await.unwrap() == 3);
+
+    // Fixed: the key is removed, and retries flow again.
+    assert_eq!(backend.delete_keys(&[schedule]).await.unwrap(), 1);
+    send_n(&m, "s", 1).await;
+    let msg = read_n(&m, "g", 1, Duration::from_secs(5)).await.remove(0);
+    assert!(m.retry_message(&msg).await.unwrap());
+    let copy = read_n(&m, "g", 1, Duration::from_secs(5)).await;
+    assert_eq!(copy[0].retry_count, 1);
+    let report = m.health().await.unwrap();
+    assert!(report.healthy, "{report:#?}");
+}
+
+/// Due retries reach their group without any reader of that group in this
+/// library: `promote_due_retries` (of one group, or of every registered
+/// group) moves them into the group's ready stream, where consumers in any
+/// language read them.
+pub async fn promote_due_retries_without_a_reader(ctx: &TestContext) {
+    let a = ctx.manager("a");
+    ctx.create_group(&a, "g", &["s"]).await;
+    ctx.create_group(&a, "h", &["s"]).await;
+    send_n(&a, "s", 1).await;
+    let msg = read_n(&a, "g", 1, Duration::from_secs(5)).await.remove(0);
+    assert!(a.retry_message(&msg).await.unwrap());
+    let ready = a.keys().retry_ready("s", "g");
+    let backend = ctx.backend();
+    // Another process that never reads `g` promotes it once it is due.
+    let upkeep = ctx.second_manager("upkeep").await;
+    assert_eq!(upkeep.promote_due_retries(None).await.unwrap(), 0);
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert_eq!(upkeep.promote_due_retries(None).await.unwrap(), 1);
+    let copies = entries(&backend, &ready).await;
+    assert_eq!(copies.len(), 1);
+    assert_eq!(field_str(&copies[0].fields, "retry_count"), Some("1"));
+    assert_eq!(upkeep.get_stats().await.unwrap().retries_promoted, 1);
+    crate::assert_err!(
+        upkeep.promote_due_retries(Some("nope")).await,
+        StreamError::GroupNotFound { .. }
     );
 }

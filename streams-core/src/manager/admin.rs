@@ -1,6 +1,7 @@
 //! Upkeep: promoting due retries on demand, pruning stale consumers,
 //! trimming streams.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -16,11 +17,12 @@ use crate::names::StreamUse;
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct PruneReport {
-    /// Consumers removed, as `(stream, consumer)`.
-    pub removed: Vec<(String, String)>,
-    /// Idle consumers kept because they hold pending entries, as
-    /// `(stream, consumer, pending)`: their work must be claimed first.
-    pub kept: Vec<(String, String, u64)>,
+    /// Consumers removed from the group, by name, sorted.
+    pub removed: Vec<String>,
+    /// Idle consumers kept because they hold pending entries, with how many
+    /// (over all the group's streams and retries): their work must be
+    /// claimed first.
+    pub kept: Vec<(String, u64)>,
 }
 
 impl<B: StreamBackend> Manager<B> {
@@ -67,7 +69,9 @@ impl<B: StreamBackend> Manager<B> {
         self.ready().await?;
         self.require(Feature::ConsumerListing, "prune_consumers")?;
         let group = self.group(group_name).await?;
-        let mut report = PruneReport::default();
+        // A consumer exists per key (each stream and each retry stream);
+        // it is stale when it is idle on every key it is on.
+        let mut seen: BTreeMap<String, (Duration, Vec<&str>)> = BTreeMap::new();
         for key in group.all_keys() {
             let consumers = match self.backend().consumers(key, group_name).await {
                 Ok(c) => c,
@@ -75,26 +79,31 @@ impl<B: StreamBackend> Manager<B> {
                 Err(StreamError::NoGroup { .. }) => continue,
                 Err(e) => return Err(e),
             };
-            let stream = group
-                .source_of(key)
-                .map_or(key, |(s, _)| s.logical.as_str());
             for c in consumers {
-                if c.idle < idle || c.name == group.consumer {
-                    continue;
-                }
-                match self
+                let slot = seen.entry(c.name).or_insert((Duration::MAX, Vec::new()));
+                slot.0 = slot.0.min(c.idle);
+                slot.1.push(key);
+            }
+        }
+        let mut report = PruneReport::default();
+        for (name, (least_idle, keys)) in seen {
+            if least_idle < idle || name == group.consumer {
+                continue;
+            }
+            let mut pending = 0;
+            for key in keys {
+                if let ConsumerRemoval::HasPending(n) = self
                     .backend()
-                    .delete_consumer(key, group_name, &c.name)
+                    .delete_consumer(key, group_name, &name)
                     .await?
                 {
-                    ConsumerRemoval::Deleted => {
-                        report.removed.push((stream.to_owned(), c.name));
-                    }
-                    ConsumerRemoval::HasPending(n) => {
-                        report.kept.push((stream.to_owned(), c.name, n));
-                    }
-                    _ => {}
+                    pending += n;
                 }
+            }
+            if pending > 0 {
+                report.kept.push((name, pending));
+            } else {
+                report.removed.push(name);
             }
         }
         Counters::add(

@@ -5,7 +5,11 @@
 -- Returns {promoted, ms until the next due entry or -1 if none is left}, or
 -- {-1, why} when the schedule cannot be read (a foreign value at its key):
 -- the caller goes on with its other schedules.
-local now = now_ms()
+--
+-- Self-contained, so that consumers in other languages can EVAL this very
+-- text (see docs/wire-format.md, "Retries for consumers in other languages").
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local ready_type = redis.call('TYPE', KEYS[2])['ok']
 if ready_type ~= 'stream' and ready_type ~= 'none' then
   return {-1, 'WRONGTYPE the ready stream holds a ' .. ready_type}
