@@ -38,7 +38,9 @@
 //!
 //! # Cases
 //!
-//! 82 cases in 16 areas. Run one with `cargo test -p <backend> --test conformance <area>::<case>`.
+//! 97 cases in 17 areas, plus `capabilities::skipped_cases_are_declared`.
+//! A case may need backend features (see [`Feature`]); on a backend without
+//! them it is skipped, with the reason printed, and counted. Run one with `cargo test -p <backend> --test conformance <area>::<case>`.
 //!
 //! | area | case | checks |
 //! |---|---|---|
@@ -50,19 +52,26 @@
 //! | groups | `create_group_is_idempotent` | creating a group twice is not an error; `create_group` reports true then false |
 //! | groups | `create_group_replaces_config` | creating a group again with another config replaces it everywhere |
 //! | groups | `group_start_controls_old_entries` | `GroupStart::Beginning` delivers older entries, `GroupStart::New` only later ones |
-//! | groups | `group_over_several_streams` | a group over several streams delivers each with the right `stream`; `count` is per stream |
+//! | groups | `group_over_several_streams` | a group over several streams delivers each with the right `stream`; `count` is the total |
+//! | groups | `group_names_never_reach_each_others_keys` | groups `g`, `g:ready`, `g:schedule`, `ready:g` on one stream each keep their own retries |
+//! | groups | `delete_group_removes_it_everywhere` | deleting a group removes it from its streams, its retry keys and the registry |
+//! | groups | `prune_removes_only_idle_empty_consumers` | pruning removes idle consumers holding nothing; busy ones are reported |
 //! | groups | `invalid_group_config_is_refused` | bad group configs give `Config` / `InvalidName` and create nothing |
 //! | read | `blocking_read_wakes_on_send` | a blocked read returns within 50 ms of a send (five rounds, two streams) |
 //! | read | `consumers_share_new_messages` | two consumers reading 200 messages concurrently get disjoint, complete sets |
-//! | read | `restarted_consumer_gets_own_pending_first` | a restarted consumer gets its own pending entries first (as redeliveries), then new ones |
+//! | read | `restarted_consumer_gets_own_pending_first` | a restarted consumer gets its own pending entries first, one per read, as redeliveries, then new ones |
 //! | read | `read_uses_group_defaults` | reads default to the group's `batch_size` and `block` |
 //! | read | `empty_read_waits_for_block` | an empty read waits for `block`; `Duration::ZERO` does not wait |
 //! | read | `restart_loop_dead_letters_poison` | a message that crashes its consumer at every restart is dead-lettered past `retry_limit + 1` deliveries |
+//! | read | `read_count_caps_the_total` | `count` caps a read over all streams and retries, shared fairly, none starved |
+//! | poison | `released_messages_are_never_poison` | messages handed back unhandled are never dead-lettered, however often |
+//! | poison | `crash_loop_isolates_the_culprit` | a crash loop dead-letters its culprit only; batch-mates come back one at a time and are handled |
+//! | poison | `one_crash_never_dead_letters` | one crash of a copy never dead-letters it, even with retry limit 0 |
 //! | ack | `ack_removes_from_pending` | a read entry is pending for its consumer until acknowledged |
 //! | ack | `ack_twice_returns_false` | a second acknowledgement returns false; unknown ids, keys and groups count 0 |
 //! | ack | `acknowledge_many_counts` | `acknowledge_many` over several streams counts only entries that were pending |
 //! | claim | `claim_respects_idle_time` | an unacked entry is claimable after its idle time and not before |
-//! | claim | `claim_increments_delivery_count` | each claim adds a delivery; `retry_count` counts redeliveries |
+//! | claim | `claim_increments_delivery_count` | each claim adds a delivery; `retry_count` counts retries only |
 //! | claim | `claim_pages_through_everything` | a claim takes every idle entry of every stream, across pages |
 //! | claim | `claim_acks_deleted_pending_entries` | entries trimmed while pending are acked and counted by a claim |
 //! | claim | `restart_acks_deleted_pending_entries` | entries trimmed while pending are acked and counted when a consumer resumes |
@@ -78,6 +87,9 @@
 //! | retry | `retry_of_acked_message_is_refused` | an acknowledged message cannot be retried or dead-lettered through its group |
 //! | retry | `retry_backoff_doubles_up_to_cap` | the delay doubles up to the cap; jitter only lengthens it |
 //! | retry | `retry_keeps_extra_fields` | a retry copy keeps fields another producer added beyond the envelope |
+//! | retry | `copies_keep_the_stored_payload` | retry and DLQ copies carry the stored payload bytes (numbers beyond 64 bits) |
+//! | retry | `foreign_schedule_value_does_not_stop_reads` | a foreign value at a schedule key does not stop reads; it is counted and reported |
+//! | retry | `promote_due_retries_without_a_reader` | `promote_due_retries` moves due retries without any reader of the group |
 //! | dlq | `dlq_move_acks_original` | a DLQ entry carries payload and provenance; the original is acknowledged |
 //! | dlq | `dlq_without_group_keeps_original_pending` | without a group, the DLQ entry is written and the original stays pending |
 //! | dlq | `dlq_disabled_keeps_message_pending` | a disabled DLQ gives `DlqDisabled`, writes nothing, dead-letters no poison |
@@ -89,18 +101,21 @@
 //! | stats | `get_stats_lists_consumer_groups` | `consumer_groups` lists the groups a manager knows, sorted |
 //! | registry | `group_found_by_name_from_second_manager` | a second manager finds a group by name, with its config, and reads it |
 //! | registry | `registry_lists_groups` | the registry lists every group with its configuration |
-//! | registry | `lost_group_is_recreated_from_registry` | on `NOGROUP` a registered group is recreated at id `0` and counted |
+//! | registry | `lost_group_is_recreated_from_registry` | on `NOGROUP` a registered group is recreated from the beginning and counted |
+//! | registry | `destroyed_group_resumes_after_last_delivered` | a group destroyed on a surviving stream resumes after the last delivered entry |
 //! | errors | `invalid_stream_name_is_refused` | invalid stream names give `InvalidName` and write nothing |
 //! | errors | `oversized_payload_is_refused` | payloads over `max_message_bytes` give `PayloadTooLarge { size, limit }` |
 //! | errors | `non_object_payload_is_refused` | arrays, strings, numbers, booleans, null give `PayloadNotObject` |
+//! | errors | `too_deep_payload_is_refused` | payloads nested deeper than readers decode give `PayloadTooDeep` |
+//! | errors | `reserved_names_are_refused` | the registry's and the shared DLQ's names, and namespaces with `:`, are refused |
 //! | errors | `unknown_group_is_group_not_found` | every method taking a group gives `GroupNotFound` for an unknown one |
 //! | errors | `undelivered_message_is_refused` | retry, touch, release of a message not read through a group give `NotDelivered` |
 //! | errors | `zero_counts_are_config_errors` | a read count of 0 and a `max_len` of 0 give `Config` |
-//! | errors | `closed_manager_refuses_calls` | after `close` every call gives `Closed`; close is idempotent |
+//! | errors | `closed_manager_refuses_calls` | after `close` every call gives `Closed` but `get_stats`; close is idempotent |
 //! | errors | `scoped_closes_the_manager` | `scoped` closes the manager after success and after failure |
-//! | errors | `old_server_is_unsupported` | a server older than 6.2 gives `Unsupported` before anything is written |
+//! | errors | `old_server_is_unsupported` | a server the backend refuses gives `Unsupported` before anything is written |
 //! | decode | `foreign_entries_decode_as_strings` | entries of other producers (no `data`) arrive with every field as a string |
-//! | decode | `malformed_entries_arrive_failed` | malformed entries arrive with status failed, an error and their raw fields |
+//! | decode | `malformed_entries_arrive_failed` | malformed entries (repeated fields, bad names, deep JSON, ...) arrive failed with their raw fields |
 //! | decode | `malformed_entry_dead_letters_with_raw_fields` | a malformed entry is dead-lettered with its raw fields intact |
 //! | decode | `malformed_entry_is_not_retried` | retrying a malformed entry fails with `Decode`; it stays pending and can be dead-lettered |
 //! | trim | `send_trims_to_max_len` | sending with `max_len` keeps the stream between `max_len` and `max_len + 100` |
@@ -111,15 +126,17 @@
 //! | subscribe | `subscribe_yields_messages_and_ends_on_close` | a subscription yields messages in order and ends after `close` |
 //! | subscribe | `subscribe_hands_back_unyielded_messages_on_drop` | dropping a subscription makes its unyielded messages claimable at once |
 //! | subscribe | `subscribe_to_unknown_group_ends_with_error` | a subscription to an unknown group yields `GroupNotFound` and ends |
-//! | backend | `backend_reports_version` | the backend names itself, reports version >= 6.2, answers pings |
-//! | backend | `ids_strictly_increase` | entry ids are time based and strictly increase, single and batch adds |
+//! | backend | `backend_reports_version` | the backend names itself, reports its version and capabilities, answers pings |
+//! | backend | `ids_strictly_increase` | ids are unique, kept in add order, never reused |
 //! | backend | `range_reads_without_group` | `range` is inclusive, ordered, bounded by `count`, and delivers nothing |
 //! | backend | `read_missing_group_is_nogroup` | a read of a missing stream or group fails with `NoGroup` at once, even blocking |
 //! | backend | `history_read_returns_own_pending` | history reads return own pending entries (a delivery each) and report deleted ones |
+//! | backend | `read_count_is_shared_fairly` | a group read's count is a total shared fairly over its keys |
+//! | backend | `create_group_after_id` | a group created after an id starts after it, or at the beginning if the history does not reach it |
 //! | backend | `pending_details_report_owner_and_count` | pending details give owner and delivery count and filter by consumer, range, idle |
 //! | backend | `claim_reports_deleted_entries` | a claim page reports deleted entries and drops them from the pending list |
 //! | backend | `auto_claim_pages_with_cursor` | claim pages hold at most `count` entries and chain by cursor to `0-0` |
-//! | backend | `set_idle_leaves_other_consumers_alone` | `set_idle` changes only the consumer's own entries and counts no delivery |
+//! | backend | `set_idle_leaves_other_consumers_alone` | `renew` and `hand_back` change only the consumer's own entries; a hand-back gives its delivery back |
 //! | backend | `move_of_acked_entry_is_refused` | moves of acked or foreign entries are refused and write nothing |
 //! | backend | `promote_due_moves_only_due_entries` | `promote_due` moves only due retries and says when the next is due |
 //! | backend | `delete_consumer_keeps_pending_work` | a consumer with pending entries is never deleted |
