@@ -20,7 +20,7 @@ use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use serde_json::{Map, Value};
@@ -70,20 +70,9 @@ pub(crate) fn now_rfc3339() -> String {
     humantime::format_rfc3339_millis(SystemTime::now()).to_string()
 }
 
-/// A Unix time in milliseconds as RFC 3339 UTC.
-pub(crate) fn ms_to_rfc3339(ms: u64) -> String {
-    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
-}
-
-/// The time an entry id stands for, when it is a time-based id
-/// (`<ms>-<seq>`, as Redis and the memory backend write them): the stand-in
-/// for `ts` of entries written by other producers. Other ids have none.
-pub(crate) fn id_ms(id: &str) -> Option<u64> {
-    let (ms, seq) = id.split_once('-')?;
-    if seq.is_empty() || !seq.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    ms.parse().ok()
+/// A time as RFC 3339 UTC with milliseconds.
+pub(crate) fn rfc3339(time: SystemTime) -> String {
+    humantime::format_rfc3339_millis(time).to_string()
 }
 
 /// 64 random bits, from a per-thread generator seeded by the standard
@@ -277,9 +266,6 @@ pub(crate) fn decode(stream: &str, id: &str, fields: &[(Bytes, Bytes)]) -> Strea
     } else {
         decode_foreign(&mut msg, fields);
     }
-    if msg.timestamp.is_empty() {
-        msg.timestamp = id_ms(id).map(ms_to_rfc3339).unwrap_or_default();
-    }
     msg
 }
 
@@ -418,6 +404,7 @@ fn decode_foreign(msg: &mut StreamMessage, fields: &[(Bytes, Bytes)]) {
 mod tests {
     use super::*;
     use serde_json::json;
+    use std::time::Duration;
 
     fn f(pairs: &[(&str, &[u8])]) -> Fields {
         pairs
@@ -464,7 +451,10 @@ mod tests {
         assert_eq!(msg.status, MessageStatus::Pending);
         assert_eq!(msg.data["agent"], "py");
         assert_eq!(msg.data["n"], "3");
-        assert_eq!(msg.timestamp, "2023-11-14T22:13:20.000Z");
+        assert_eq!(
+            msg.timestamp, "",
+            "the manager fills it in from the backend"
+        );
         assert!(msg.raw.is_none());
     }
 
@@ -629,9 +619,9 @@ mod tests {
         let a = new_mid();
         let b = new_mid();
         assert_ne!(a, b);
-        assert_eq!(id_ms("17-3"), Some(17));
-        assert_eq!(id_ms("x"), None);
-        assert_eq!(id_ms("17"), None);
-        assert_eq!(id_ms("17-x"), None);
+        assert_eq!(
+            rfc3339(UNIX_EPOCH + Duration::from_millis(1_700_000_000_000)),
+            "2023-11-14T22:13:20.000Z"
+        );
     }
 }

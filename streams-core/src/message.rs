@@ -144,7 +144,7 @@ impl RawFields {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct StreamMessage {
-    /// The entry id, `<ms>-<seq>`.
+    /// The entry id, as the backend gave it (`<ms>-<seq>` on Redis).
     pub id: String,
     /// The stream name (the logical one, also for retry copies).
     pub stream: String,
@@ -204,7 +204,9 @@ impl StreamMessage {
     /// message whose `status` is [`MessageStatus::Failed`], with `error` saying
     /// why and `raw` holding the stored fields, so it can be dead-lettered as it is.
     /// Entries of other producers (no `data` field) are read too: each field
-    /// becomes a string in `data`. See `docs/wire-format.md`.
+    /// becomes a string in `data`. See `docs/wire-format.md`. Without a `ts`
+    /// field the timestamp stays empty here; messages read through a
+    /// manager take the time the backend stored the entry.
     pub fn from_entry(stream: &str, id: &str, fields: &[(Bytes, Bytes)]) -> Self {
         codec::decode(stream, id, fields)
     }

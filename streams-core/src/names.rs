@@ -459,18 +459,85 @@ mod tests {
             .collect()
     }
 
+    #[test]
+    fn a_group_named_like_another_group_s_key_stays_apart() {
+        for ns in [None, Some("ns")] {
+            let keys = layout(ns, DlqLayout::PerStream);
+            let mut all = std::collections::HashSet::new();
+            for group in ["g", "g:ready", "g:schedule", "ready:g", "schedule:g"] {
+                assert!(all.insert(keys.retry_schedule("s", group)), "{group}");
+                assert!(all.insert(keys.retry_ready("s", group)), "{group}");
+            }
+            assert!(all.insert(keys.stream("s")));
+            assert!(all.insert(keys.dlq("s")));
+        }
+    }
+
     mod injective {
         use super::*;
         use proptest::prelude::*;
         use std::collections::HashMap;
 
-        /// Names built from the characters that make keys look alike.
+        /// Segments that key layouts are built of: names derived from one
+        /// another by them (`g` and `g:ready`, `ready:g`, ...) are where
+        /// layouts collide.
+        const PREFIXES: [&str; 5] = ["", "ready:", "schedule:", "xnai:retry:", "xnai:dlq:"];
+        const SUFFIXES: [&str; 6] = ["", ":ready", ":schedule", ":dlq", ":x", ":{"];
+
+        /// A name from a small alphabet, so generated names often meet.
+        fn base() -> impl Strategy<Value = String> {
+            proptest::string::string_regex("[ab:]{1,3}").unwrap()
+        }
+
+        /// One name: a base with a prefix and a suffix from the key segments.
         fn name() -> impl Strategy<Value = String> {
-            proptest::string::string_regex("[a-z:_.ydr-]{1,12}").unwrap()
+            (0..PREFIXES.len(), base(), 0..SUFFIXES.len() - 1)
+                .prop_map(|(p, b, s)| format!("{}{b}{}", PREFIXES[p], SUFFIXES[s]))
         }
 
         fn namespace() -> impl Strategy<Value = Option<String>> {
-            proptest::option::of(proptest::string::string_regex("[a-z_.ydr-]{1,6}").unwrap())
+            proptest::option::of(proptest::string::string_regex("[ab.]{1,2}").unwrap())
+        }
+
+        /// Triples drawn from small pools of namespaces, streams and groups,
+        /// each stream and group name derived from its pool's base by the
+        /// key segments, so that triples often share a namespace and a
+        /// stream and differ only in how their names nest.
+        fn triples() -> impl Strategy<Value = Vec<(Option<String>, String, String)>> {
+            use proptest::sample::Index;
+            let pick = (
+                any::<Index>(),
+                (any::<Index>(), 0..PREFIXES.len(), 0..SUFFIXES.len()),
+                (any::<Index>(), 0..PREFIXES.len(), 0..SUFFIXES.len()),
+                proptest::option::of(any::<Index>()),
+            );
+            (
+                proptest::collection::vec(namespace(), 1..3),
+                proptest::collection::vec(base(), 1..3),
+                proptest::collection::vec(base(), 1..3),
+                proptest::collection::vec(pick, 2..16),
+            )
+                .prop_map(|(namespaces, streams, groups, picks)| {
+                    let derive = |pool: &[String], (i, p, s): (Index, usize, usize)| {
+                        format!("{}{}{}", PREFIXES[p], i.get(pool), SUFFIXES[s])
+                    };
+                    picks
+                        .into_iter()
+                        .map(|(n, stream, group, under)| {
+                            // A stream may also be named like another
+                            // namespace's key of it (`ns:stream`).
+                            let mut stream = derive(&streams, stream);
+                            if let Some(ns) = under.and_then(|i| i.get(&namespaces).clone()) {
+                                stream = format!("{ns}:{stream}");
+                            }
+                            (n.get(&namespaces).clone(), stream, derive(&groups, group))
+                        })
+                        // Only valid names: braces are refused.
+                        .filter(|(_, s, g)| {
+                            validate_name("stream", s).is_ok() && validate_name("group", g).is_ok()
+                        })
+                        .collect()
+                })
         }
 
         proptest! {
@@ -481,7 +548,7 @@ mod tests {
             /// dead-letter stream, a stream of the same namespace and name).
             #[test]
             fn distinct_triples_never_share_a_key(
-                triples in proptest::collection::vec((namespace(), name(), name()), 2..6),
+                triples in triples(),
                 per_stream in any::<bool>(),
             ) {
                 let dlq = if per_stream { DlqLayout::PerStream } else { DlqLayout::Shared };

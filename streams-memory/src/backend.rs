@@ -116,6 +116,12 @@ impl StreamBackend for MemoryBackend {
         Capabilities::all()
     }
 
+    /// Ids are `<ms>-<seq>`: the milliseconds are when the entry was added.
+    fn entry_time(&self, id: &EntryId) -> Option<std::time::SystemTime> {
+        let id = StreamId::of(id).ok()?;
+        std::time::UNIX_EPOCH.checked_add(Duration::from_millis(id.ms))
+    }
+
     async fn server_info(&self) -> Result<ServerInfo> {
         Ok(ServerInfo::new(BACKEND, MODELLED_VERSION))
     }

@@ -266,6 +266,16 @@ impl StreamBackend for RedisBackend {
         Capabilities::all()
     }
 
+    /// Ids are `<ms>-<seq>`: the milliseconds are when the entry was added.
+    fn entry_time(&self, id: &EntryId) -> Option<std::time::SystemTime> {
+        let (ms, seq) = id.as_str().split_once('-')?;
+        if seq.is_empty() || !seq.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let ms: u64 = ms.parse().ok()?;
+        std::time::UNIX_EPOCH.checked_add(Duration::from_millis(ms))
+    }
+
     async fn server_info(&self) -> Result<ServerInfo> {
         commands::server_info(self).await
     }

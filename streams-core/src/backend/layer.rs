@@ -150,6 +150,10 @@ impl<L: BackendLayer> StreamBackend for Layered<L> {
         self.0.capabilities()
     }
 
+    fn entry_time(&self, id: &EntryId) -> Option<std::time::SystemTime> {
+        self.0.inner().entry_time(id)
+    }
+
     async fn server_info(&self) -> Result<ServerInfo> {
         let op = self.0.inner().server_info();
         self.0.around(Call::new("server_info"), op).await

@@ -20,6 +20,7 @@ mod types;
 
 use std::fmt::Debug;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use async_trait::async_trait;
 
@@ -58,6 +59,14 @@ pub trait StreamBackend: GroupRegistry + Send + Sync + Debug + 'static {
     /// `backend_reports_version`; the suite skips the cases whose features
     /// are missing.
     fn capabilities(&self) -> Capabilities;
+
+    /// When the entry `id` was added, if the id tells (time-based ids do):
+    /// the stand-in for the `ts` of entries written by other producers.
+    /// The default knows nothing.
+    fn entry_time(&self, id: &EntryId) -> Option<SystemTime> {
+        let _ = id;
+        None
+    }
 
     /// Server name and version. Fails with
     /// [`StreamError::Unsupported`](crate::StreamError::Unsupported) when
@@ -282,6 +291,9 @@ macro_rules! forward_backend {
             }
             fn capabilities(&self) -> Capabilities {
                 (**self).capabilities()
+            }
+            fn entry_time(&self, id: &EntryId) -> Option<SystemTime> {
+                (**self).entry_time(id)
             }
             async fn server_info(&self) -> Result<ServerInfo> {
                 (**self).server_info().await

@@ -7,7 +7,7 @@ use super::stats::Counters;
 use crate::backend::{
     Add, EntryId, Move, MoveOutcome, MoveTarget, RangeQuery, StreamBackend, Trim,
 };
-use crate::codec::{decode, dlq_fields, now_rfc3339};
+use crate::codec::{dlq_fields, now_rfc3339};
 use crate::error::{Result, StreamError};
 use crate::message::{DeadLetter, StreamMessage};
 
@@ -141,7 +141,7 @@ impl<B: StreamBackend> Manager<B> {
         for key in self.dlq_keys().await? {
             let logical = self.keys().logical(&key).unwrap_or(&key).to_owned();
             for entry in self.backend().range(RangeQuery::new(&key, count)).await? {
-                out.push(decode(&logical, entry.id.as_str(), &entry.fields));
+                out.push(self.decode_entry(&logical, &entry));
             }
         }
         out.truncate(count);

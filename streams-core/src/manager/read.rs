@@ -4,7 +4,9 @@ use std::time::{Duration, Instant};
 
 use super::stats::Counters;
 use super::{Group, Manager, until};
-use crate::backend::{Ack, EntryId, Feature, KeyEntries, ReadCursor, ReadGroup, StreamBackend};
+use crate::backend::{
+    Ack, Entry, EntryId, Feature, KeyEntries, ReadCursor, ReadGroup, StreamBackend,
+};
 use crate::codec;
 use crate::error::{Result, StreamError};
 use crate::message::{Delivery, MessageStatus, StreamMessage};
@@ -202,6 +204,18 @@ impl<B: StreamBackend> Manager<B> {
         Ok((messages, next))
     }
 
+    /// Decodes one entry; the backend's time for its id stands in for a
+    /// missing `ts`.
+    pub(crate) fn decode_entry(&self, stream: &str, entry: &Entry) -> StreamMessage {
+        let mut msg = codec::decode(stream, entry.id.as_str(), &entry.fields);
+        if msg.timestamp.is_empty() {
+            if let Some(time) = self.backend().entry_time(&entry.id) {
+                msg.timestamp = codec::rfc3339(time);
+            }
+        }
+        msg
+    }
+
     /// Decodes read entries into messages delivered through `group`. For
     /// `live` reads, remembers the last entry delivered per stream.
     pub(crate) fn deliver(
@@ -226,11 +240,7 @@ impl<B: StreamBackend> Manager<B> {
                 }
             }
             for delivered in reply.entries {
-                let mut msg = codec::decode(
-                    logical,
-                    delivered.entry.id.as_str(),
-                    &delivered.entry.fields,
-                );
+                let mut msg = self.decode_entry(logical, &delivered.entry);
                 if msg.status == MessageStatus::Failed {
                     malformed += 1;
                 }
