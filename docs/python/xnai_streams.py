@@ -2,9 +2,9 @@
 
 It lets an agent written in Python share streams with Rust managers: send
 envelopes, read a consumer group's messages and its retries, promote the
-group's due retries itself, acknowledge, and dead-letter. It follows
-docs/wire-format.md; the script in PROMOTE_LUA is the one the Rust library
-runs (streams_redis::PROMOTE_SCRIPT), byte for byte.
+group's due retries itself, and acknowledge. It follows
+docs/wire-format.md; it promotes retries with promote_due.lua, the script the
+Rust library runs (streams_redis::PROMOTE_SCRIPT).
 
     python3 docs/python/xnai_streams.py        # a short demonstration
 
@@ -14,50 +14,16 @@ redis://127.0.0.1:6379); XNAI_NAMESPACE selects the managers' namespace.
 import datetime
 import json
 import os
+import pathlib
 import uuid
 
 import redis
 
-PROMOTE_LUA = r"""-- Moves due retries from a group's schedule into its ready stream.
--- KEYS[1]: the schedule (sorted set, score = due time in ms).
--- KEYS[2]: the ready stream.
--- ARGV[1]: most entries moved.
--- Returns {promoted, ms until the next due entry or -1 if none is left}, or
--- {-1, why} when the schedule cannot be read (a foreign value at its key):
--- the caller goes on with its other schedules.
---
--- Self-contained, so that consumers in other languages can EVAL this very
--- text (see docs/wire-format.md, "Retries for consumers in other languages").
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local ready_type = redis.call('TYPE', KEYS[2])['ok']
-if ready_type ~= 'stream' and ready_type ~= 'none' then
-  return {-1, 'WRONGTYPE the ready stream holds a ' .. ready_type}
-end
-local due = redis.pcall('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))
-if type(due) == 'table' and due.err then
-  return {-1, due.err}
-end
-for _, member in ipairs(due) do
-  local ok, t = pcall(cmsgpack.unpack, member)
-  if ok and type(t) == 'table' and #t >= 4 and #t % 2 == 0 then
-    redis.call('XADD', KEYS[2], '*', unpack(t, 3))
-  else
-    -- Not written by move_entry: deliver it as it is rather than lose it.
-    redis.call('XADD', KEYS[2], '*', 'schedule_member', member)
-  end
-  redis.call('ZREM', KEYS[1], member)
-end
-local next_due = -1
-local head = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-if #head == 2 then
-  next_due = math.max(0, tonumber(head[2]) - now)
-end
-return {#due, next_due}
-"""
+# The script that promotes due retries: the one the Rust library runs
+# (streams_redis::PROMOTE_SCRIPT). Copy promote_due.lua along with this file.
+PROMOTE_LUA = (pathlib.Path(__file__).resolve().parent / "promote_due.lua").read_text()
 
 RETRY_PREFIX = "xnai:retry"
-DLQ_STREAM = "xnai:dlq"
 
 
 class Streams:

@@ -11,6 +11,8 @@ use futures::stream::BoxStream;
 use serde::Serialize;
 use serde_json::Value;
 
+#[cfg(doc)]
+use crate::Manager;
 use crate::config::ConsumerGroupConfig;
 use crate::error::{Result, StreamError};
 use crate::manager::{HealthReport, PruneReport, Stats};
@@ -350,123 +352,171 @@ pub trait StreamManagerExt: StreamManager {
 
 impl<M: StreamManager + ?Sized> StreamManagerExt for M {}
 
-macro_rules! forward_manager {
-    ($ty:ty) => {
-        #[async_trait]
-        impl<T: StreamManager + ?Sized> StreamManager for $ty {
+/// Implements [`StreamManager`] for a type by calling the methods of the
+/// same names on `$target` (with `$this` bound to `self`): the forwarding
+/// impls below, and [`Manager`](crate::Manager)'s own, whose inherent methods
+/// take precedence over the trait's.
+macro_rules! delegate_manager {
+    (impl [$($generics:tt)*] for $ty:ty, |$this:ident| $target:expr) => {
+        #[async_trait::async_trait]
+        impl<$($generics)*> $crate::api::StreamManager for $ty {
             fn consumer_id(&self) -> &str {
-                (**self).consumer_id()
+                let $this = self;
+                $target.consumer_id()
             }
-            async fn initialize(&self) -> Result<()> {
-                (**self).initialize().await
+            async fn initialize(&self) -> $crate::Result<()> {
+                let $this = self;
+                $target.initialize().await
             }
-            async fn create_consumer_group(&self, config: &ConsumerGroupConfig) -> Result<()> {
-                (**self).create_consumer_group(config).await
+            async fn create_consumer_group(
+                &self,
+                config: &$crate::ConsumerGroupConfig,
+            ) -> $crate::Result<()> {
+                let $this = self;
+                $target.create_consumer_group(config).await
             }
-            async fn delete_consumer_group(&self, group_name: &str) -> Result<bool> {
-                (**self).delete_consumer_group(group_name).await
+            async fn delete_consumer_group(&self, group_name: &str) -> $crate::Result<bool> {
+                let $this = self;
+                $target.delete_consumer_group(group_name).await
             }
-            async fn group_config(&self, group_name: &str) -> Result<ConsumerGroupConfig> {
-                (**self).group_config(group_name).await
+            async fn group_config(
+                &self,
+                group_name: &str,
+            ) -> $crate::Result<$crate::ConsumerGroupConfig> {
+                let $this = self;
+                $target.group_config(group_name).await
             }
-            async fn registered_groups(&self) -> Result<Vec<ConsumerGroupConfig>> {
-                (**self).registered_groups().await
+            async fn registered_groups(&self) -> $crate::Result<Vec<$crate::ConsumerGroupConfig>> {
+                let $this = self;
+                $target.registered_groups().await
             }
             async fn read_messages(
                 &self,
                 group_name: &str,
                 count: Option<usize>,
-                block: Option<Duration>,
-            ) -> Result<Vec<StreamMessage>> {
-                (**self).read_messages(group_name, count, block).await
+                block: Option<std::time::Duration>,
+            ) -> $crate::Result<Vec<$crate::StreamMessage>> {
+                let $this = self;
+                $target.read_messages(group_name, count, block).await
             }
             async fn send_message(
                 &self,
                 stream: &str,
-                data: Value,
+                data: serde_json::Value,
                 max_len: Option<u64>,
-            ) -> Result<String> {
-                (**self).send_message(stream, data, max_len).await
+            ) -> $crate::Result<String> {
+                let $this = self;
+                $target.send_message(stream, data, max_len).await
             }
             async fn send_batch(
                 &self,
                 stream: &str,
-                items: Vec<Value>,
+                items: Vec<serde_json::Value>,
                 max_len: Option<u64>,
-            ) -> Result<Vec<String>> {
-                (**self).send_batch(stream, items, max_len).await
+            ) -> $crate::Result<Vec<String>> {
+                let $this = self;
+                $target.send_batch(stream, items, max_len).await
             }
-            async fn acknowledge(&self, message: &StreamMessage, group_name: &str) -> Result<bool> {
-                (**self).acknowledge(message, group_name).await
+            async fn acknowledge(
+                &self,
+                message: &$crate::StreamMessage,
+                group_name: &str,
+            ) -> $crate::Result<bool> {
+                let $this = self;
+                $target.acknowledge(message, group_name).await
             }
             async fn acknowledge_many(
                 &self,
-                messages: &[StreamMessage],
+                messages: &[$crate::StreamMessage],
                 group_name: &str,
-            ) -> Result<u64> {
-                (**self).acknowledge_many(messages, group_name).await
+            ) -> $crate::Result<u64> {
+                let $this = self;
+                $target.acknowledge_many(messages, group_name).await
             }
             async fn send_to_dlq(
                 &self,
-                message: &StreamMessage,
+                message: &$crate::StreamMessage,
                 reason: &str,
                 group_name: Option<&str>,
-            ) -> Result<String> {
-                (**self).send_to_dlq(message, reason, group_name).await
+            ) -> $crate::Result<String> {
+                let $this = self;
+                $target.send_to_dlq(message, reason, group_name).await
             }
-            async fn retry_message(&self, message: &StreamMessage) -> Result<bool> {
-                (**self).retry_message(message).await
+            async fn retry_message(&self, message: &$crate::StreamMessage) -> $crate::Result<bool> {
+                let $this = self;
+                $target.retry_message(message).await
             }
-            async fn retry_with_error(&self, message: &StreamMessage, error: &str) -> Result<bool> {
-                (**self).retry_with_error(message, error).await
+            async fn retry_with_error(
+                &self,
+                message: &$crate::StreamMessage,
+                error: &str,
+            ) -> $crate::Result<bool> {
+                let $this = self;
+                $target.retry_with_error(message, error).await
             }
             async fn claim_pending_messages(
                 &self,
                 group_name: &str,
-                idle: Option<Duration>,
-            ) -> Result<Vec<StreamMessage>> {
-                (**self).claim_pending_messages(group_name, idle).await
+                idle: Option<std::time::Duration>,
+            ) -> $crate::Result<Vec<$crate::StreamMessage>> {
+                let $this = self;
+                $target.claim_pending_messages(group_name, idle).await
             }
-            async fn touch(&self, message: &StreamMessage) -> Result<bool> {
-                (**self).touch(message).await
+            async fn touch(&self, message: &$crate::StreamMessage) -> $crate::Result<bool> {
+                let $this = self;
+                $target.touch(message).await
             }
-            async fn release(&self, messages: &[StreamMessage]) -> Result<u64> {
-                (**self).release(messages).await
+            async fn release(&self, messages: &[$crate::StreamMessage]) -> $crate::Result<u64> {
+                let $this = self;
+                $target.release(messages).await
             }
-            async fn promote_due_retries(&self, group_name: Option<&str>) -> Result<u64> {
-                (**self).promote_due_retries(group_name).await
+            async fn promote_due_retries(&self, group_name: Option<&str>) -> $crate::Result<u64> {
+                let $this = self;
+                $target.promote_due_retries(group_name).await
             }
             async fn prune_consumers(
                 &self,
                 group_name: &str,
-                idle: Duration,
-            ) -> Result<PruneReport> {
-                (**self).prune_consumers(group_name, idle).await
+                idle: std::time::Duration,
+            ) -> $crate::Result<$crate::PruneReport> {
+                let $this = self;
+                $target.prune_consumers(group_name, idle).await
             }
-            async fn trim_stream(&self, stream: &str, max_len: u64) -> Result<u64> {
-                (**self).trim_stream(stream, max_len).await
+            async fn trim_stream(&self, stream: &str, max_len: u64) -> $crate::Result<u64> {
+                let $this = self;
+                $target.trim_stream(stream, max_len).await
             }
-            async fn dead_letters(&self, count: usize) -> Result<Vec<StreamMessage>> {
-                (**self).dead_letters(count).await
+            async fn dead_letters(&self, count: usize) -> $crate::Result<Vec<$crate::StreamMessage>> {
+                let $this = self;
+                $target.dead_letters(count).await
             }
-            async fn get_stats(&self) -> Result<Stats> {
-                (**self).get_stats().await
+            async fn get_stats(&self) -> $crate::Result<$crate::Stats> {
+                let $this = self;
+                $target.get_stats().await
             }
-            async fn health(&self) -> Result<HealthReport> {
-                (**self).health().await
+            async fn health(&self) -> $crate::Result<$crate::HealthReport> {
+                let $this = self;
+                $target.health().await
             }
-            fn subscribe(&self, group_name: &str) -> BoxStream<'static, Result<StreamMessage>> {
-                (**self).subscribe(group_name)
+            fn subscribe(
+                &self,
+                group_name: &str,
+            ) -> futures::stream::BoxStream<'static, $crate::Result<$crate::StreamMessage>> {
+                let $this = self;
+                $target.subscribe(group_name)
             }
-            async fn close(&self) -> Result<()> {
-                (**self).close().await
+            async fn close(&self) -> $crate::Result<()> {
+                let $this = self;
+                $target.close().await
             }
         }
     };
 }
 
-forward_manager!(Arc<T>);
-forward_manager!(Box<T>);
+pub(crate) use delegate_manager;
+
+delegate_manager!(impl [T: StreamManager + ?Sized] for Arc<T>, |this| (**this));
+delegate_manager!(impl [T: StreamManager + ?Sized] for Box<T>, |this| (**this));
 
 #[cfg(test)]
 mod tests {

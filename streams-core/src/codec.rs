@@ -418,6 +418,16 @@ mod tests {
             .collect()
     }
 
+    /// Asserts that `fields` decode as a malformed entry, with `needle` in
+    /// the error and every field kept.
+    fn assert_malformed(fields: &Fields, needle: &str) {
+        let msg = decode("s", "1-1", fields);
+        assert_eq!(msg.status, MessageStatus::Failed, "{fields:?}");
+        let error = msg.error.as_deref().unwrap();
+        assert!(error.contains(needle), "{error:?}");
+        assert_eq!(msg.raw.as_ref().unwrap().fields(), &fields[..]);
+    }
+
     #[test]
     fn envelope_round_trips() {
         let data = json!({"agent_id": "cline-1", "nested": {"a": [1, 2.5, null, true]}});
@@ -468,14 +478,7 @@ mod tests {
             (f(&[("k", b"\xff")]), "UTF-8"),
             (f(&[("k", b"1"), ("k", b"2")]), "more than once"),
         ] {
-            let msg = decode("s", "1-1", &fields);
-            assert_eq!(msg.status, MessageStatus::Failed, "{fields:?}");
-            assert!(
-                msg.error.as_deref().unwrap().contains(needle),
-                "{:?}",
-                msg.error
-            );
-            assert_eq!(msg.raw.as_ref().unwrap().fields(), &fields[..]);
+            assert_malformed(&fields, needle);
         }
     }
 
@@ -538,14 +541,7 @@ mod tests {
                 "`x` appears",
             ),
         ] {
-            let msg = decode("s", "1-1", &fields);
-            assert_eq!(msg.status, MessageStatus::Failed, "{fields:?}");
-            assert!(
-                msg.error.as_deref().unwrap().contains(needle),
-                "{:?}",
-                msg.error
-            );
-            assert_eq!(msg.raw.as_ref().unwrap().fields(), &fields[..]);
+            assert_malformed(&fields, needle);
         }
         let bad_name = vec![
             (Bytes::from_static(b"data"), Bytes::from_static(b"{}")),

@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use streams_core::backend::{
-    Ack, Add, AutoClaim, AutoClaimPage, Capabilities, ConsumerInfo, ConsumerRemoval, CreateGroup,
-    EntryId, GroupInfo, GroupRegistry, KeyEntries, Lease, Move, MoveOutcome, PendingEntry,
-    PendingQuery, Promotion, RangeQuery, ReadGroup, ScheduleKeys, ServerInfo, Trim,
+    Ack, Add, AutoClaim, AutoClaimPage, Capabilities, ConsumerInfo, ConsumerRef, ConsumerRemoval,
+    CreateGroup, EntryId, GroupInfo, GroupRegistry, KeyEntries, Lease, Move, MoveOutcome,
+    PendingEntry, PendingQuery, Promotion, RangeQuery, ReadGroup, ScheduleKeys, ServerInfo, Trim,
 };
 use streams_core::{Entry, Result, StreamBackend};
 
@@ -285,17 +285,12 @@ impl StreamBackend for MemoryBackend {
         self.with_state(|ks, now| Ok(ks.group(key, group)?.0.consumer_infos(now.tick)))
     }
 
-    async fn delete_consumer(
-        &self,
-        key: &str,
-        group: &str,
-        consumer: &str,
-    ) -> Result<ConsumerRemoval> {
+    async fn delete_consumer(&self, c: ConsumerRef<'_>) -> Result<ConsumerRemoval> {
         self.with_state(|ks, _| {
             Ok(ks
-                .stream_mut(key)?
-                .and_then(|s| s.groups.get_mut(group))
-                .map_or(ConsumerRemoval::Missing, |g| g.delete_consumer(consumer)))
+                .stream_mut(c.key)?
+                .and_then(|s| s.groups.get_mut(c.group))
+                .map_or(ConsumerRemoval::Missing, |g| g.delete_consumer(c.consumer)))
         })
     }
 
@@ -311,7 +306,7 @@ mod tests {
 
     use bytes::Bytes;
     use streams_core::StreamError;
-    use streams_core::backend::{Cursor, MoveTarget, ReadCursor, StartAt};
+    use streams_core::backend::{ConsumerRef, Cursor, MoveTarget, ReadCursor, StartAt};
 
     use super::*;
 
@@ -412,7 +407,9 @@ mod tests {
         assert!(!b.destroy_group("none", "g").await.unwrap());
         assert_eq!(b.delete_keys(&["none".to_owned()]).await.unwrap(), 0);
         assert_eq!(
-            b.delete_consumer("none", "g", "c").await.unwrap(),
+            b.delete_consumer(ConsumerRef::new("none", "g", "c"))
+                .await
+                .unwrap(),
             ConsumerRemoval::Missing
         );
         let nogroup = |r: Result<_>| matches!(r, Err(StreamError::NoGroup { .. }));
@@ -437,7 +434,9 @@ mod tests {
             .unwrap();
         assert!(nogroup(b.consumers("s", "other").await.map(|_| ())));
         assert_eq!(
-            b.delete_consumer("s", "g", "nobody").await.unwrap(),
+            b.delete_consumer(ConsumerRef::new("s", "g", "nobody"))
+                .await
+                .unwrap(),
             ConsumerRemoval::Missing
         );
         let mv = Move::new(
@@ -603,7 +602,9 @@ mod tests {
             (1, 1, Some(0))
         );
         assert_eq!(
-            b.delete_consumer("s", "g", "c").await.unwrap(),
+            b.delete_consumer(ConsumerRef::new("s", "g", "c"))
+                .await
+                .unwrap(),
             ConsumerRemoval::HasPending(1)
         );
     }

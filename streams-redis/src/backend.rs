@@ -9,9 +9,9 @@ use async_trait::async_trait;
 use redis::aio::ConnectionManager;
 use redis::{Client, Cmd, Value};
 use streams_core::backend::{
-    Ack, Add, AutoClaim, AutoClaimPage, Capabilities, ConsumerInfo, ConsumerRemoval, CreateGroup,
-    Entry, EntryId, GroupInfo, GroupRegistry, KeyEntries, Lease, Move, MoveOutcome, PendingEntry,
-    PendingQuery, Promotion, RangeQuery, ReadGroup, ScheduleKeys, ServerInfo, Trim,
+    Ack, Add, AutoClaim, AutoClaimPage, Capabilities, ConsumerInfo, ConsumerRef, ConsumerRemoval,
+    CreateGroup, Entry, EntryId, GroupInfo, GroupRegistry, KeyEntries, Lease, Move, MoveOutcome,
+    PendingEntry, PendingQuery, Promotion, RangeQuery, ReadGroup, ScheduleKeys, ServerInfo, Trim,
 };
 use streams_core::{Result, StreamBackend};
 
@@ -386,13 +386,8 @@ impl StreamBackend for RedisBackend {
         commands::consumers(self, key, group).await
     }
 
-    async fn delete_consumer(
-        &self,
-        key: &str,
-        group: &str,
-        consumer: &str,
-    ) -> Result<ConsumerRemoval> {
-        scripts::delete_consumer(self, key, group, consumer).await
+    async fn delete_consumer(&self, consumer: ConsumerRef<'_>) -> Result<ConsumerRemoval> {
+        scripts::delete_consumer(self, consumer).await
     }
 
     /// Closes the idle blocking connections only. Other managers may share

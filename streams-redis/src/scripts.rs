@@ -11,9 +11,9 @@ use std::time::Duration;
 
 use redis::{Cmd, Script, ScriptInvocation, Value};
 use streams_core::backend::{
-    Add, AutoClaim, AutoClaimPage, ConsumerRemoval, Cursor, DeliveredEntry, Entry, EntryId, Fields,
-    KeyEntries, Lease, Move, MoveOutcome, MoveTarget, Promotion, ReadCursor, ReadGroup,
-    ScheduleKeys, Trim,
+    Add, AutoClaim, AutoClaimPage, ConsumerRef, ConsumerRemoval, Cursor, DeliveredEntry, Entry,
+    EntryId, Fields, KeyEntries, Lease, Move, MoveOutcome, MoveTarget, Promotion, ReadCursor,
+    ReadGroup, ScheduleKeys, Trim,
 };
 use streams_core::{Result, StreamError};
 
@@ -22,7 +22,8 @@ use crate::commands::push_fields;
 use crate::error::bad_reply;
 use crate::reply;
 
-/// Prepends the shared helpers (`now_ms`, `apply_trims`, `rest`) to a script.
+/// Prepends the shared helpers (`now_ms`, `apply_trims`, `rest`, `field_of`)
+/// to a script.
 macro_rules! with_lib {
     ($file:literal) => {
         concat!(include_str!("scripts/lib.lua"), include_str!($file))
@@ -54,11 +55,11 @@ pub(crate) static SET_IDLE: LazyLock<Script> =
 
 /// A group read with a total count shared fairly over its keys.
 pub(crate) static READ_GROUP: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("scripts/read_group.lua")));
+    LazyLock::new(|| Script::new(with_lib!("scripts/read_group.lua")));
 
 /// Creates a group after an id, when the stream's history reaches it.
 pub(crate) static CREATE_GROUP: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("scripts/create_group.lua")));
+    LazyLock::new(|| Script::new(with_lib!("scripts/create_group.lua")));
 
 /// `XACK` then `XDEL`, atomically.
 pub(crate) static ACK_DELETE: LazyLock<Script> =
@@ -66,7 +67,7 @@ pub(crate) static ACK_DELETE: LazyLock<Script> =
 
 /// Deletes a consumer unless it holds pending entries.
 pub(crate) static DELETE_CONSUMER: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("scripts/delete_consumer.lua")));
+    LazyLock::new(|| Script::new(with_lib!("scripts/delete_consumer.lua")));
 
 /// The source of [`ADD`], for `SCRIPT LOAD` in front of a pipeline.
 pub(crate) const ADD_SOURCE: &str = with_lib!("scripts/add.lua");
@@ -416,13 +417,11 @@ pub(crate) async fn read_group(
 /// Deletes a consumer that holds nothing; see `scripts/delete_consumer.lua`.
 pub(crate) async fn delete_consumer(
     b: &RedisBackend,
-    key: &str,
-    group: &str,
-    consumer: &str,
+    c: ConsumerRef<'_>,
 ) -> Result<ConsumerRemoval> {
     let mut inv = DELETE_CONSUMER.prepare_invoke();
-    inv.key(key).arg(group).arg(consumer);
-    let op = b.op("EVALSHA delete_consumer").on(key, group);
+    inv.key(c.key).arg(c.group).arg(c.consumer);
+    let op = b.op("EVALSHA delete_consumer").on(c.key, c.group);
     match reply::int("XGROUP DELCONSUMER", b.script(&inv, op).await?)? {
         0 => Ok(ConsumerRemoval::Deleted),
         n if n > 0 => Ok(ConsumerRemoval::HasPending(n.unsigned_abs())),

@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 use common::{Ctx, fields, run};
 use streams_core::StreamError;
 use streams_core::backend::{
-    Ack, Add, AutoClaim, ConsumerRemoval, CreateGroup, Cursor, EntryId, GroupRegistry, KeyEntries,
-    Lease, Move, MoveOutcome, MoveTarget, PendingQuery, RangeQuery, ReadCursor, ReadGroup,
-    ScheduleKeys, StartAt, StreamBackend, Trim,
+    Ack, Add, AutoClaim, ConsumerRef, ConsumerRemoval, CreateGroup, Cursor, EntryId, GroupRegistry,
+    KeyEntries, Lease, Move, MoveOutcome, MoveTarget, PendingQuery, RangeQuery, ReadCursor,
+    ReadGroup, ScheduleKeys, StartAt, StreamBackend, Trim,
 };
 use streams_redis::{RedisBackend, RedisConfig};
 
@@ -641,19 +641,27 @@ async fn consumers_and_their_removal() {
         assert_eq!((groups[0].consumers, groups[0].pending), (2, 1));
         assert_eq!(groups[0].last_delivered.as_ref(), Some(&done));
         assert_eq!(
-            b.delete_consumer(&s, "g", "busy").await.unwrap(),
+            b.delete_consumer(ConsumerRef::new(&s, "g", "busy"))
+                .await
+                .unwrap(),
             ConsumerRemoval::HasPending(1)
         );
         assert_eq!(
-            b.delete_consumer(&s, "g", "idle").await.unwrap(),
+            b.delete_consumer(ConsumerRef::new(&s, "g", "idle"))
+                .await
+                .unwrap(),
             ConsumerRemoval::Deleted
         );
         assert_eq!(
-            b.delete_consumer(&s, "g", "idle").await.unwrap(),
+            b.delete_consumer(ConsumerRef::new(&s, "g", "idle"))
+                .await
+                .unwrap(),
             ConsumerRemoval::Missing
         );
         assert_eq!(
-            b.delete_consumer(&s, "nogroup", "x").await.unwrap(),
+            b.delete_consumer(ConsumerRef::new(&s, "nogroup", "x"))
+                .await
+                .unwrap(),
             ConsumerRemoval::Missing
         );
         assert_eq!(b.consumers(&s, "g").await.unwrap().len(), 1);

@@ -46,13 +46,11 @@ fn python(c: &Ctx, program: &str) -> String {
 
 #[test]
 fn the_python_client_runs_the_library_s_promotion_script() {
-    let text = std::fs::read_to_string(client_dir().join("xnai_streams.py")).unwrap();
-    let start = text.find("PROMOTE_LUA = r\"\"\"").unwrap() + "PROMOTE_LUA = r\"\"\"".len();
-    let end = start + text[start..].find("\"\"\"").unwrap();
+    let script = std::fs::read_to_string(client_dir().join("promote_due.lua")).unwrap();
     assert_eq!(
-        &text[start..end],
+        script,
         streams_redis::PROMOTE_SCRIPT,
-        "docs/python/xnai_streams.py must embed streams-redis/src/scripts/promote_due.lua as it is"
+        "docs/python/promote_due.lua must be the library's promote_due.lua"
     );
 }
 

@@ -6,8 +6,8 @@ use std::ops::Bound;
 use std::time::{Duration, Instant};
 
 use streams_core::backend::{
-    Ack, Add, AutoClaim, ConsumerRemoval, CreateGroup, EntryId, KeyEntries, Lease, Move,
-    MoveOutcome, MoveTarget, PendingEntry, PendingQuery, RangeQuery, ReadCursor, ReadGroup,
+    Ack, Add, AutoClaim, ConsumerRef, ConsumerRemoval, CreateGroup, EntryId, KeyEntries, Lease,
+    Move, MoveOutcome, MoveTarget, PendingEntry, PendingQuery, RangeQuery, ReadCursor, ReadGroup,
     ScheduleKeys, StartAt,
 };
 use streams_core::{Entry, Fields, StreamError};
@@ -154,20 +154,15 @@ pub async fn range_reads_without_group(ctx: &TestContext) {
         .map(|(i, id)| Entry::new(id.clone(), entry_fields(i)))
         .collect();
     assert_eq!(all, expected);
+    let (one, three) = (ids[1].clone(), ids[3].clone());
     let mid = range(
-        Bound::Included(ids[1].clone()),
-        Bound::Included(ids[3].clone()),
+        Bound::Included(one.clone()),
+        Bound::Included(three.clone()),
         100,
-    )
-    .await;
-    assert_eq!(mid, expected[1..4]);
-    let open = range(
-        Bound::Excluded(ids[1].clone()),
-        Bound::Excluded(ids[3].clone()),
-        100,
-    )
-    .await;
-    assert_eq!(open, expected[2..3]);
+    );
+    assert_eq!(mid.await, expected[1..4]);
+    let open = range(Bound::Excluded(one), Bound::Excluded(three), 100);
+    assert_eq!(open.await, expected[2..3]);
     assert_eq!(
         range(Bound::Unbounded, Bound::Unbounded, 2).await,
         expected[..2]
@@ -735,24 +730,36 @@ pub async fn delete_consumer_keeps_pending_work(ctx: &TestContext) {
     assert_eq!(got, [("a", 2), ("b", 0)]);
 
     assert_eq!(
-        backend.delete_consumer(&key, "g", "a").await.unwrap(),
+        backend
+            .delete_consumer(ConsumerRef::new(&key, "g", "a"))
+            .await
+            .unwrap(),
         ConsumerRemoval::HasPending(2)
     );
     assert_eq!(
-        backend.delete_consumer(&key, "g", "b").await.unwrap(),
+        backend
+            .delete_consumer(ConsumerRef::new(&key, "g", "b"))
+            .await
+            .unwrap(),
         ConsumerRemoval::Deleted
     );
     assert_eq!(
-        backend.delete_consumer(&key, "g", "b").await.unwrap(),
-        ConsumerRemoval::Missing
-    );
-    assert_eq!(
-        backend.delete_consumer(&key, "nope", "a").await.unwrap(),
+        backend
+            .delete_consumer(ConsumerRef::new(&key, "g", "b"))
+            .await
+            .unwrap(),
         ConsumerRemoval::Missing
     );
     assert_eq!(
         backend
-            .delete_consumer(&ctx.key("missing"), "g", "a")
+            .delete_consumer(ConsumerRef::new(&key, "nope", "a"))
+            .await
+            .unwrap(),
+        ConsumerRemoval::Missing
+    );
+    assert_eq!(
+        backend
+            .delete_consumer(ConsumerRef::new(&ctx.key("missing"), "g", "a"))
             .await
             .unwrap(),
         ConsumerRemoval::Missing
@@ -769,7 +776,10 @@ pub async fn delete_consumer_keeps_pending_work(ctx: &TestContext) {
 
     assert_eq!(backend.ack(ack(&key, &ids)).await.unwrap(), 2);
     assert_eq!(
-        backend.delete_consumer(&key, "g", "a").await.unwrap(),
+        backend
+            .delete_consumer(ConsumerRef::new(&key, "g", "a"))
+            .await
+            .unwrap(),
         ConsumerRemoval::Deleted
     );
     assert!(backend.consumers(&key, "g").await.unwrap().is_empty());

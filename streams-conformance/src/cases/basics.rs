@@ -1,19 +1,19 @@
 //! Basics: initializing, sending, and what a sent message looks like.
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use serde_json::json;
-use streams_core::MessageStatus;
+use streams_core::{MessageStatus, StreamError};
 
-use crate::support::{TestContext, entries, field, field_str, id_parts, ids, read_n, rfc3339};
-use std::time::Duration;
+use crate::assert_err;
+use crate::support::{TestContext, entries, field, field_str, ids, read_n, rfc3339};
 
-/// `send_message` returns the id of the entry it added, in `<ms>-<seq>` form,
-/// and the entry holds the payload as JSON under `data`.
+/// `send_message` returns the id of the entry it added, and the entry holds
+/// the payload as JSON under `data`.
 pub async fn send_returns_id(ctx: &TestContext) {
     let m = ctx.manager("a");
     let id = m.send_message("s", json!({"k": 1}), None).await.unwrap();
-    id_parts(&id);
+    assert!(!id.is_empty());
     let stored = entries(&ctx.backend(), &ctx.key("s")).await;
     assert_eq!(stored.len(), 1);
     assert_eq!(stored[0].id, id);
@@ -56,18 +56,16 @@ pub async fn send_round_trips_payload(ctx: &TestContext) {
     assert!(!delivery.from_retry);
 }
 
-/// `send_batch` adds every message in the order given, with strictly
-/// increasing ids, and a reader gets them in that order.
+/// `send_batch` adds every message in the order given, each with its own
+/// id, and a reader gets them in that order.
 pub async fn send_batch_preserves_order(ctx: &TestContext) {
     let m = ctx.manager("a");
     ctx.create_group(&m, "g", &["s"]).await;
     let items: Vec<_> = (0..25).map(|i| json!({"i": i})).collect();
     let sent = m.send_batch("s", items, None).await.unwrap();
     assert_eq!(sent.len(), 25);
-    assert!(
-        sent.windows(2).all(|w| id_parts(&w[0]) < id_parts(&w[1])),
-        "{sent:?}"
-    );
+    let unique: std::collections::HashSet<&String> = sent.iter().collect();
+    assert_eq!(unique.len(), 25, "{sent:?}");
     let stored = entries(&ctx.backend(), &ctx.key("s")).await;
     assert_eq!(
         stored.iter().map(|e| e.id.clone()).collect::<Vec<_>>(),
@@ -146,6 +144,7 @@ pub async fn dyn_manager_runs_the_whole_api(ctx: &TestContext) {
     assert!(m.touch(&got[2]).await.unwrap());
     assert_eq!(m.release(&[]).await.unwrap(), 0);
     assert!(m.retry_with_error(&got[2], "tool failed").await.unwrap());
+    assert_err!(m.retry_message(&got[2]).await, StreamError::NotOwner { .. });
     m.send_to_dlq(&got[3], "bad", Some("g")).await.unwrap();
     let dead = m.dead_letters(10).await.unwrap();
     assert_eq!(dead.len(), 1);

@@ -353,19 +353,6 @@ pub fn ids(messages: &[StreamMessage]) -> Vec<String> {
     messages.iter().map(|m| m.id.clone()).collect()
 }
 
-/// An entry id as `(ms, seq)`, for numeric comparison.
-pub fn id_parts(id: &str) -> (u64, u64) {
-    let (ms, seq) = id
-        .split_once('-')
-        .unwrap_or_else(|| panic!("entry id {id:?} is not `<ms>-<seq>`"));
-    (
-        ms.parse()
-            .unwrap_or_else(|_| panic!("entry id {id:?}: bad ms")),
-        seq.parse()
-            .unwrap_or_else(|_| panic!("entry id {id:?}: bad seq")),
-    )
-}
-
 /// Every pending entry of `group` on `key`, in id order.
 pub async fn pending_all(backend: &DynBackend, key: &str, group: &str) -> Vec<PendingEntry> {
     backend

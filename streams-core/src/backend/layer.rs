@@ -11,9 +11,10 @@ use async_trait::async_trait;
 use futures::future::BoxFuture;
 
 use super::{
-    Ack, Add, AutoClaim, AutoClaimPage, Capabilities, ConsumerInfo, ConsumerRemoval, CreateGroup,
-    Entry, EntryId, GroupInfo, GroupRegistry, KeyEntries, Lease, Move, MoveOutcome, PendingEntry,
-    PendingQuery, Promotion, RangeQuery, ReadGroup, ScheduleKeys, ServerInfo, StreamBackend, Trim,
+    Ack, Add, AutoClaim, AutoClaimPage, Capabilities, ConsumerInfo, ConsumerRef, ConsumerRemoval,
+    CreateGroup, Entry, EntryId, GroupInfo, GroupRegistry, KeyEntries, Lease, Move, MoveOutcome,
+    PendingEntry, PendingQuery, Promotion, RangeQuery, ReadGroup, ScheduleKeys, ServerInfo,
+    StreamBackend, Trim,
 };
 use crate::error::Result;
 
@@ -300,14 +301,11 @@ impl<L: BackendLayer> StreamBackend for Layered<L> {
         self.0.around(call, op).await
     }
 
-    async fn delete_consumer(
-        &self,
-        key: &str,
-        group: &str,
-        consumer: &str,
-    ) -> Result<ConsumerRemoval> {
-        let call = Call::new("delete_consumer").on_key(key).in_group(group);
-        let op = self.0.inner().delete_consumer(key, group, consumer);
+    async fn delete_consumer(&self, consumer: ConsumerRef<'_>) -> Result<ConsumerRemoval> {
+        let call = Call::new("delete_consumer")
+            .on_key(consumer.key)
+            .in_group(consumer.group);
+        let op = self.0.inner().delete_consumer(consumer);
         self.0.around(call, op).await
     }
 

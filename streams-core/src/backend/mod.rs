@@ -31,10 +31,10 @@ pub use ids::{Cursor, EntryId};
 pub use layer::{BackendLayer, Call, Layered};
 pub use registry::GroupRegistry;
 pub use types::{
-    Ack, Add, AutoClaim, AutoClaimPage, ConsumerInfo, ConsumerRemoval, CreateGroup, DeliveredEntry,
-    Entry, Fields, GroupInfo, KeyEntries, Lease, Move, MoveOutcome, MoveTarget, PendingEntry,
-    PendingQuery, Promotion, RangeQuery, ReadCursor, ReadGroup, ScheduleKeys, ServerInfo, StartAt,
-    Trim,
+    Ack, Add, AutoClaim, AutoClaimPage, ConsumerInfo, ConsumerRef, ConsumerRemoval, CreateGroup,
+    DeliveredEntry, Entry, Fields, GroupInfo, KeyEntries, Lease, Move, MoveOutcome, MoveTarget,
+    PendingEntry, PendingQuery, Promotion, RangeQuery, ReadCursor, ReadGroup, ScheduleKeys,
+    ServerInfo, StartAt, Trim,
 };
 
 /// The primitives of a stream transport.
@@ -253,12 +253,7 @@ pub trait StreamBackend: GroupRegistry + Send + Sync + Debug + 'static {
     ///
     /// # Contract
     /// `delete_consumer_keeps_pending_work`, `prune_removes_only_idle_empty_consumers`.
-    async fn delete_consumer(
-        &self,
-        key: &str,
-        group: &str,
-        consumer: &str,
-    ) -> Result<ConsumerRemoval>;
+    async fn delete_consumer(&self, consumer: ConsumerRef<'_>) -> Result<ConsumerRemoval>;
 
     /// Releases connections. Later calls may fail. The default does nothing.
     async fn close(&self) -> Result<()> {
@@ -362,13 +357,8 @@ macro_rules! forward_backend {
             async fn consumers(&self, key: &str, group: &str) -> Result<Vec<ConsumerInfo>> {
                 (**self).consumers(key, group).await
             }
-            async fn delete_consumer(
-                &self,
-                key: &str,
-                group: &str,
-                consumer: &str,
-            ) -> Result<ConsumerRemoval> {
-                (**self).delete_consumer(key, group, consumer).await
+            async fn delete_consumer(&self, consumer: ConsumerRef<'_>) -> Result<ConsumerRemoval> {
+                (**self).delete_consumer(consumer).await
             }
             async fn close(&self) -> Result<()> {
                 (**self).close().await

@@ -619,6 +619,29 @@ impl Promotion {
     }
 }
 
+/// One consumer of a group on one stream.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct ConsumerRef<'a> {
+    /// The stream key.
+    pub key: &'a str,
+    /// The group.
+    pub group: &'a str,
+    /// The consumer.
+    pub consumer: &'a str,
+}
+
+impl<'a> ConsumerRef<'a> {
+    /// `consumer` of `group` on `key`.
+    pub fn new(key: &'a str, group: &'a str, consumer: &'a str) -> Self {
+        Self {
+            key,
+            group,
+            consumer,
+        }
+    }
+}
+
 /// What `delete_consumer` did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::Manager;
 use super::read::PROMOTE_LIMIT;
 use super::stats::Counters;
-use crate::backend::{ConsumerRemoval, Feature, StreamBackend, Trim};
+use crate::backend::{ConsumerRef, ConsumerRemoval, Feature, StreamBackend, Trim};
 use crate::error::{Result, StreamError};
 use crate::names::StreamUse;
 
@@ -92,10 +92,9 @@ impl<B: StreamBackend> Manager<B> {
             }
             let mut pending = 0;
             for key in keys {
-                if let ConsumerRemoval::HasPending(n) = self
-                    .backend()
-                    .delete_consumer(key, group_name, &name)
-                    .await?
+                let consumer = ConsumerRef::new(key, group_name, &name);
+                if let ConsumerRemoval::HasPending(n) =
+                    self.backend().delete_consumer(consumer).await?
                 {
                     pending += n;
                 }

@@ -327,33 +327,29 @@ impl<B: StreamBackend> Manager<B> {
         }
     }
 
-    /// The streams of every group this manager knows, sorted, without repeats.
-    pub(crate) fn known_streams(&self) -> Vec<String> {
-        let mut streams: Vec<String> = self
+    /// Something of every group this manager knows, sorted, without repeats.
+    fn of_known_groups<T: Ord>(&self, f: impl Fn(&Group) -> Vec<T>) -> Vec<T> {
+        let mut out: Vec<T> = self
             .inner
             .groups
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .values()
-            .flat_map(|g| g.sources.iter().map(|s| s.logical.clone()))
+            .flat_map(|g| f(g))
             .collect();
-        streams.sort();
-        streams.dedup();
-        streams
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// The streams of every group this manager knows, sorted, without repeats.
+    pub(crate) fn known_streams(&self) -> Vec<String> {
+        self.of_known_groups(|g| g.sources.iter().map(|s| s.logical.clone()).collect())
     }
 
     /// The names of the groups this manager knows, sorted.
     pub fn consumer_groups(&self) -> Vec<String> {
-        let mut names: Vec<String> = self
-            .inner
-            .groups
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .keys()
-            .cloned()
-            .collect();
-        names.sort();
-        names
+        self.of_known_groups(|g| vec![g.config.name.clone()])
     }
 
     /// The group's configuration, if this manager knows the group or finds it

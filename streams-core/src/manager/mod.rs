@@ -18,20 +18,14 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
-use futures::stream::BoxStream;
-use serde_json::Value;
-
 pub use admin::PruneReport;
 pub use claim::MAX_DELIVERIES_EXCEEDED;
 pub use health::{ConsumerHealth, GroupHealth, HealthReport, StreamHealth};
 pub use stats::Stats;
 
-use crate::api::StreamManager;
 use crate::backend::{Feature, ServerInfo, StreamBackend};
-use crate::config::{ConsumerGroupConfig, ManagerConfig};
+use crate::config::ManagerConfig;
 use crate::error::{Result, StreamError};
-use crate::message::StreamMessage;
 use crate::names::KeyLayout;
 pub(crate) use group::Group;
 use stats::Counters;
@@ -255,129 +249,4 @@ pub(crate) fn until(next: Instant) -> Duration {
     next.saturating_duration_since(Instant::now())
 }
 
-#[async_trait]
-impl<B: StreamBackend> StreamManager for Manager<B> {
-    fn consumer_id(&self) -> &str {
-        Self::consumer_id(self)
-    }
-
-    async fn initialize(&self) -> Result<()> {
-        Self::initialize(self).await
-    }
-
-    async fn create_consumer_group(&self, config: &ConsumerGroupConfig) -> Result<()> {
-        Self::create_consumer_group(self, config).await
-    }
-
-    async fn delete_consumer_group(&self, group_name: &str) -> Result<bool> {
-        Self::delete_consumer_group(self, group_name).await
-    }
-
-    async fn group_config(&self, group_name: &str) -> Result<ConsumerGroupConfig> {
-        Self::group_config(self, group_name).await
-    }
-
-    async fn registered_groups(&self) -> Result<Vec<ConsumerGroupConfig>> {
-        Self::registered_groups(self).await
-    }
-
-    async fn read_messages(
-        &self,
-        group_name: &str,
-        count: Option<usize>,
-        block: Option<Duration>,
-    ) -> Result<Vec<StreamMessage>> {
-        Self::read_messages(self, group_name, count, block).await
-    }
-
-    async fn send_message(
-        &self,
-        stream: &str,
-        data: Value,
-        max_len: Option<u64>,
-    ) -> Result<String> {
-        Self::send_message(self, stream, data, max_len).await
-    }
-
-    async fn send_batch(
-        &self,
-        stream: &str,
-        items: Vec<Value>,
-        max_len: Option<u64>,
-    ) -> Result<Vec<String>> {
-        Self::send_batch(self, stream, items, max_len).await
-    }
-
-    async fn acknowledge(&self, message: &StreamMessage, group_name: &str) -> Result<bool> {
-        Self::acknowledge(self, message, group_name).await
-    }
-
-    async fn acknowledge_many(&self, messages: &[StreamMessage], group_name: &str) -> Result<u64> {
-        Self::acknowledge_many(self, messages, group_name).await
-    }
-
-    async fn send_to_dlq(
-        &self,
-        message: &StreamMessage,
-        reason: &str,
-        group_name: Option<&str>,
-    ) -> Result<String> {
-        Self::send_to_dlq(self, message, reason, group_name).await
-    }
-
-    async fn retry_message(&self, message: &StreamMessage) -> Result<bool> {
-        Self::retry_message(self, message).await
-    }
-
-    async fn retry_with_error(&self, message: &StreamMessage, error: &str) -> Result<bool> {
-        Self::retry_with_error(self, message, error).await
-    }
-
-    async fn claim_pending_messages(
-        &self,
-        group_name: &str,
-        idle: Option<Duration>,
-    ) -> Result<Vec<StreamMessage>> {
-        Self::claim_pending_messages(self, group_name, idle).await
-    }
-
-    async fn touch(&self, message: &StreamMessage) -> Result<bool> {
-        Self::touch(self, message).await
-    }
-
-    async fn release(&self, messages: &[StreamMessage]) -> Result<u64> {
-        Self::release(self, messages).await
-    }
-
-    async fn promote_due_retries(&self, group_name: Option<&str>) -> Result<u64> {
-        Self::promote_due_retries(self, group_name).await
-    }
-
-    async fn prune_consumers(&self, group_name: &str, idle: Duration) -> Result<PruneReport> {
-        Self::prune_consumers(self, group_name, idle).await
-    }
-
-    async fn trim_stream(&self, stream: &str, max_len: u64) -> Result<u64> {
-        Self::trim_stream(self, stream, max_len).await
-    }
-
-    async fn dead_letters(&self, count: usize) -> Result<Vec<StreamMessage>> {
-        Self::dead_letters(self, count).await
-    }
-
-    async fn get_stats(&self) -> Result<Stats> {
-        Self::get_stats(self).await
-    }
-
-    async fn health(&self) -> Result<HealthReport> {
-        Self::health(self).await
-    }
-
-    fn subscribe(&self, group_name: &str) -> BoxStream<'static, Result<StreamMessage>> {
-        Self::subscribe(self, group_name)
-    }
-
-    async fn close(&self) -> Result<()> {
-        Self::close(self).await
-    }
-}
+crate::api::delegate_manager!(impl [B: StreamBackend] for Manager<B>, |this| this);

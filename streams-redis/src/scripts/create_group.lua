@@ -13,12 +13,7 @@ end
 local start = '0'
 local info = redis.pcall('XINFO', 'STREAM', key)
 if type(info) == 'table' and not info.err then
-  local last
-  for i = 1, #info, 2 do
-    if info[i] == 'last-generated-id' then
-      last = info[i + 1]
-    end
-  end
+  local last = field_of(info, 'last-generated-id')
   local ams, aseq = parse(after)
   local lms, lseq = parse(last or '')
   if ams and lms and (ams < lms or (ams == lms and aseq <= lseq)) then

@@ -7,15 +7,8 @@ if type(consumers) ~= 'table' or consumers.err then
   return -1
 end
 for _, c in ipairs(consumers) do
-  local name, pending
-  for i = 1, #c, 2 do
-    if c[i] == 'name' then
-      name = c[i + 1]
-    elseif c[i] == 'pending' then
-      pending = c[i + 1]
-    end
-  end
-  if name == ARGV[2] then
+  if field_of(c, 'name') == ARGV[2] then
+    local pending = field_of(c, 'pending')
     if pending > 0 then
       return pending
     end

@@ -37,3 +37,14 @@ local function rest(i)
   end
   return out
 end
+
+-- The value of `name` in a reply given as a flat list of names and values
+-- (XINFO), or nil.
+local function field_of(list, name)
+  for i = 1, #list, 2 do
+    if list[i] == name then
+      return list[i + 1]
+    end
+  end
+  return nil
+end

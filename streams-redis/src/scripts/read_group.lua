@@ -125,16 +125,8 @@ if #out == 0 then
     end
     local last
     for _, g in ipairs(groups) do
-      local name, id
-      for j = 1, #g, 2 do
-        if g[j] == 'name' then
-          name = g[j + 1]
-        elseif g[j] == 'last-delivered-id' then
-          id = g[j + 1]
-        end
-      end
-      if name == group then
-        last = id
+      if field_of(g, 'name') == group then
+        last = field_of(g, 'last-delivered-id')
       end
     end
     if not last then

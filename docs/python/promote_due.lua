@@ -1,0 +1,1 @@
+../../streams-redis/src/scripts/promote_due.lua
