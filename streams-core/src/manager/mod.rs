@@ -36,7 +36,7 @@ use stats::Counters;
 /// Cheap to clone: clones share one state, so a clone can be moved into a
 /// task. All the spec's methods are inherent `async fn`s (stream names as
 /// `impl AsRef<str>`, so [`StreamType`](crate::StreamType) works as is) and
-/// also available through the object-safe [`StreamManager`] trait.
+/// also available through the object-safe [`StreamManager`](crate::StreamManager) trait.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> streams_core::Result<()> {
