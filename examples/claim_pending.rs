@@ -35,17 +35,26 @@ pub async fn run<B: StreamBackend + Clone>(backend: B, config: ManagerConfig) ->
     );
 
     tokio::time::sleep(idle).await;
-    let claimed = survivor
-        .claim_pending_messages("agent_wavefront", Some(idle))
-        .await?;
-    for message in &claimed {
-        println!(
-            "cline-2 claimed {} ({:?})",
-            message.data["task_id"], message.delivery
-        );
-        survivor.acknowledge(message, "agent_wavefront").await?;
+    // Each claim takes at most one message whose consumer died holding it
+    // (it may be what killed it), so claim until nothing is left.
+    let mut finished = 0;
+    loop {
+        let claimed = survivor
+            .claim_pending_messages("agent_wavefront", Some(idle))
+            .await?;
+        if claimed.is_empty() {
+            break;
+        }
+        for message in &claimed {
+            println!(
+                "cline-2 claimed {} ({:?})",
+                message.data["task_id"], message.delivery
+            );
+            survivor.acknowledge(message, "agent_wavefront").await?;
+            finished += 1;
+        }
     }
-    assert_eq!(claimed.len(), 2);
+    assert_eq!(finished, 2);
     survivor.close().await
 }
 

@@ -105,7 +105,7 @@ fn config_for(consumer_id: Option<&str>) -> ManagerConfig {
 ///
 /// # Errors
 /// [`StreamError::Connection`] when Redis cannot be reached,
-/// [`StreamError::Unsupported`] for a server older than 6.2,
+/// [`StreamError::Unsupported`] for a server older than 7.0,
 /// [`StreamError::InvalidName`] for a bad consumer id.
 #[cfg(feature = "redis")]
 pub async fn create_stream_manager(consumer_id: Option<&str>) -> Result<RedisStreamManager> {

@@ -38,7 +38,7 @@
 //!
 //! # Cases
 //!
-//! 97 cases in 17 areas, plus `capabilities::skipped_cases_are_declared`.
+//! 104 cases in 17 areas, plus `capabilities::skipped_cases_are_declared`.
 //! A case may need backend features (see [`Feature`]); on a backend without
 //! them it is skipped, with the reason printed, and counted. Run one with `cargo test -p <backend> --test conformance <area>::<case>`.
 //!
@@ -55,11 +55,13 @@
 //! | groups | `group_over_several_streams` | a group over several streams delivers each with the right `stream`; `count` is the total |
 //! | groups | `group_names_never_reach_each_others_keys` | groups `g`, `g:ready`, `g:schedule`, `ready:g` on one stream each keep their own retries |
 //! | groups | `delete_group_removes_it_everywhere` | deleting a group removes it from its streams, its retry keys and the registry |
+//! | groups | `deleted_group_stays_deleted` | a group deleted while another manager reads it stays deleted: `GroupNotFound`, nothing recreated |
 //! | groups | `prune_removes_only_idle_empty_consumers` | pruning removes idle consumers holding nothing; busy ones are reported |
 //! | groups | `invalid_group_config_is_refused` | bad group configs give `Config` / `InvalidName` and create nothing |
 //! | read | `blocking_read_wakes_on_send` | a blocked read returns within 50 ms of a send (five rounds, two streams) |
 //! | read | `consumers_share_new_messages` | two consumers reading 200 messages concurrently get disjoint, complete sets |
 //! | read | `restarted_consumer_gets_own_pending_first` | a restarted consumer gets its own pending entries first, one per read, as redeliveries, then new ones |
+//! | read | `backlog_never_serves_work_delivered_since` | a restarted consumer's backlog is what it held at start; work delivered since is never served twice |
 //! | read | `read_uses_group_defaults` | reads default to the group's `batch_size` and `block` |
 //! | read | `empty_read_waits_for_block` | an empty read waits for `block`; `Duration::ZERO` does not wait |
 //! | read | `restart_loop_dead_letters_poison` | a message that crashes its consumer at every restart is dead-lettered past `retry_limit + 1` deliveries |
@@ -72,13 +74,15 @@
 //! | ack | `acknowledge_many_counts` | `acknowledge_many` over several streams counts only entries that were pending |
 //! | claim | `claim_respects_idle_time` | an unacked entry is claimable after its idle time and not before |
 //! | claim | `claim_increments_delivery_count` | each claim adds a delivery; `retry_count` counts retries only |
-//! | claim | `claim_pages_through_everything` | a claim takes every idle entry of every stream, across pages |
+//! | claim | `claim_pages_through_everything` | claims take every idle entry of every stream, across pages; redelivered ones one per claim |
 //! | claim | `claim_acks_deleted_pending_entries` | entries trimmed while pending are acked and counted by a claim |
 //! | claim | `restart_acks_deleted_pending_entries` | entries trimmed while pending are acked and counted when a consumer resumes |
 //! | claim | `poison_message_goes_to_dlq` | an entry delivered more than `retry_limit + 1` times goes to the DLQ ("max deliveries exceeded") |
 //! | claim | `claimed_retry_copy_is_acked_where_read` | a claimed retry copy keeps its stream and is acked (and removed) on the retry stream |
+//! | claim | `claims_take_redelivered_entries_alone` | claimers of a crash loop get the culprit alone until it is dead-lettered; batch-mates are handled |
 //! | lease | `touch_keeps_entry_from_claims` | `touch` resets the idle time without counting a delivery |
 //! | lease | `release_makes_entry_claimable` | `release` makes entries claimable at once; others are untouched |
+//! | lease | `release_twice_gives_back_one_delivery` | releasing the same delivery twice gives back one delivery |
 //! | retry | `retry_not_due_before_backoff` | a retry is not due before `base * 2^n` (200 ms, 400 ms), for any consumer of the group |
 //! | retry | `retry_due_after_backoff` | a blocked read wakes for a due retry soon after its backoff; the copy's fields are right |
 //! | retry | `retry_limit_returns_false` | at the retry limit `retry_message` returns false and the message stays pending |
@@ -110,6 +114,8 @@
 //! | errors | `reserved_names_are_refused` | the registry's and the shared DLQ's names, and namespaces with `:`, are refused |
 //! | errors | `unknown_group_is_group_not_found` | every method taking a group gives `GroupNotFound` for an unknown one |
 //! | errors | `undelivered_message_is_refused` | retry, touch, release of a message not read through a group give `NotDelivered` |
+//! | errors | `settling_through_another_group_is_refused` | ack and dead-letter through a group that did not deliver the message give `WrongGroup` and change nothing |
+//! | errors | `extreme_counts_and_durations_are_accepted` | `usize::MAX` counts, `Duration::MAX` blocks and backoffs neither panic nor fail |
 //! | errors | `zero_counts_are_config_errors` | a read count of 0 and a `max_len` of 0 give `Config` |
 //! | errors | `closed_manager_refuses_calls` | after `close` every call gives `Closed` but `get_stats`; close is idempotent |
 //! | errors | `scoped_closes_the_manager` | `scoped` closes the manager after success and after failure |
@@ -131,6 +137,7 @@
 //! | backend | `range_reads_without_group` | `range` is inclusive, ordered, bounded by `count`, and delivers nothing |
 //! | backend | `read_missing_group_is_nogroup` | a read of a missing stream or group fails with `NoGroup` at once, even blocking |
 //! | backend | `history_read_returns_own_pending` | history reads return own pending entries (a delivery each) and report deleted ones |
+//! | backend | `redeliver_serves_only_what_the_consumer_holds` | `redeliver` serves, by id, only entries the consumer holds; reports deleted ones; `NoGroup` for a missing group |
 //! | backend | `read_count_is_shared_fairly` | a group read's count is a total shared fairly over its keys |
 //! | backend | `create_group_after_id` | a group created after an id starts after it, or at the beginning if the history does not reach it |
 //! | backend | `pending_details_report_owner_and_count` | pending details give owner and delivery count and filter by consumer, range, idle |

@@ -137,7 +137,8 @@ pub trait StreamManager: Send + Sync + Debug {
     /// Acknowledges a message in `group_name`; returns whether it was pending.
     ///
     /// # Errors
-    /// [`StreamError::GroupNotFound`], connection errors.
+    /// [`StreamError::GroupNotFound`], [`StreamError::WrongGroup`] for a
+    /// message another group delivered, connection errors.
     async fn acknowledge(&self, message: &StreamMessage, group_name: &str) -> Result<bool>;
 
     /// Acknowledges many messages, one round trip per stream; returns how
@@ -155,7 +156,8 @@ pub trait StreamManager: Send + Sync + Debug {
     /// # Errors
     /// [`StreamError::DlqDisabled`],
     /// [`StreamError::NotOwner`] when the entry was acknowledged or claimed
-    /// by another consumer meanwhile, [`StreamError::GroupNotFound`].
+    /// by another consumer meanwhile, [`StreamError::WrongGroup`] for a
+    /// message another group delivered, [`StreamError::GroupNotFound`].
     async fn send_to_dlq(
         &self,
         message: &StreamMessage,
@@ -182,11 +184,16 @@ pub trait StreamManager: Send + Sync + Debug {
     /// As [`retry_message`](Self::retry_message).
     async fn retry_with_error(&self, message: &StreamMessage, error: &str) -> Result<bool>;
 
-    /// Claims every entry of the group idle for at least `idle` (default: the
-    /// group's `claim_idle`), on all its streams, all pages, and returns
-    /// them. Messages that crashed their consumers too often are
-    /// dead-lettered instead ("max deliveries exceeded"); entries deleted
-    /// while pending are acknowledged and counted.
+    /// Claims entries of the group idle for at least `idle` (default: the
+    /// group's `claim_idle`), on all its streams, and returns them: every
+    /// idle entry that was handed back unhandled, and at most one whose last
+    /// delivery ended unsettled (its consumer crashed or stalled holding it:
+    /// it may be the cause, so it comes alone, and a crash on it counts
+    /// against it only). The other idle entries stay claimable, for the next
+    /// call or another consumer: call again until it returns nothing.
+    /// Messages that crashed their consumers too often are dead-lettered
+    /// instead ("max deliveries exceeded"); entries deleted while pending
+    /// are acknowledged and counted.
     ///
     /// # Errors
     /// [`StreamError::GroupNotFound`], [`StreamError::Unsupported`] when the
@@ -248,8 +255,11 @@ pub trait StreamManager: Send + Sync + Debug {
     /// Connection errors, [`StreamError::Closed`].
     async fn dead_letters(&self, count: usize) -> Result<Vec<StreamMessage>>;
 
-    /// Counters of this manager plus the dead-letter queue's length.
-    /// Does not initialize the manager: `initialized` says whether it is.
+    /// Counters of this manager plus the dead-letter queue's length. The
+    /// counters count what this manager did since it was created, not what
+    /// other consumers did ([`health`](Self::health) reads the server's view
+    /// of every group). Does not initialize the manager: `initialized` says
+    /// whether it is.
     ///
     /// # Errors
     /// Connection errors (while reading the dead-letter length).

@@ -152,9 +152,8 @@ pub(crate) fn envelope_fields(
 pub const MAX_PAYLOAD_DEPTH: usize = 127;
 
 /// How deeply a JSON value nests arrays and objects (a scalar is 0, `{}` is
-/// 1). Walks without recursion, so any value can be measured; stops counting
-/// once `limit` is exceeded.
-pub(crate) fn depth(value: &Value, limit: usize) -> usize {
+/// 1). Walks without recursion, so any value can be measured.
+pub(crate) fn depth(value: &Value) -> usize {
     fn nests(v: &Value) -> bool {
         matches!(v, Value::Array(_) | Value::Object(_))
     }
@@ -165,9 +164,6 @@ pub(crate) fn depth(value: &Value, limit: usize) -> usize {
     }
     while let Some((v, level)) = stack.pop() {
         deepest = deepest.max(level);
-        if deepest > limit {
-            break;
-        }
         match v {
             Value::Array(items) => {
                 stack.extend(items.iter().filter(|c| nests(c)).map(|c| (c, level + 1)));
@@ -583,16 +579,15 @@ mod tests {
 
     #[test]
     fn depth_counts_nesting_without_recursion() {
-        assert_eq!(depth(&json!(1), 10), 0);
-        assert_eq!(depth(&json!({}), 10), 1);
-        assert_eq!(depth(&json!({"a": [1, {"b": []}]}), 10), 4);
-        // Very deep values are measured without overflowing the stack, and
-        // the walk stops once past the limit.
+        assert_eq!(depth(&json!(1)), 0);
+        assert_eq!(depth(&json!({})), 1);
+        assert_eq!(depth(&json!({"a": [1, {"b": []}]})), 4);
+        // Very deep values are measured without overflowing the stack.
         let mut deep = json!(0);
         for _ in 0..100_000 {
             deep = Value::Array(vec![deep]);
         }
-        assert_eq!(depth(&deep, 127), 128);
+        assert_eq!(depth(&deep), 100_000);
         std::mem::forget(deep);
         // What the limit lets through, every reader decodes.
         let at_limit = format!(
@@ -601,7 +596,7 @@ mod tests {
             "]".repeat(MAX_PAYLOAD_DEPTH - 1)
         );
         let v: Value = serde_json::from_str(&at_limit).unwrap();
-        assert_eq!(depth(&v, MAX_PAYLOAD_DEPTH), MAX_PAYLOAD_DEPTH);
+        assert_eq!(depth(&v), MAX_PAYLOAD_DEPTH);
         let over = format!(
             "{{\"a\":{}0{}}}",
             "[".repeat(MAX_PAYLOAD_DEPTH),

@@ -446,7 +446,14 @@ impl RetryPolicy {
 pub struct ManagerConfig {
     /// This process's consumer name. Default: `consumer_<pid>` (a second
     /// manager in the same process gets `consumer_<pid>_2`, and so on, so two
-    /// managers never share one pending list by accident).
+    /// managers of one process never share a pending list by accident).
+    ///
+    /// Give workers a name that is stable across restarts and unique among
+    /// live workers. A restarted worker then resumes its own unfinished work
+    /// at once; with the default, which changes on every start, that work
+    /// waits for a claim. Processes in different containers can have the
+    /// same pid (often 1), and two live workers sharing one name share one
+    /// pending list: each may take the other's in-flight work as its own.
     pub consumer_id: Option<String>,
     /// Prefix for every key, so tenants or test cases can share one server:
     /// a valid name without `:` (one key segment). Default: none.

@@ -139,7 +139,7 @@ pub enum StreamError {
     #[error("message `{id}` on `{stream}` is no longer pending for consumer `{consumer}` in group `{group}`{}",
         .owner.as_ref().map(|o| format!(" (now owned by `{o}`)")).unwrap_or_default())]
     NotOwner {
-        /// The stream key the entry was read from.
+        /// The stream the message belongs to.
         stream: String,
         /// The group.
         group: String,
@@ -149,6 +149,18 @@ pub enum StreamError {
         consumer: String,
         /// The consumer that owns it now, if any does.
         owner: Option<String>,
+    },
+
+    /// The message was delivered to another group than the one named: only
+    /// the group that delivered it can settle it.
+    #[error("message `{id}` was delivered to group `{delivered_to}`, not `{given}`")]
+    WrongGroup {
+        /// The message id.
+        id: String,
+        /// The group that delivered the message.
+        delivered_to: String,
+        /// The group named in the call.
+        given: String,
     },
 
     /// The operation needs a message that was read through a consumer group.
@@ -173,7 +185,7 @@ pub enum StreamError {
     Unsupported {
         /// What was asked for, e.g. `XAUTOCLAIM` or `claim_pending_messages`.
         feature: String,
-        /// Why it cannot be done, e.g. `needs Redis 6.2 or newer, the server is 6.0.9`.
+        /// Why it cannot be done, e.g. `it needs Redis 7.0.0 or newer; the server is 6.2.14`.
         reason: String,
     },
 

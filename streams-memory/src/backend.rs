@@ -64,6 +64,7 @@ impl MemoryBackend {
                 &stream.entries,
                 lease.consumer,
                 &ids,
+                lease.deliveries,
                 idle,
                 refund,
                 now.tick,
@@ -189,14 +190,32 @@ impl StreamBackend for MemoryBackend {
                 });
             }
             let (g, entries) = ks.group_mut(claim.key, claim.group)?;
-            Ok(g.auto_claim(
-                entries,
-                claim.consumer,
-                claim.min_idle,
-                start,
-                claim.count,
-                now.tick,
-            ))
+            if !claim.until_redelivered {
+                return Ok(g.auto_claim(
+                    entries,
+                    claim.consumer,
+                    claim.min_idle,
+                    start,
+                    claim.count,
+                    now.tick,
+                ));
+            }
+            // One entry at a time, as the Redis backend's script does.
+            let mut page = AutoClaimPage::default();
+            let mut from = start;
+            for _ in 0..claim.count {
+                let one = g.auto_claim(entries, claim.consumer, claim.min_idle, from, 1, now.tick);
+                let redelivered = one.entries.iter().any(|e| e.deliveries >= 2);
+                page.entries.extend(one.entries);
+                page.deleted.extend(one.deleted);
+                page.next = one.next;
+                let Some(next) = &page.next else { break };
+                if redelivered || page.entries.len() + page.deleted.len() >= claim.count {
+                    break;
+                }
+                from = StreamId::of(&EntryId::from(next.as_str()))?;
+            }
+            Ok(page)
         })
     }
 
@@ -214,6 +233,18 @@ impl StreamBackend for MemoryBackend {
                 ),
                 None => Vec::new(),
             })
+        })
+    }
+
+    async fn redeliver(&self, lease: Lease<'_>) -> Result<KeyEntries> {
+        self.with_state(|ks, now| {
+            let ids = parse_ids(lease.ids)?;
+            let (g, entries) = ks.group_mut(lease.key, lease.group)?;
+            let (served, deleted) = g.redeliver(entries, lease.consumer, &ids, now.tick);
+            let mut reply = KeyEntries::new(lease.key);
+            reply.entries = served;
+            reply.deleted = deleted;
+            Ok(reply)
         })
     }
 

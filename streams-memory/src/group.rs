@@ -187,6 +187,45 @@ impl Group {
         (served, deleted, last)
     }
 
+    /// Delivers again the entries of `ids` still pending for `consumer`
+    /// (`XCLAIM` to itself after checking the owner): each counts a
+    /// delivery and its idle time starts again. Ids whose entries are gone
+    /// are reported and stay pending; ids not pending for the consumer are
+    /// skipped.
+    pub(crate) fn redeliver(
+        &mut self,
+        entries: &Entries,
+        consumer: &str,
+        ids: &[StreamId],
+        now: Tick,
+    ) -> (Vec<DeliveredEntry>, Vec<EntryId>) {
+        let mut served = Vec::new();
+        let mut deleted = Vec::new();
+        for id in ids {
+            if self.owner(*id) != Some(consumer) {
+                continue;
+            }
+            let Some(fields) = entries.get(id) else {
+                deleted.push(EntryId::from(id.to_string()));
+                continue;
+            };
+            if let Some(nack) = self.pel.get_mut(id) {
+                nack.deliveries = nack.deliveries.saturating_add(1);
+                nack.delivered = now;
+                served.push(DeliveredEntry::new(
+                    Entry::new(id.to_string(), fields.clone()),
+                    nack.deliveries,
+                ));
+            }
+        }
+        if !served.is_empty() {
+            if let Some(c) = self.consumers.get_mut(consumer) {
+                c.seen = now;
+            }
+        }
+        (served, deleted)
+    }
+
     /// `XAUTOCLAIM` as Redis 7.0 runs it: examines at most `count * 10` PEL
     /// entries from `start`; ids whose entries are gone leave the PEL and are
     /// reported; `count` bounds claimed plus deleted.
@@ -286,18 +325,23 @@ impl Group {
     /// with `refund` gives one delivery back (`RETRYCOUNT` one less, not
     /// below 0); returns the ids it changed. As `XCLAIM` does in Redis 7.0,
     /// an id whose entry is gone leaves the PEL instead and is not returned.
+    ///
+    /// `expected` gives, per id, the delivery count the entry must still
+    /// have for it to be changed (missing: any count).
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn set_idle(
         &mut self,
         entries: &Entries,
         consumer: &str,
         ids: &[StreamId],
+        expected: &[u64],
         idle: Duration,
         refund: bool,
         now: Tick,
     ) -> Vec<EntryId> {
         let delivered = now.minus(idle);
         let mut updated = Vec::new();
-        for id in ids {
+        for (i, id) in ids.iter().enumerate() {
             if self.owner(*id) != Some(consumer) {
                 continue;
             }
@@ -306,6 +350,9 @@ impl Group {
                 continue;
             }
             if let Some(nack) = self.pel.get_mut(id) {
+                if expected.get(i).is_some_and(|n| *n != nack.deliveries) {
+                    continue;
+                }
                 nack.delivered = delivered;
                 if refund {
                     nack.deliveries = nack.deliveries.saturating_sub(1);
@@ -484,6 +531,7 @@ mod tests {
                 &es,
                 "c1",
                 &[id(ms)],
+                &[],
                 Duration::ZERO,
                 false,
                 t0.plus(Duration::from_secs(10)),
@@ -527,11 +575,18 @@ mod tests {
             &es,
             "a",
             &[id(1), id(3), id(9)],
+            &[],
             Duration::from_secs(60),
             false,
             t1,
         );
         assert_eq!(updated, ["1-1"]);
+        // A hand-back expecting another delivery count changes nothing.
+        assert!(
+            g.set_idle(&es, "a", &[id(1)], &[2], Duration::ZERO, true, t1)
+                .is_empty()
+        );
+        assert_eq!(g.pending(all, 1, None, None, t1)[0].deliveries, 1);
         let idle = g.pending(all, 10, None, Some(Duration::from_secs(30)), t1);
         assert_eq!(idle.len(), 1);
         assert_eq!(
@@ -544,7 +599,7 @@ mod tests {
         let mut es = es;
         es.remove(&id(2));
         assert!(
-            g.set_idle(&es, "a", &[id(2)], Duration::ZERO, false, t1)
+            g.set_idle(&es, "a", &[id(2)], &[], Duration::ZERO, false, t1)
                 .is_empty()
         );
         assert!(g.owner(id(2)).is_none());

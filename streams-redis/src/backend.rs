@@ -328,6 +328,10 @@ impl StreamBackend for RedisBackend {
         commands::pending(self, query).await
     }
 
+    async fn redeliver(&self, lease: Lease<'_>) -> Result<KeyEntries> {
+        scripts::redeliver(self, &lease).await
+    }
+
     async fn renew(&self, lease: Lease<'_>) -> Result<Vec<EntryId>> {
         scripts::set_idle(self, &lease, Duration::ZERO, false).await
     }

@@ -15,8 +15,11 @@ use crate::error::{self, BACKEND, Op, bad_reply};
 use crate::reply;
 use crate::scripts::{self, ms};
 
-/// The oldest server this backend works with: `XAUTOCLAIM` arrived in 6.2.
-pub(crate) const MIN_VERSION: (u32, u32, u32) = (6, 2, 0);
+/// The oldest server this backend works with. `XAUTOCLAIM` arrived in 6.2,
+/// but 7.0 is what the scripts rely on: errors raised inside a script keep
+/// their code (`NOGROUP`, which recovers a lost group), and `XAUTOCLAIM` and
+/// `XCLAIM` report and drop pending entries whose entries were deleted.
+pub(crate) const MIN_VERSION: (u32, u32, u32) = (7, 0, 0);
 
 /// `XADD` with at most one length trim inline; `None` when the trims need
 /// the server's clock or several passes (the `add` script then does it).
@@ -59,7 +62,7 @@ pub(crate) fn check_version(version: (u32, u32, u32)) -> Result<()> {
         let (a, b, c) = version;
         let (x, y, z) = MIN_VERSION;
         return Err(StreamError::Unsupported {
-            feature: "XAUTOCLAIM".to_owned(),
+            feature: "the redis backend".to_owned(),
             reason: format!("it needs Redis {x}.{y}.{z} or newer; the server is {a}.{b}.{c}"),
         });
     }
@@ -186,10 +189,11 @@ pub(crate) async fn read_group(b: &RedisBackend, read: ReadGroup<'_>) -> Result<
         return Ok(Vec::new());
     }
     let history = read.keys.iter().any(|(_, c)| !matches!(c, ReadCursor::New));
-    let deadline = read
-        .block
-        .filter(|_| !history)
-        .and_then(|block| Instant::now().checked_add(block));
+    let deadline = read.block.filter(|_| !history).map(|block| {
+        Instant::now()
+            .checked_add(block)
+            .unwrap_or_else(|| Instant::now() + crate::conn::FAR)
+    });
     loop {
         let (replies, waits) = scripts::read_group(b, &read).await?;
         if !replies.is_empty() {
@@ -247,7 +251,7 @@ pub(crate) async fn pending(
     }
     cmd.arg(bound(&query.start, "-"))
         .arg(bound(&query.end, "+"))
-        .arg(query.count);
+        .arg(scripts::count_arg(query.count));
     if let Some(consumer) = query.consumer {
         cmd.arg(consumer);
     }
@@ -284,7 +288,7 @@ pub(crate) async fn range(b: &RedisBackend, query: RangeQuery<'_>) -> Result<Vec
         .arg(bound(&query.start, "-"))
         .arg(bound(&query.end, "+"))
         .arg("COUNT")
-        .arg(query.count);
+        .arg(scripts::count_arg(query.count));
     reply::entries("XRANGE", b.raw(&cmd, b.op("XRANGE")).await?)
 }
 
@@ -379,11 +383,11 @@ mod tests {
 
     #[test]
     fn old_servers_are_refused() {
-        assert!(check_version((6, 2, 0)).is_ok());
-        assert!(check_version((7, 0, 15)).is_ok());
-        let e = check_version((6, 0, 9)).unwrap_err();
+        assert!(check_version((7, 0, 0)).is_ok());
+        assert!(check_version((7, 2, 4)).is_ok());
+        let e = check_version((6, 2, 14)).unwrap_err();
         assert!(
-            matches!(&e, StreamError::Unsupported { feature, reason } if feature == "XAUTOCLAIM" && reason.contains("6.0.9")),
+            matches!(&e, StreamError::Unsupported { reason, .. } if reason.contains("6.2.14") && reason.contains("7.0.0")),
             "{e}"
         );
         assert_eq!(bound(&Bound::Excluded(EntryId::from("1-0")), "-"), "(1-0");

@@ -15,6 +15,9 @@ use redis::{AsyncConnectionConfig, Client, Cmd, RedisResult, Value};
 
 use crate::config::RedisConfig;
 
+/// Stands in for a block too long to represent (a century).
+pub(crate) const FAR: Duration = Duration::from_secs(100 * 365 * 86_400);
+
 /// The connections of one backend.
 pub(crate) struct Conns {
     commands: ConnectionManager,
@@ -88,7 +91,7 @@ impl Conns {
     /// The response timeout a blocking read of `block` runs under, for errors.
     pub(crate) fn blocking_timeout(&self, block: Duration, response_timeout: Duration) -> Duration {
         match &self.blocking {
-            Blocking::Pool(pool) => block + pool.margin,
+            Blocking::Pool(pool) => block.saturating_add(pool.margin),
             Blocking::Shared { .. } => response_timeout,
         }
     }
@@ -102,7 +105,9 @@ impl Conns {
         match &self.blocking {
             Blocking::Pool(pool) => pool.run(&build(block), block).await,
             Blocking::Shared { slice } => {
-                let deadline = Instant::now() + block;
+                let deadline = Instant::now()
+                    .checked_add(block)
+                    .unwrap_or_else(|| Instant::now() + FAR);
                 let mut conn = self.commands();
                 loop {
                     let left = deadline.saturating_duration_since(Instant::now());
@@ -159,7 +164,7 @@ impl Pool {
     /// mid-read, the connection is dropped with it, which closes the socket
     /// and ends the `BLOCK` on the server.
     async fn run(&self, cmd: &Cmd, block: Duration) -> RedisResult<Value> {
-        let mut conn = self.take(block + self.margin).await?;
+        let mut conn = self.take(block.saturating_add(self.margin)).await?;
         let result = cmd.query_async::<Value>(&mut conn).await;
         match &result {
             Ok(_) => self.give_back(conn),

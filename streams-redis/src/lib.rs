@@ -46,8 +46,10 @@
 //! - Scripts touch keys of different streams (a shared dead-letter stream),
 //!   so the backend targets a standalone server (or a primary with
 //!   replicas), not Redis Cluster.
-//! - The server must be Redis 6.2 or newer (`XAUTOCLAIM`); older servers are
-//!   refused by [`server_info`](streams_core::StreamBackend::server_info).
+//! - The server must be Redis 7.0 or newer; older servers are refused by
+//!   [`server_info`](streams_core::StreamBackend::server_info). The scripts
+//!   rely on 7.0: errors raised inside them keep their code (`NOGROUP`), and
+//!   claims report and drop pending entries that were deleted.
 //!
 //! The wire format and key layout are in `docs/wire-format.md`.
 //!

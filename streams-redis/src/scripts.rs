@@ -53,6 +53,10 @@ pub(crate) static AUTO_CLAIM: LazyLock<Script> =
 pub(crate) static SET_IDLE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("scripts/set_idle.lua")));
 
+/// Delivers again entries a consumer still holds.
+pub(crate) static REDELIVER: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("scripts/redeliver.lua")));
+
 /// A group read with a total count shared fairly over its keys.
 pub(crate) static READ_GROUP: LazyLock<Script> =
     LazyLock::new(|| Script::new(with_lib!("scripts/read_group.lua")));
@@ -75,6 +79,15 @@ pub(crate) const ADD_SOURCE: &str = with_lib!("scripts/add.lua");
 /// The source of [`PROMOTE_DUE`], for `SCRIPT LOAD` in front of a pipeline.
 /// Self-contained: other languages `EVAL` this text to promote their retries.
 pub(crate) const PROMOTE_DUE_SOURCE: &str = include_str!("scripts/promote_due.lua");
+
+/// The largest `COUNT` sent to the server: counts are integers there, and
+/// the scripts do arithmetic on them as doubles. No reply comes near it.
+const MAX_COUNT: usize = (1 << 31) - 1;
+
+/// A count as sent to the server: at least 1, at most [`MAX_COUNT`].
+pub(crate) fn count_arg(n: usize) -> usize {
+    n.clamp(1, MAX_COUNT)
+}
 
 /// Milliseconds of a duration, saturating.
 pub(crate) fn ms(d: Duration) -> u64 {
@@ -205,7 +218,7 @@ pub(crate) async fn promote_due(
     pipe.add_command(load(PROMOTE_DUE_SOURCE)).ignore();
     for keys in schedules {
         let mut cmd = evalsha(&PROMOTE_DUE, &[&keys.schedule, &keys.ready]);
-        cmd.arg(limit.max(1));
+        cmd.arg(count_arg(limit));
         pipe.add_command(cmd);
     }
     let replies = b.pipeline(&pipe, b.op("EVALSHA promote_due")).await?;
@@ -241,7 +254,8 @@ pub(crate) async fn auto_claim(b: &RedisBackend, claim: &AutoClaim<'_>) -> Resul
         .arg(claim.consumer)
         .arg(ms(claim.min_idle))
         .arg(claim.start.as_ref().map_or("0-0", Cursor::as_str))
-        .arg(claim.count.max(1));
+        .arg(count_arg(claim.count))
+        .arg(if claim.until_redelivered { "1" } else { "0" });
     let op = b.op("EVALSHA auto_claim").on(claim.key, claim.group);
     let mut parts = reply::array(WHAT, b.script(&inv, op).await?)?.into_iter();
     let (Some(next), Some(entries), Some(deleted), Some(counts)) =
@@ -292,14 +306,56 @@ pub(crate) async fn set_idle(
         .arg(lease.consumer)
         .arg(ms(idle))
         .arg(if refund { "1" } else { "0" });
-    for id in lease.ids {
+    for (i, id) in lease.ids.iter().enumerate() {
         inv.arg(id.as_str());
+        match lease.expected_deliveries(i) {
+            Some(n) => inv.arg(n),
+            None => inv.arg(""),
+        };
     }
     let op = b.op("EVALSHA set_idle").on(lease.key, lease.group);
     reply::array(WHAT, b.script(&inv, op).await?)?
         .into_iter()
         .map(|v| reply::string(WHAT, v).map(EntryId::from))
         .collect()
+}
+
+/// Entries delivered again to the consumer holding them; see
+/// `scripts/redeliver.lua`.
+pub(crate) async fn redeliver(b: &RedisBackend, lease: &Lease<'_>) -> Result<KeyEntries> {
+    const WHAT: &str = "XCLAIM (redeliver)";
+    let mut reply = KeyEntries::new(lease.key);
+    if lease.ids.is_empty() {
+        return Ok(reply);
+    }
+    let mut inv = REDELIVER.prepare_invoke();
+    inv.key(lease.key).arg(lease.group).arg(lease.consumer);
+    for id in lease.ids {
+        inv.arg(id.as_str());
+    }
+    let op = b.op("EVALSHA redeliver").on(lease.key, lease.group);
+    let mut parts = reply::array(WHAT, b.script(&inv, op).await?)?.into_iter();
+    let (Some(entries), Some(counts), Some(deleted)) = (parts.next(), parts.next(), parts.next())
+    else {
+        return Err(bad_reply(WHAT, "expected [entries, counts, deleted]"));
+    };
+    let entries = reply::array(WHAT, entries)?;
+    let counts = reply::array(WHAT, counts)?;
+    if entries.len() != counts.len() {
+        return Err(bad_reply(WHAT, "one delivery count per entry expected"));
+    }
+    for (entry, n) in entries.into_iter().zip(counts) {
+        let (id, fields) = reply::entry(WHAT, entry)?;
+        reply.entries.push(DeliveredEntry::new(
+            Entry::new(id, fields.unwrap_or_default()),
+            reply::count(WHAT, n)?,
+        ));
+    }
+    reply.deleted = reply::array(WHAT, deleted)?
+        .into_iter()
+        .map(|v| reply::string(WHAT, v).map(EntryId::from))
+        .collect::<Result<_>>()?;
+    Ok(reply)
 }
 
 /// A group created after `after` when the stream's history reaches it; see
@@ -346,7 +402,7 @@ pub(crate) async fn read_group(
     }
     inv.arg(read.group)
         .arg(read.consumer)
-        .arg(read.count.max(1));
+        .arg(count_arg(read.count));
     for (_, cursor) in read.keys {
         match cursor {
             ReadCursor::New => inv.arg(">"),
@@ -461,6 +517,7 @@ mod tests {
         for s in [
             &*AUTO_CLAIM,
             &*SET_IDLE,
+            &*REDELIVER,
             &*DELETE_CONSUMER,
             &*READ_GROUP,
             &*CREATE_GROUP,

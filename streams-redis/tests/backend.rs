@@ -800,3 +800,154 @@ async fn bad_urls_and_unreachable_servers_are_clear_errors() {
     assert!(!err.to_string().contains("pw"), "{err}");
     assert!(started.elapsed() < Duration::from_secs(3));
 }
+
+/// A plain connection for commands the backend does not send.
+async fn raw(c: &Ctx) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(c.url.as_str())
+        .expect("a valid Redis URL")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect to Redis")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_checks_every_group_before_delivering() {
+    run("read-nogroup-late", |c: Ctx| async move {
+        let b = &c.backend;
+        let (s1, s2) = (c.key("s1"), c.key("s2"));
+        for s in [&s1, &s2] {
+            b.create_group(CreateGroup::new(s, "g", StartAt::Beginning))
+                .await
+                .unwrap();
+        }
+        for i in 0..3 {
+            b.add(add(&s2, &[("n", &i.to_string())], vec![]))
+                .await
+                .unwrap();
+        }
+        let mut conn = raw(&c).await;
+        let _: i64 = redis::cmd("XGROUP")
+            .arg("DESTROY")
+            .arg(&s1)
+            .arg("g")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        // s2 is read first and has entries; s1 has lost its group.
+        let keys = vec![(s2.clone(), ReadCursor::New), (s1.clone(), ReadCursor::New)];
+        let err = read(b, "g", "w", &keys, None).await.unwrap_err();
+        assert!(matches!(err, StreamError::NoGroup { .. }), "{err}");
+        let pending = b.pending(PendingQuery::new(&s2, "g", 10)).await.unwrap();
+        assert!(
+            pending.is_empty(),
+            "nothing delivered unreturned: {pending:?}"
+        );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acks_with_delete_take_many_ids() {
+    run("ack-many", |c: Ctx| async move {
+        let b = &c.backend;
+        let s = c.key("ready");
+        b.create_group(CreateGroup::new(&s, "g", StartAt::Beginning))
+            .await
+            .unwrap();
+        let n = 9000;
+        let adds = (0..n)
+            .map(|i| add(&s, &[("n", &i.to_string())], vec![]))
+            .collect();
+        let ids = b.add_batch(adds).await.unwrap();
+        let keys = new(&s);
+        let got = b
+            .read_group(ReadGroup::new("g", "w", &keys, n))
+            .await
+            .unwrap();
+        assert_eq!(got[0].entries.len(), n);
+        let acked = b.ack(Ack::new(&s, "g", &ids).deleting(true)).await.unwrap();
+        assert_eq!(acked, n as u64);
+        assert_eq!(b.len(&s).await.unwrap(), 0);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn promotion_goes_past_members_it_cannot_unpack() {
+    run("promote-bad-member", |c: Ctx| async move {
+        let b = &c.backend;
+        let (schedule, ready) = (c.key("schedule"), c.key("ready"));
+        let mut conn = raw(&c).await;
+        // A member whose fields hold a table, then a well-formed one.
+        let _: () = redis::cmd("EVAL")
+            .arg(
+                "redis.call('ZADD', KEYS[1], 1, cmsgpack.pack({'a', 'b', 'k', {1}})) \
+                 redis.call('ZADD', KEYS[1], 2, cmsgpack.pack({'a', 'b', 'k', 'v'}))",
+            )
+            .arg(1)
+            .arg(&schedule)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let done = b
+            .promote_due(&[ScheduleKeys::new(&schedule, &ready)], 10)
+            .await
+            .unwrap();
+        assert_eq!(done[0].promoted, 2, "{done:?}");
+        assert!(done[0].error.is_none(), "{done:?}");
+        let entries = b.range(RangeQuery::new(&ready, 10)).await.unwrap();
+        assert_eq!(entries.len(), 2);
+        assert_eq!(entries[0].fields[0].0.as_ref(), b"schedule_member");
+        assert_eq!(entries[1].fields, fields(&[("k", "v")]));
+        assert_eq!(b.schedule_len(&schedule).await.unwrap(), 0);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_after_an_id_compares_sequences_exactly() {
+    run("create-after-big-seq", |c: Ctx| async move {
+        let b = &c.backend;
+        let s = c.key("s");
+        let mut conn = raw(&c).await;
+        // 2^53 and 2^53 + 1 are one double.
+        let _: String = redis::cmd("XADD")
+            .arg(&s)
+            .arg("5-9007199254740992")
+            .arg("n")
+            .arg("1")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let beyond = EntryId::from("5-9007199254740993");
+        assert!(
+            b.create_group(CreateGroup::new(&s, "g", StartAt::After(beyond)))
+                .await
+                .unwrap()
+        );
+        // The stream never gave out 5-9007199254740993: the group starts at
+        // the beginning and skips nothing.
+        let got = read(b, "g", "w", &new(&s), None).await.unwrap();
+        assert_eq!(got[0].entries[0].entry.id.as_str(), "5-9007199254740992");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hand_back_refuses_bad_ids_before_changing_anything() {
+    run("hand-back-bad-id", |c: Ctx| async move {
+        let b = &c.backend;
+        let s = c.key("s");
+        b.create_group(CreateGroup::new(&s, "g", StartAt::Beginning))
+            .await
+            .unwrap();
+        let id = b.add(add(&s, &[("n", "1")], vec![])).await.unwrap();
+        read(b, "g", "w", &new(&s), None).await.unwrap();
+        let ids = [id, EntryId::from("not-an-id")];
+        assert!(b.hand_back(Lease::new(&s, "g", "w", &ids)).await.is_err());
+        let pending = b.pending(PendingQuery::new(&s, "g", 10)).await.unwrap();
+        assert_eq!(pending[0].deliveries, 1, "nothing was given back");
+        assert!(pending[0].idle < Duration::from_secs(60));
+    })
+    .await;
+}

@@ -6,9 +6,9 @@ use std::ops::Bound;
 use std::time::{Duration, Instant};
 
 use streams_core::backend::{
-    Ack, Add, AutoClaim, ConsumerRef, ConsumerRemoval, CreateGroup, EntryId, KeyEntries, Lease,
-    Move, MoveOutcome, MoveTarget, PendingEntry, PendingQuery, RangeQuery, ReadCursor, ReadGroup,
-    ScheduleKeys, StartAt,
+    Ack, Add, AutoClaim, ConsumerRef, ConsumerRemoval, CreateGroup, Cursor, EntryId, KeyEntries,
+    Lease, Move, MoveOutcome, MoveTarget, PendingEntry, PendingQuery, RangeQuery, ReadCursor,
+    ReadGroup, ScheduleKeys, StartAt,
 };
 use streams_core::{Entry, Fields, StreamError};
 
@@ -71,6 +71,95 @@ fn ack<'a>(key: &'a str, ids: &'a [EntryId]) -> Ack<'a> {
 
 fn claim<'a>(key: &'a str, consumer: &'a str, min_idle: Duration, count: usize) -> AutoClaim<'a> {
     AutoClaim::new(key, "g", consumer, min_idle, count)
+}
+
+/// `redeliver` delivers again, by id and in the order given, the entries
+/// the consumer still holds, counting a delivery each; entries acknowledged
+/// or held by another consumer are skipped and untouched; ids whose entries
+/// are gone are reported and stay pending; a missing group is `NoGroup`.
+pub async fn redeliver_serves_only_what_the_consumer_holds(ctx: &TestContext) {
+    let backend = ctx.backend();
+    let key = ctx.key("s");
+    group_g(&backend, &key).await;
+    let ids = add_n(&backend, &key, 5).await;
+    read(&backend, &key, "a", ReadCursor::New, 5).await.unwrap();
+    assert_eq!(backend.ack(ack(&key, &ids[1..2])).await.unwrap(), 1);
+    let page = backend
+        .auto_claim(
+            claim(&key, "b", Duration::ZERO, 1).from_cursor(Some(Cursor::new(ids[2].as_str()))),
+        )
+        .await
+        .unwrap();
+    assert_eq!(page.entries[0].entry.id, ids[2]);
+    trim_exact(&backend, &key, 4).await; // ids[0] is gone while pending
+
+    let asked = [
+        ids[4].clone(),
+        ids[0].clone(),
+        ids[1].clone(),
+        ids[2].clone(),
+        ids[3].clone(),
+    ];
+    let reply = backend
+        .redeliver(Lease::new(&key, "g", "a", &asked))
+        .await
+        .unwrap();
+    assert_eq!(reply.key, key);
+    let got: Vec<_> = reply
+        .entries
+        .iter()
+        .map(|e| (e.entry.id.clone(), e.deliveries))
+        .collect();
+    assert_eq!(
+        got,
+        [(ids[4].clone(), 2), (ids[3].clone(), 2)],
+        "in the order asked"
+    );
+    assert_eq!(reply.entries[0].entry.fields, entry_fields(4));
+    assert_eq!(reply.deleted, ids[..1]);
+    let pending: Vec<_> = pending_all(&backend, &key, "g")
+        .await
+        .into_iter()
+        .map(|p| (p.id, p.consumer, p.deliveries))
+        .collect();
+    assert_eq!(
+        pending,
+        [
+            (ids[0].clone(), "a".to_owned(), 1),
+            (ids[2].clone(), "b".to_owned(), 2),
+            (ids[3].clone(), "a".to_owned(), 2),
+            (ids[4].clone(), "a".to_owned(), 2),
+        ]
+    );
+    let fresh = backend
+        .pending(PendingQuery::new(&key, "g", 10).of_consumer("a").within(
+            Bound::Included(ids[3].clone()),
+            Bound::Included(ids[4].clone()),
+        ))
+        .await
+        .unwrap();
+    assert!(
+        fresh.iter().all(|p| p.idle < Duration::from_secs(1)),
+        "idle starts again"
+    );
+    assert!(
+        backend
+            .redeliver(Lease::new(&key, "g", "a", &[]))
+            .await
+            .unwrap()
+            .entries
+            .is_empty()
+    );
+    assert_err!(
+        backend.redeliver(Lease::new(&key, "nope", "a", &ids)).await,
+        StreamError::NoGroup { .. }
+    );
+    assert_err!(
+        backend
+            .redeliver(Lease::new(&ctx.key("missing"), "g", "a", &ids))
+            .await,
+        StreamError::NoGroup { .. }
+    );
 }
 
 /// The backend names itself, reports its server's version and its

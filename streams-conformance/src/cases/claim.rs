@@ -5,8 +5,13 @@ use std::time::{Duration, Instant};
 use streams_core::{MAX_DELIVERIES_EXCEEDED, MessageStatus, StreamMessage};
 
 use crate::support::{
-    TestContext, entries, eventually, ids, pending_all, read_n, read_now, send_n, trim_exact,
+    TestContext, claim_all, entries, eventually, ids, pending_all, read_n, read_now, send_n,
+    trim_exact,
 };
+
+/// Idle time the claims below ask for: longer than a claimer takes to page
+/// through everything, so it never claims back what it has just claimed.
+const CLAIM_IDLE: Duration = Duration::from_millis(800);
 
 /// An unacknowledged message can be claimed by another consumer once it has
 /// been idle for the given time, and not before; the group's `claim_idle`
@@ -85,22 +90,40 @@ pub async fn claim_increments_delivery_count(ctx: &TestContext) {
     }
 }
 
-/// A claim takes every idle entry of every stream of the group, across as
-/// many pages as it takes.
+/// Claims take every idle entry of every stream of the group, across as
+/// many pages as it takes: handed-back ones all at once, and the ones a
+/// consumer died holding one per claim (each may have killed it).
 pub async fn claim_pages_through_everything(ctx: &TestContext) {
     let a = ctx.manager("a");
     ctx.create_group(&a, "g", &["s1", "s2"]).await;
     let s1 = send_n(&a, "s1", 7).await;
     let s2 = send_n(&a, "s2", 4).await;
-    read_n(&a, "g", 11, Duration::from_secs(5)).await;
+    let held = read_n(&a, "g", 11, Duration::from_secs(5)).await;
 
     let b = ctx
         .second_manager_with(ctx.config("b").with_claim_page_size(3))
         .await;
-    let claimed = b
-        .claim_pending_messages("g", Some(Duration::ZERO))
+    // `a` hands back three of s1 before it dies holding the rest. The idle
+    // bound keeps `b` from claiming back what it has just claimed.
+    let handed_back: Vec<_> = held
+        .iter()
+        .filter(|m| m.stream == "s1")
+        .take(3)
+        .cloned()
+        .collect();
+    assert_eq!(a.release(&handed_back).await.unwrap(), 3);
+    tokio::time::sleep(CLAIM_IDLE + Duration::from_millis(50)).await;
+    let first = b
+        .claim_pending_messages("g", Some(CLAIM_IDLE))
         .await
         .unwrap();
+    assert_eq!(
+        first.len(),
+        4,
+        "three handed back and one redelivered: {first:?}"
+    );
+    let mut claimed = first;
+    claimed.extend(claim_all(&b, "g", CLAIM_IDLE).await);
     let from = |stream: &str| -> Vec<String> {
         claimed
             .iter()
@@ -137,10 +160,8 @@ pub async fn claim_acks_deleted_pending_entries(ctx: &TestContext) {
     assert_eq!(removed, 3);
 
     let b = ctx.second_manager("b").await;
-    let claimed = b
-        .claim_pending_messages("g", Some(Duration::ZERO))
-        .await
-        .unwrap();
+    tokio::time::sleep(CLAIM_IDLE + Duration::from_millis(50)).await;
+    let claimed = claim_all(&b, "g", CLAIM_IDLE).await;
     assert_eq!(ids(&claimed), sent[3..]);
     let stats = b.get_stats().await.unwrap();
     assert_eq!(stats.pending_deleted, 3);
@@ -182,7 +203,8 @@ pub async fn restart_acks_deleted_pending_entries(ctx: &TestContext) {
 
 /// A message delivered more than `retry_limit + 1` times through repeated
 /// claims is a poison message: the claim sends it to the dead-letter queue
-/// with reason "max deliveries exceeded" instead of returning it.
+/// with reason "max deliveries exceeded" instead of returning it, and the
+/// dead letter records the deliveries that reached a handler.
 pub async fn poison_message_goes_to_dlq(ctx: &TestContext) {
     let a = ctx.manager("a");
     ctx.create_group(&a, "g", &["s"]).await;
@@ -215,7 +237,7 @@ pub async fn poison_message_goes_to_dlq(ctx: &TestContext) {
     assert_eq!(prov.origin_id, sent[0]);
     assert_eq!(prov.group.as_deref(), Some("g"));
     assert_eq!(prov.consumer.as_deref(), Some("a"));
-    assert_eq!(prov.deliveries, Some(5));
+    assert_eq!(prov.deliveries, Some(4), "handed to a handler four times");
     assert_eq!(dead.data["n"], 0);
 
     let stats = a.get_stats().await.unwrap();
@@ -260,4 +282,58 @@ pub async fn claimed_retry_copy_is_acked_where_read(ctx: &TestContext) {
     assert_eq!(backend.len(&ready).await.unwrap(), 0);
     assert_eq!(backend.len(&ctx.key("s")).await.unwrap(), 1);
     assert!(pending_all(&backend, &ctx.key("s"), "g").await.is_empty());
+}
+
+/// Claims after a crash pin a crash loop on its culprit: a consumer dies on
+/// the first of a batch it read; each claimer gets the culprit alone and
+/// dies on it too, until it is dead-lettered; its batch-mates, never
+/// started, come one per claim and are handled, none dead-lettered.
+pub async fn claims_take_redelivered_entries_alone(ctx: &TestContext) {
+    let setup = ctx.manager("setup");
+    ctx.create_group(&setup, "g", &["s"]).await;
+    let items = (0..7).map(|i| serde_json::json!({ "i": i })).collect();
+    let sent = setup.send_batch("s", items, None).await.unwrap();
+    // The first process reads all seven and dies on the first (i = 0).
+    read_n(
+        &ctx.second_manager("w0").await,
+        "g",
+        7,
+        Duration::from_secs(5),
+    )
+    .await;
+    let mut crashes = 1;
+    let mut handled = Vec::new();
+    for n in 1..20 {
+        let worker = ctx.second_manager(&format!("w{n}")).await;
+        let claimed = worker
+            .claim_pending_messages("g", Some(Duration::ZERO))
+            .await
+            .unwrap();
+        if claimed.is_empty() {
+            break;
+        }
+        assert_eq!(
+            claimed.len(),
+            1,
+            "one redelivered message per claim: {claimed:?}"
+        );
+        if claimed[0].data["i"] == 0 {
+            crashes += 1; // This worker dies too.
+            continue;
+        }
+        assert!(worker.acknowledge(&claimed[0], "g").await.unwrap());
+        handled.push(claimed[0].id.clone());
+    }
+    let limit = setup.config().dlq.retry_limit;
+    assert_eq!(crashes, limit + 1, "the culprit had its attempts");
+    handled.sort();
+    assert_eq!(handled, sent[1..], "every batch-mate was handled");
+    let dead = setup.dead_letters(10).await.unwrap();
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(dead[0].data["i"], 0);
+    assert!(
+        pending_all(&ctx.backend(), &ctx.key("s"), "g")
+            .await
+            .is_empty()
+    );
 }

@@ -12,7 +12,7 @@ use streams_core::{
 };
 
 use crate::assert_err;
-use crate::support::{DynBackend, TestContext, read_n, send_n};
+use crate::support::{DynBackend, TestContext, pending_all, read_n, send_n};
 
 /// Invalid stream names (empty, whitespace, control characters, braces,
 /// longer than 512 bytes) are refused with `InvalidName` by every sending
@@ -177,6 +177,85 @@ pub async fn undelivered_message_is_refused(ctx: &TestContext) {
     );
 }
 
+/// A message is settled only through the group that delivered it: acking
+/// or dead-lettering it through another group gives `WrongGroup` and
+/// changes nothing in either group, even where the other group holds the
+/// same entry pending.
+pub async fn settling_through_another_group_is_refused(ctx: &TestContext) {
+    let m = ctx.manager("a");
+    ctx.create_group(&m, "g1", &["s"]).await;
+    ctx.create_group(&m, "g2", &["s"]).await;
+    send_n(&m, "s", 1).await;
+    let one = read_n(&m, "g1", 1, Duration::from_secs(5)).await;
+    let two = read_n(&m, "g2", 1, Duration::from_secs(5)).await;
+    assert_eq!(one[0].id, two[0].id);
+    assert_err!(
+        m.acknowledge(&one[0], "g2").await,
+        StreamError::WrongGroup { ref delivered_to, ref given, .. } if delivered_to == "g1" && given == "g2"
+    );
+    assert_err!(
+        m.acknowledge_many(&[two[0].clone(), one[0].clone()], "g2")
+            .await,
+        StreamError::WrongGroup { .. }
+    );
+    assert_err!(
+        m.send_to_dlq(&one[0], "no", Some("g2")).await,
+        StreamError::WrongGroup { .. }
+    );
+    let backend = ctx.backend();
+    let key = ctx.key("s");
+    assert_eq!(pending_all(&backend, &key, "g1").await.len(), 1);
+    assert_eq!(pending_all(&backend, &key, "g2").await.len(), 1);
+    assert_eq!(backend.len(&m.keys().dlq("s")).await.unwrap(), 0);
+    // Through their own groups both settle.
+    assert!(m.acknowledge(&one[0], "g1").await.unwrap());
+    assert!(m.acknowledge(&two[0], "g2").await.unwrap());
+    assert_eq!(m.get_stats().await.unwrap().messages_acknowledged, 2);
+}
+
+/// Counts and durations at the edge of their types neither panic nor fail:
+/// a read of `usize::MAX` messages, a read blocking for `Duration::MAX`
+/// (it returns when a message arrives), a retry whose backoff is
+/// `Duration::MAX`.
+pub async fn extreme_counts_and_durations_are_accepted(ctx: &TestContext) {
+    let config = ctx
+        .config("a")
+        .with_dlq(streams_core::DlqConfig::default().with_retry_backoff(Duration::MAX));
+    let config =
+        config.with_retry(streams_core::RetryConfig::default().with_backoff_cap(Duration::MAX));
+    let m = Arc::new(ctx.manager_with(config));
+    ctx.create_group(&m, "g", &["s"]).await;
+    send_n(&m, "s", 2).await;
+    let got = m.read_messages("g", Some(usize::MAX), None).await.unwrap();
+    assert_eq!(got.len(), 2);
+    let waiting = {
+        let m = Arc::clone(&m);
+        tokio::spawn(async move { m.read_messages("g", Some(1), Some(Duration::MAX)).await })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    send_n(&m, "s", 1).await;
+    let woke = tokio::time::timeout(Duration::from_secs(10), waiting)
+        .await
+        .expect("a read blocking for Duration::MAX returns when a message arrives")
+        .unwrap()
+        .unwrap();
+    assert_eq!(woke.len(), 1);
+    assert!(m.retry_message(&got[0]).await.unwrap());
+    assert_eq!(
+        ctx.backend()
+            .schedule_len(&m.keys().retry_schedule("s", "g"))
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        m.acknowledge_many(&[got[1].clone(), woke[0].clone()], "g")
+            .await
+            .unwrap(),
+        2
+    );
+}
+
 /// Zero counts are configuration errors: a read of 0 messages, a send
 /// trimming to 0 entries.
 pub async fn zero_counts_are_config_errors(ctx: &TestContext) {
@@ -312,7 +391,7 @@ impl BackendLayer for RefusedServer {
     }
 }
 
-/// A server the backend refuses (Redis older than 6.2, say) fails
+/// A server the backend refuses (Redis older than 7.0, say) fails
 /// `initialize` with the backend's `Unsupported`, and so does every
 /// operation, before anything is written; `health` reports it as a problem
 /// instead of failing.

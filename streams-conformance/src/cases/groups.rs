@@ -276,6 +276,36 @@ pub async fn delete_group_removes_it_everywhere(ctx: &TestContext) {
     );
 }
 
+/// A group deleted while another manager still reads it stays deleted:
+/// that manager's next read fails with `GroupNotFound` and recreates
+/// nothing, and it forgets the group.
+pub async fn deleted_group_stays_deleted(ctx: &TestContext) {
+    let admin = ctx.manager("admin");
+    ctx.create_group(&admin, "g", &["s"]).await;
+    ctx.create_group(&admin, "other", &["s"]).await;
+    let worker = ctx.second_manager("w").await;
+    send_n(&admin, "s", 1).await;
+    read_n(&worker, "g", 1, Duration::from_secs(5)).await;
+    assert!(admin.delete_consumer_group("g").await.unwrap());
+    send_n(&admin, "s", 1).await;
+    assert_err!(
+        worker.read_messages("g", None, Some(Duration::from_millis(20))).await,
+        StreamError::GroupNotFound { ref group } if group == "g"
+    );
+    assert!(!worker.consumer_groups().contains(&"g".to_owned()));
+    let names: Vec<String> = ctx
+        .backend()
+        .groups(&ctx.key("s"))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|g| g.name)
+        .collect();
+    assert_eq!(names, ["other"]);
+    assert_eq!(admin.registered_groups().await.unwrap().len(), 1);
+    assert_eq!(worker.get_stats().await.unwrap().groups_recreated, 0);
+}
+
 /// Pruning removes the group's consumers that have been idle at least the
 /// given time and hold nothing; busy or recent consumers, and the pruning
 /// manager's own consumer, stay; consumers holding work are reported.

@@ -97,3 +97,28 @@ pub async fn release_makes_entry_claimable(ctx: &TestContext) {
     // Released entries that another consumer took are not a's to release.
     assert_eq!(a.release(&handed_back).await.unwrap(), 0);
 }
+
+/// Handing the same delivery back twice gives back one delivery: a
+/// release repeated (after a timeout, or by a dropped subscription and by
+/// hand) cannot erase the crashes a message has caused.
+pub async fn release_twice_gives_back_one_delivery(ctx: &TestContext) {
+    let a = ctx.manager("a");
+    ctx.create_group(&a, "g", &["s"]).await;
+    send_n(&a, "s", 1).await;
+    read_n(&a, "g", 1, Duration::from_secs(5)).await;
+    // `a` dies holding it; `b` claims it (its second delivery).
+    let b = ctx.second_manager("b").await;
+    let claimed = b
+        .claim_pending_messages("g", Some(Duration::ZERO))
+        .await
+        .unwrap();
+    assert_eq!(claimed[0].delivery.as_ref().unwrap().deliveries, 2);
+    assert_eq!(b.release(&claimed).await.unwrap(), 1);
+    assert_eq!(b.release(&claimed).await.unwrap(), 0, "already handed back");
+    let pending = pending_all(&ctx.backend(), &ctx.key("s"), "g").await;
+    assert_eq!(
+        pending[0].deliveries, 1,
+        "one delivery given back: {pending:?}"
+    );
+    assert_eq!(b.get_stats().await.unwrap().messages_handed_back, 1);
+}

@@ -44,12 +44,14 @@ macro_rules! __for_each_case {
                 invalid_group_config_is_refused,
                 group_names_never_reach_each_others_keys [RetrySchedule],
                 delete_group_removes_it_everywhere [RetrySchedule],
+                deleted_group_stays_deleted,
                 prune_removes_only_idle_empty_consumers [ConsumerListing],
             }
             read {
                 blocking_read_wakes_on_send,
                 consumers_share_new_messages,
                 restarted_consumer_gets_own_pending_first [HistoryReads],
+                backlog_never_serves_work_delivered_since [HistoryReads],
                 read_uses_group_defaults,
                 empty_read_waits_for_block,
                 restart_loop_dead_letters_poison [HistoryReads],
@@ -73,10 +75,12 @@ macro_rules! __for_each_case {
                 restart_acks_deleted_pending_entries [HistoryReads],
                 poison_message_goes_to_dlq [ExplicitClaims],
                 claimed_retry_copy_is_acked_where_read [ExplicitClaims, RetrySchedule],
+                claims_take_redelivered_entries_alone [ExplicitClaims],
             }
             lease {
                 touch_keeps_entry_from_claims [ExplicitClaims],
                 release_makes_entry_claimable [ExplicitClaims],
+                release_twice_gives_back_one_delivery [ExplicitClaims],
             }
             retry {
                 retry_not_due_before_backoff [RetrySchedule],
@@ -118,6 +122,8 @@ macro_rules! __for_each_case {
                 reserved_names_are_refused,
                 unknown_group_is_group_not_found [ExplicitClaims],
                 undelivered_message_is_refused,
+                settling_through_another_group_is_refused,
+                extreme_counts_and_durations_are_accepted [RetrySchedule],
                 zero_counts_are_config_errors,
                 closed_manager_refuses_calls,
                 scoped_closes_the_manager,
@@ -149,6 +155,7 @@ macro_rules! __for_each_case {
                 range_reads_without_group,
                 read_missing_group_is_nogroup [ExplicitClaims, ConsumerListing],
                 history_read_returns_own_pending [HistoryReads],
+                redeliver_serves_only_what_the_consumer_holds [HistoryReads, ExplicitClaims],
                 read_count_is_shared_fairly [HistoryReads],
                 create_group_after_id,
                 pending_details_report_owner_and_count,

@@ -400,6 +400,32 @@ pub async fn send_n(manager: &TestManager, stream: &str, n: usize) -> Vec<String
     ids
 }
 
+/// Claims from `group` until a claim returns nothing; every claim returns at
+/// most one redelivered message (one whose last delivery ended unsettled).
+/// `idle` must outlast the loop, or the claimer claims back its own entries.
+pub async fn claim_all(manager: &TestManager, group: &str, idle: Duration) -> Vec<StreamMessage> {
+    let mut out = Vec::new();
+    for _ in 0..10_000 {
+        let claimed = manager
+            .claim_pending_messages(group, Some(idle))
+            .await
+            .expect("claim_pending_messages");
+        if claimed.is_empty() {
+            return out;
+        }
+        let redelivered = claimed
+            .iter()
+            .filter(|m| m.delivery.as_ref().is_some_and(|d| d.is_redelivery()))
+            .count();
+        assert!(
+            redelivered <= 1,
+            "{redelivered} redelivered messages in one claim"
+        );
+        out.extend(claimed);
+    }
+    panic!("claims of `{group}` never ran dry");
+}
+
 /// Reads once with a short block; the messages ready now.
 pub async fn read_now(manager: &TestManager, group: &str) -> Vec<StreamMessage> {
     manager

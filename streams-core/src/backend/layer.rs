@@ -239,6 +239,14 @@ impl<L: BackendLayer> StreamBackend for Layered<L> {
         self.0.around(call, op).await
     }
 
+    async fn redeliver(&self, lease: Lease<'_>) -> Result<KeyEntries> {
+        let call = Call::new("redeliver")
+            .on_key(lease.key)
+            .in_group(lease.group);
+        let op = self.0.inner().redeliver(lease.clone());
+        self.0.around(call, op).await
+    }
+
     async fn hand_back(&self, lease: Lease<'_>) -> Result<Vec<EntryId>> {
         let call = Call::new("hand_back")
             .on_key(lease.key)

@@ -140,6 +140,26 @@ pub trait StreamBackend: GroupRegistry + Send + Sync + Debug + 'static {
     /// `history_read_returns_own_pending`.
     async fn read_group(&self, read: ReadGroup<'_>) -> Result<Vec<KeyEntries>>;
 
+    /// Delivers again entries the consumer still holds, in the lease's order:
+    /// each counts a delivery and its idle time starts again. Entries no
+    /// longer pending for the consumer (acknowledged, claimed by another)
+    /// are left alone and not returned; ids whose entries are gone are
+    /// reported in `deleted` and stay pending. Needs
+    /// [`Feature::HistoryReads`].
+    ///
+    /// # Errors
+    /// [`StreamError::NoGroup`](crate::StreamError::NoGroup) for a missing
+    /// key or group.
+    ///
+    /// # Contract
+    /// `redeliver_serves_only_what_the_consumer_holds`,
+    /// `restarted_consumer_gets_own_pending_first`,
+    /// `backlog_never_serves_work_delivered_since`.
+    async fn redeliver(&self, lease: Lease<'_>) -> Result<KeyEntries> {
+        let _ = lease;
+        Err(unsupported(self.name(), Feature::HistoryReads))
+    }
+
     /// Acknowledges entries of a group; with `delete`, also deletes them.
     /// Returns how many were pending. Unknown keys, groups and ids count 0.
     ///
@@ -150,7 +170,9 @@ pub trait StreamBackend: GroupRegistry + Send + Sync + Debug + 'static {
 
     /// One page of claiming: entries pending at least `min_idle`, from
     /// `start`, at most `count` (deleted ids count towards it), become
-    /// `consumer`'s, and their delivery counts grow by one.
+    /// `consumer`'s, and their delivery counts grow by one. With
+    /// `until_redelivered`, the page ends right after the first claimed
+    /// entry whose count is then 2 or more.
     ///
     /// # Errors
     /// [`StreamError::NoGroup`](crate::StreamError::NoGroup) for a missing key or group.
@@ -158,8 +180,11 @@ pub trait StreamBackend: GroupRegistry + Send + Sync + Debug + 'static {
     /// # Contract
     /// `claim_respects_idle_time`, `claim_increments_delivery_count`,
     /// `claim_reports_deleted_entries`, `claim_pages_through_everything`,
-    /// `auto_claim_pages_with_cursor`.
-    async fn auto_claim(&self, claim: AutoClaim<'_>) -> Result<AutoClaimPage>;
+    /// `auto_claim_pages_with_cursor`, `claims_take_redelivered_entries_alone`.
+    async fn auto_claim(&self, claim: AutoClaim<'_>) -> Result<AutoClaimPage> {
+        let _ = claim;
+        Err(unsupported(self.name(), Feature::ExplicitClaims))
+    }
 
     /// Details of pending entries, in the stream's order.
     ///
@@ -183,8 +208,11 @@ pub trait StreamBackend: GroupRegistry + Send + Sync + Debug + 'static {
     /// Hands entries the consumer holds back unhandled: they stay pending,
     /// become claimable at once, and the delivery that brought them is not
     /// counted (their delivery count goes down by one, not below zero).
-    /// Entries held by another consumer are left alone. Returns the ids
-    /// handed back.
+    /// Entries held by another consumer are left alone. With
+    /// [`Lease::deliveries`], an entry whose delivery count is no longer the
+    /// one given (it was handed back already, or delivered again) is left
+    /// alone too, so handing back twice gives back one delivery. Returns the
+    /// ids handed back.
     ///
     /// # Contract
     /// `release_makes_entry_claimable`, `released_messages_are_never_poison`.
@@ -205,14 +233,24 @@ pub trait StreamBackend: GroupRegistry + Send + Sync + Debug + 'static {
     /// # Contract
     /// `retry_not_due_before_backoff`, `retry_due_after_backoff`,
     /// `promote_due_moves_only_due_entries`, `foreign_schedule_value_does_not_stop_reads`.
-    async fn promote_due(&self, schedules: &[ScheduleKeys], limit: usize)
-    -> Result<Vec<Promotion>>;
+    async fn promote_due(
+        &self,
+        schedules: &[ScheduleKeys],
+        limit: usize,
+    ) -> Result<Vec<Promotion>> {
+        let _ = (schedules, limit);
+        Err(unsupported(self.name(), Feature::RetrySchedule))
+    }
 
-    /// Number of entries scheduled on a schedule key.
+    /// Number of entries scheduled on a schedule key. Needs
+    /// [`Feature::RetrySchedule`].
     ///
     /// # Contract
     /// `stats_match_operations`.
-    async fn schedule_len(&self, key: &str) -> Result<u64>;
+    async fn schedule_len(&self, key: &str) -> Result<u64> {
+        let _ = key;
+        Err(unsupported(self.name(), Feature::RetrySchedule))
+    }
 
     /// Trims a stream; returns how many entries were removed.
     ///
@@ -246,18 +284,32 @@ pub trait StreamBackend: GroupRegistry + Send + Sync + Debug + 'static {
     ///
     /// # Contract
     /// `health_reports_groups`, `delete_consumer_keeps_pending_work`.
-    async fn consumers(&self, key: &str, group: &str) -> Result<Vec<ConsumerInfo>>;
+    async fn consumers(&self, key: &str, group: &str) -> Result<Vec<ConsumerInfo>> {
+        let _ = (key, group);
+        Err(unsupported(self.name(), Feature::ConsumerListing))
+    }
 
     /// Removes a consumer from a group if, checked atomically, it holds no
     /// pending entries. Needs [`Feature::ConsumerListing`].
     ///
     /// # Contract
     /// `delete_consumer_keeps_pending_work`, `prune_removes_only_idle_empty_consumers`.
-    async fn delete_consumer(&self, consumer: ConsumerRef<'_>) -> Result<ConsumerRemoval>;
+    async fn delete_consumer(&self, consumer: ConsumerRef<'_>) -> Result<ConsumerRemoval> {
+        let _ = consumer;
+        Err(unsupported(self.name(), Feature::ConsumerListing))
+    }
 
     /// Releases connections. Later calls may fail. The default does nothing.
     async fn close(&self) -> Result<()> {
         Ok(())
+    }
+}
+
+/// What the default of a method a backend does not provide answers.
+fn unsupported(backend: &str, feature: Feature) -> crate::StreamError {
+    crate::StreamError::Unsupported {
+        feature: feature.describe().to_owned(),
+        reason: format!("the {backend} backend does not provide it"),
     }
 }
 
@@ -325,6 +377,9 @@ macro_rules! forward_backend {
             }
             async fn renew(&self, lease: Lease<'_>) -> Result<Vec<EntryId>> {
                 (**self).renew(lease).await
+            }
+            async fn redeliver(&self, lease: Lease<'_>) -> Result<KeyEntries> {
+                (**self).redeliver(lease).await
             }
             async fn hand_back(&self, lease: Lease<'_>) -> Result<Vec<EntryId>> {
                 (**self).hand_back(lease).await

@@ -270,6 +270,11 @@ pub struct AutoClaim<'a> {
     pub start: Option<Cursor>,
     /// Most entries claimed plus deleted ids reported; at least 1.
     pub count: usize,
+    /// End the page right after the first claimed entry that had been
+    /// delivered before and not handed back (its delivery count after the
+    /// claim is 2 or more): such an entry may have crashed its last
+    /// consumer, so it is taken alone.
+    pub until_redelivered: bool,
 }
 
 impl<'a> AutoClaim<'a> {
@@ -288,7 +293,15 @@ impl<'a> AutoClaim<'a> {
             min_idle,
             start: None,
             count,
+            until_redelivered: false,
         }
+    }
+
+    /// Ends the page right after the first redelivered entry claimed.
+    #[must_use]
+    pub fn until_redelivered(mut self) -> Self {
+        self.until_redelivered = true;
+        self
     }
 
     /// Goes on from `cursor`.
@@ -423,6 +436,9 @@ pub struct Lease<'a> {
     pub consumer: &'a str,
     /// The entries.
     pub ids: &'a [EntryId],
+    /// For a hand-back: the delivery count of each entry as the consumer
+    /// got it, one per id; empty when not known.
+    pub deliveries: &'a [u64],
 }
 
 impl<'a> Lease<'a> {
@@ -433,7 +449,21 @@ impl<'a> Lease<'a> {
             group,
             consumer,
             ids,
+            deliveries: &[],
         }
+    }
+
+    /// The delivery count of each entry as the consumer got it, one per id
+    /// (see [`StreamBackend::hand_back`](super::StreamBackend::hand_back)).
+    #[must_use]
+    pub fn with_deliveries(mut self, deliveries: &'a [u64]) -> Self {
+        self.deliveries = deliveries;
+        self
+    }
+
+    /// The delivery count expected for the `i`th id, if known.
+    pub fn expected_deliveries(&self, i: usize) -> Option<u64> {
+        self.deliveries.get(i).copied()
     }
 }
 

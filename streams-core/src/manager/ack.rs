@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use super::Manager;
+use super::dlq::check_group;
 use super::stats::Counters;
 use crate::backend::{Ack, EntryId, Lease, StreamBackend};
 use crate::error::{Result, StreamError};
@@ -25,7 +26,8 @@ impl<B: StreamBackend> Manager<B> {
     /// See [`StreamManager::acknowledge`](crate::StreamManager::acknowledge).
     ///
     /// # Errors
-    /// [`StreamError::GroupNotFound`], [`StreamError::InvalidName`], connection errors.
+    /// [`StreamError::GroupNotFound`], [`StreamError::WrongGroup`],
+    /// [`StreamError::InvalidName`], connection errors.
     pub async fn acknowledge(&self, message: &StreamMessage, group_name: &str) -> Result<bool> {
         Ok(self
             .acknowledge_many(std::slice::from_ref(message), group_name)
@@ -37,7 +39,8 @@ impl<B: StreamBackend> Manager<B> {
     /// See [`StreamManager::acknowledge_many`](crate::StreamManager::acknowledge_many).
     ///
     /// # Errors
-    /// [`StreamError::GroupNotFound`], [`StreamError::InvalidName`], connection errors.
+    /// [`StreamError::GroupNotFound`], [`StreamError::WrongGroup`],
+    /// [`StreamError::InvalidName`], connection errors.
     pub async fn acknowledge_many(
         &self,
         messages: &[StreamMessage],
@@ -45,6 +48,9 @@ impl<B: StreamBackend> Manager<B> {
     ) -> Result<u64> {
         self.ready().await?;
         self.group(group_name).await?;
+        for m in messages {
+            check_group(m, group_name)?;
+        }
         let mut by_key: BTreeMap<(String, bool), Vec<EntryId>> = BTreeMap::new();
         for m in messages {
             by_key
@@ -100,22 +106,23 @@ impl<B: StreamBackend> Manager<B> {
     /// [`StreamError::NotDelivered`], connection errors.
     pub async fn release(&self, messages: &[StreamMessage]) -> Result<u64> {
         self.ready().await?;
-        let mut by_key: BTreeMap<(String, String, String), Vec<EntryId>> = BTreeMap::new();
+        type Held = (Vec<EntryId>, Vec<u64>);
+        let mut by_key: BTreeMap<(String, String, String), Held> = BTreeMap::new();
         for m in messages {
             let delivery = Self::delivery_of(m, "released")?;
             let (key, _) = self.read_key(m, &delivery.group);
-            by_key
+            let (ids, deliveries) = by_key
                 .entry((key, delivery.group.clone(), delivery.consumer.clone()))
-                .or_default()
-                .push(EntryId::from(m.id.as_str()));
+                .or_default();
+            ids.push(EntryId::from(m.id.as_str()));
+            deliveries.push(delivery.deliveries);
         }
         let mut released = 0;
-        for ((key, group, consumer), ids) in by_key {
-            released += self
-                .backend()
-                .hand_back(Lease::new(&key, &group, &consumer, &ids))
-                .await?
-                .len() as u64;
+        for ((key, group, consumer), (ids, deliveries)) in by_key {
+            // With the counts the messages were delivered with, handing the
+            // same delivery back twice gives back one delivery.
+            let lease = Lease::new(&key, &group, &consumer, &ids).with_deliveries(&deliveries);
+            released += self.backend().hand_back(lease).await?.len() as u64;
         }
         Counters::add(&self.inner.counters.handed_back, released);
         Ok(released)

@@ -7,7 +7,7 @@ use super::{Group, Manager};
 use crate::backend::{Ack, AutoClaim, Feature, KeyEntries, StreamBackend};
 use crate::config::RetryPolicy;
 use crate::error::{Result, StreamError};
-use crate::message::StreamMessage;
+use crate::message::{Delivery, StreamMessage};
 
 /// The dead-letter reason of a poison message.
 pub const MAX_DELIVERIES_EXCEEDED: &str = "max deliveries exceeded";
@@ -32,7 +32,7 @@ pub(crate) fn is_poison(message: &StreamMessage, policy: &RetryPolicy) -> bool {
 }
 
 impl<B: StreamBackend> Manager<B> {
-    /// Claims every entry of the group idle for at least `idle`.
+    /// Claims entries of the group idle for at least `idle`.
     /// See [`StreamManager::claim_pending_messages`](crate::StreamManager::claim_pending_messages).
     ///
     /// # Errors
@@ -50,16 +50,18 @@ impl<B: StreamBackend> Manager<B> {
         let page_size = self.config().claim_page_size;
         let name = group.config.name.as_str();
         let mut claimed = Vec::new();
-        for key in group.all_keys() {
+        'keys: for key in group.all_keys() {
             let mut cursor = None;
             loop {
                 let request = AutoClaim::new(key, name, &group.consumer, idle, page_size)
-                    .from_cursor(cursor.clone());
+                    .from_cursor(cursor.clone())
+                    .until_redelivered();
                 let page = self
                     .with_recovery(&group, || self.backend().auto_claim(request.clone()))
                     .await?;
                 if !page.deleted.is_empty() {
-                    // Redis 7 already dropped them from the pending list; 6.2 did not.
+                    // Backends may have dropped them from the pending list
+                    // already (Redis 7 does); acknowledging is harmless then.
                     self.backend()
                         .ack(Ack::new(key, name, &page.deleted))
                         .await?;
@@ -70,16 +72,25 @@ impl<B: StreamBackend> Manager<B> {
                 }
                 let mut reply = KeyEntries::new(key);
                 reply.entries = page.entries;
-                claimed.extend(self.deliver(&group, vec![reply], false));
+                let messages = self.deliver(&group, vec![reply], false);
+                let messages = self.screen_poison(&group, messages).await?;
+                // A redelivered message may have crashed its last consumer:
+                // it is taken alone; the others wait for the next claim.
+                let alone = messages
+                    .iter()
+                    .any(|m| m.delivery.as_ref().is_some_and(Delivery::is_redelivery));
+                claimed.extend(messages);
+                if alone {
+                    break 'keys;
+                }
                 match page.next {
                     Some(next) if Some(&next) != cursor.as_ref() => cursor = Some(next),
                     _ => break,
                 }
             }
         }
-        let messages = self.screen_poison(&group, claimed).await?;
-        Counters::add(&self.inner.counters.claimed, messages.len() as u64);
-        Ok(messages)
+        Counters::add(&self.inner.counters.claimed, claimed.len() as u64);
+        Ok(claimed)
     }
 
     /// Dead-letters the poison messages among redelivered ones (see
@@ -103,8 +114,14 @@ impl<B: StreamBackend> Manager<B> {
                     deliveries = msg.delivery.as_ref().map_or(0, |d| d.deliveries),
                     "poison message: sending it to the dead-letter queue"
                 );
+                // This delivery found it poison and never reached a
+                // handler: the dead letter records the handler attempts.
+                let mut attempts = msg.clone();
+                if let Some(d) = attempts.delivery.as_mut() {
+                    d.deliveries = d.deliveries.saturating_sub(1);
+                }
                 match self
-                    .send_to_dlq(&msg, MAX_DELIVERIES_EXCEEDED, Some(&group.config.name))
+                    .send_to_dlq(&attempts, MAX_DELIVERIES_EXCEEDED, Some(&group.config.name))
                     .await
                 {
                     Ok(_) => {
@@ -113,7 +130,20 @@ impl<B: StreamBackend> Manager<B> {
                     }
                     // Another consumer took it meanwhile: it is not ours to handle.
                     Err(StreamError::NotOwner { .. }) => continue,
-                    Err(e) => return Err(e),
+                    // Closing stops everything.
+                    Err(StreamError::Closed) => return Err(StreamError::Closed),
+                    // It stays pending and is not handed to a handler (it
+                    // would crash it again); the other messages go on. A
+                    // later claim tries the dead-letter queue again.
+                    Err(e) => {
+                        tracing::error!(
+                            stream = %msg.stream, id = %msg.id, group = %group.config.name,
+                            error = %e,
+                            "could not dead-letter a poison message; it stays pending"
+                        );
+                        Counters::add(&self.inner.counters.poison_dlq_failures, 1);
+                        continue;
+                    }
                 }
             }
             keep.push(msg);

@@ -17,7 +17,8 @@ impl<B: StreamBackend> Manager<B> {
     ///
     /// # Errors
     /// [`StreamError::DlqDisabled`], [`StreamError::NotOwner`],
-    /// [`StreamError::GroupNotFound`], connection errors.
+    /// [`StreamError::WrongGroup`], [`StreamError::GroupNotFound`],
+    /// connection errors.
     pub async fn send_to_dlq(
         &self,
         message: &StreamMessage,
@@ -32,7 +33,11 @@ impl<B: StreamBackend> Manager<B> {
             });
         }
         let group = match group_name {
-            Some(name) => Some(self.group(name).await?),
+            Some(name) => {
+                let group = self.group(name).await?;
+                check_group(message, name)?;
+                Some(group)
+            }
             None => None,
         };
         let delivery = message.delivery.as_ref();
@@ -79,7 +84,7 @@ impl<B: StreamBackend> Manager<B> {
                 .fenced(consumer.clone())
                 .deleting_source(from_retry);
                 let outcome = self.backend().move_entry(mv).await?;
-                moved_or_refused(outcome, source, group_name, &message.id, consumer)?
+                moved_or_refused(outcome, message, group_name, consumer)?
                     .unwrap_or_else(|| EntryId::from(""))
             }
         };
@@ -90,12 +95,24 @@ impl<B: StreamBackend> Manager<B> {
     }
 }
 
+/// Refuses to settle a message through a group that did not deliver it
+/// ([`StreamError::WrongGroup`]); a message never delivered passes.
+pub(crate) fn check_group(message: &StreamMessage, group: &str) -> Result<()> {
+    match &message.delivery {
+        Some(d) if d.group != group => Err(StreamError::WrongGroup {
+            id: message.id.clone(),
+            delivered_to: d.group.clone(),
+            given: group.to_owned(),
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// Turns a refused move into [`StreamError::NotOwner`].
 pub(crate) fn moved_or_refused(
     outcome: MoveOutcome,
-    stream: String,
+    message: &StreamMessage,
     group: &str,
-    id: &str,
     consumer: String,
 ) -> Result<Option<EntryId>> {
     let owner = match outcome {
@@ -104,9 +121,9 @@ pub(crate) fn moved_or_refused(
         _ => None,
     };
     Err(StreamError::NotOwner {
-        stream,
+        stream: message.stream.clone(),
         group: group.to_owned(),
-        id: id.to_owned(),
+        id: message.id.clone(),
         consumer,
         owner,
     })

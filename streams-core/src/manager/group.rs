@@ -1,8 +1,9 @@
 //! Consumer groups as a manager knows them: their keys, the registry, and
 //! recreating a group the server lost.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
@@ -34,16 +35,32 @@ pub(crate) struct Group {
     /// `(schedule, ready)` of every stream.
     pub(crate) schedules: Vec<ScheduleKeys>,
     pub(crate) read: Mutex<ReadState>,
+    /// The entries this consumer held when this manager first read the
+    /// group, delivered again one per read before anything new.
+    pub(crate) backlog: tokio::sync::Mutex<Backlog>,
+    /// The backlog has been listed: a task that finds it busy reads live
+    /// entries instead of waiting.
+    pub(crate) backlog_listed: AtomicBool,
+    /// The backlog is done (or the backend has no history reads).
+    pub(crate) backlog_done: AtomicBool,
+}
+
+/// This consumer's own pending entries from before this manager started.
+#[derive(Debug, Default)]
+pub(crate) enum Backlog {
+    /// Not listed yet: nothing may be read live until it is, or the list
+    /// would take in entries delivered since.
+    #[default]
+    Unlisted,
+    /// Still to deliver again, as `(key, id)`, in order.
+    Listed(VecDeque<(String, EntryId)>),
+    /// Delivered, or nothing to do.
+    Done,
 }
 
 /// Per-group read progress of this manager.
 #[derive(Debug)]
 pub(crate) struct ReadState {
-    /// Own pending entries still to re-deliver after start, per key, with
-    /// where the next history read of that key goes on. `None` once done.
-    pub(crate) backlog: Option<Vec<(String, Option<EntryId>)>>,
-    /// A task is reading the backlog; others read live entries meanwhile.
-    pub(crate) backlog_busy: bool,
     /// Which key a live read lists first, turning each read, so that the
     /// remainder of a count goes to every key in turn.
     pub(crate) rotation: usize,
@@ -94,6 +111,34 @@ impl Group {
     }
 }
 
+/// A group whose configuration changed keeps the backlog of the one it
+/// replaces: listing it again would take in entries delivered since, and
+/// deliver them twice.
+fn adopt_backlog(old: &Group, new: &mut Group) {
+    if old.consumer != new.consumer {
+        // Another consumer name: another pending list, listed afresh.
+        return;
+    }
+    let state = match old.backlog.try_lock() {
+        Ok(mut backlog) => std::mem::replace(&mut *backlog, Backlog::Done),
+        // A read is delivering it: it finishes that entry; the rest are
+        // claimable after `claim_idle`.
+        Err(_) => Backlog::Done,
+    };
+    let state = match state {
+        Backlog::Listed(queue) => Backlog::Listed(
+            queue
+                .into_iter()
+                .filter(|(key, _)| new.source_of(key).is_some())
+                .collect(),
+        ),
+        other => other,
+    };
+    new.backlog_listed = AtomicBool::new(!matches!(state, Backlog::Unlisted));
+    new.backlog_done = AtomicBool::new(matches!(state, Backlog::Done));
+    *new.backlog.get_mut() = state;
+}
+
 impl<B: StreamBackend> Manager<B> {
     fn consumer_name(&self, config: &ConsumerGroupConfig) -> String {
         match &self.inner.default_suffix {
@@ -122,24 +167,21 @@ impl<B: StreamBackend> Manager<B> {
                 ),
             })
             .collect();
-        let backlog = self
-            .supports(crate::backend::Feature::HistoryReads)
-            .then(|| {
-                sources
-                    .iter()
-                    .flat_map(|s| [s.key.clone(), s.retry.ready.clone()])
-                    .map(|k| (k, None))
-                    .collect()
-            });
+        let history = self.supports(crate::backend::Feature::HistoryReads);
         let schedules = sources.iter().map(|s| s.retry.clone()).collect();
         Ok(Group {
             config,
             consumer,
             sources,
             schedules,
+            backlog: tokio::sync::Mutex::new(if history {
+                Backlog::Unlisted
+            } else {
+                Backlog::Done
+            }),
+            backlog_listed: AtomicBool::new(!history),
+            backlog_done: AtomicBool::new(!history),
             read: Mutex::new(ReadState {
-                backlog,
-                backlog_busy: false,
                 rotation: 0,
                 last_promote: None,
                 next_due: None,
@@ -246,7 +288,12 @@ impl<B: StreamBackend> Manager<B> {
             .await?;
         match self.cached_group(&config.name) {
             Some(existing) if existing.config == group.config => {}
-            _ => {
+            Some(existing) => {
+                let mut group = group;
+                adopt_backlog(&existing, &mut group);
+                self.cache_group(group);
+            }
+            None => {
                 self.cache_group(group);
             }
         }
@@ -287,9 +334,26 @@ impl<B: StreamBackend> Manager<B> {
     /// history again), or from the beginning when it saw none or the
     /// stream's history does not reach it (the stream was lost too), so
     /// nothing added since is skipped.
+    ///
+    /// The registry tells a lost group from a deleted one: a group missing
+    /// from a registry that still lists others was deleted
+    /// ([`delete_consumer_group`](Self::delete_consumer_group)), so it is
+    /// forgotten here and the call fails with `GroupNotFound`. With the
+    /// registry gone too, the server lost its data: the group is recreated
+    /// and registered again. A registered group is recreated and its
+    /// registry entry left as it is.
     pub(crate) async fn recover_group(&self, group: &Group) -> Result<()> {
         let backend = self.backend();
         let name = &group.config.name;
+        let registry = self.keys().registry();
+        let registered = backend.registry_get(registry, name).await?.is_some();
+        if !registered && !backend.registry_list(registry).await?.is_empty() {
+            tracing::warn!(group = %name, "consumer group was deleted; forgetting it");
+            self.forget_group(group);
+            return Err(StreamError::GroupNotFound {
+                group: name.clone(),
+            });
+        }
         tracing::warn!(group = %name, "consumer group missing on the server; recreating it");
         let last = group.lock_read().last_delivered.clone();
         for s in &group.sources {
@@ -304,12 +368,28 @@ impl<B: StreamBackend> Manager<B> {
                 .create_group(CreateGroup::new(&s.retry.ready, name, StartAt::Beginning))
                 .await?;
         }
-        let json = Self::encode_config(&group.config)?;
-        backend
-            .registry_put(self.keys().registry(), name, &json)
-            .await?;
+        if !registered {
+            let json = Self::encode_config(&group.config)?;
+            backend.registry_put(registry, name, &json).await?;
+        }
         Counters::add(&self.inner.counters.groups_recreated, 1);
         Ok(())
+    }
+
+    /// Drops `group` from the groups this manager knows, unless it has been
+    /// replaced meanwhile.
+    fn forget_group(&self, group: &Group) {
+        let mut groups = self
+            .inner
+            .groups
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        if groups
+            .get(&group.config.name)
+            .is_some_and(|g| std::ptr::eq(Arc::as_ptr(g), group))
+        {
+            groups.remove(&group.config.name);
+        }
     }
 
     /// Runs `op`; on `NOGROUP` recreates the group and runs it once more.

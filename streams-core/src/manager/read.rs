@@ -1,15 +1,22 @@
 //! Reading: `read_messages`, with the restart backlog and promotion of due retries.
 
+use std::collections::VecDeque;
+use std::ops::Bound;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use super::group::Backlog;
 use super::stats::Counters;
 use super::{Group, Manager, until};
 use crate::backend::{
-    Ack, Entry, EntryId, Feature, KeyEntries, ReadCursor, ReadGroup, StreamBackend,
+    Ack, Entry, EntryId, Feature, KeyEntries, Lease, PendingQuery, ReadGroup, StreamBackend,
 };
 use crate::codec;
 use crate::error::{Result, StreamError};
 use crate::message::{Delivery, MessageStatus, StreamMessage};
+
+/// The longest one backend read blocks; a longer block is several reads.
+const MAX_BLOCK_SLICE: Duration = Duration::from_secs(3600);
 
 /// Most due retries moved per schedule in one promotion.
 pub(crate) const PROMOTE_LIMIT: usize = 1000;
@@ -45,15 +52,17 @@ impl<B: StreamBackend> Manager<B> {
         if count == 0 {
             return Err(StreamError::config("read count must be at least 1"));
         }
-        let deadline = Instant::now() + block.unwrap_or(group.config.block);
+        // `None`: a block too long to represent, which never ends.
+        let deadline = Instant::now().checked_add(block.unwrap_or(group.config.block));
 
         if let Some(messages) = self.read_backlog(&group).await? {
             return Ok(messages);
         }
 
         loop {
-            // Wake up for the next known retry rather than sleeping past it.
-            let mut wait = until(deadline);
+            // Wake up for the next known retry rather than sleeping past it,
+            // and at least every `MAX_BLOCK_SLICE`.
+            let mut wait = deadline.map_or(MAX_BLOCK_SLICE, until).min(MAX_BLOCK_SLICE);
             if let Some(next_due) = self.promote_if_due(&group).await {
                 wait = wait.min(next_due);
             }
@@ -68,7 +77,7 @@ impl<B: StreamBackend> Manager<B> {
                 .with_recovery(&group, || self.backend().read_group(read.clone()))
                 .await?;
             let messages = self.deliver(&group, replies, true);
-            if !messages.is_empty() || Instant::now() >= deadline {
+            if !messages.is_empty() || deadline.is_some_and(|d| Instant::now() >= d) {
                 return Ok(messages);
             }
         }
@@ -98,7 +107,7 @@ impl<B: StreamBackend> Manager<B> {
             Ok(round) => (round.next_due_in, round.error),
             Err(e) => (None, Some(e.to_string())),
         };
-        group.lock_read().next_due = next.map(|d| now + d);
+        group.lock_read().next_due = next.and_then(|d| now.checked_add(d));
         self.report_promotion(group, error);
         next
     }
@@ -128,70 +137,103 @@ impl<B: StreamBackend> Manager<B> {
         })
     }
 
-    /// After start, this consumer's own pending entries come first, one
-    /// message per call: each of them may have crashed the consumer, so it
-    /// is handed out alone. Returns `None` when the backlog is done (or
-    /// another task is reading it).
+    /// After start, the entries this consumer held come first, one message
+    /// per call: each of them may have crashed the consumer, so it is
+    /// handed out alone. The list is taken once, before anything is read
+    /// live, so work delivered since is never handed out twice. Returns
+    /// `None` when the backlog is done, or another task is delivering from
+    /// it (this one reads live entries meanwhile).
     async fn read_backlog(&self, group: &Group) -> Result<Option<Vec<StreamMessage>>> {
-        loop {
-            let (key, cursor) = {
-                let mut st = group.lock_read();
-                if st.backlog_busy {
-                    return Ok(None);
-                }
-                let Some(next) = st.backlog.as_ref().and_then(|b| b.first().cloned()) else {
-                    st.backlog = None;
-                    return Ok(None);
-                };
-                st.backlog_busy = true;
-                next
-            };
-            let result = self.read_backlog_entry(group, &key, cursor).await;
-            let mut st = group.lock_read();
-            st.backlog_busy = false;
-            let (messages, next) = result?;
-            if let Some(backlog) = st.backlog.as_mut() {
-                match next {
-                    Some(cursor) => backlog[0].1 = Some(cursor),
-                    None => {
-                        backlog.remove(0);
-                    }
-                }
-                if backlog.is_empty() {
-                    st.backlog = None;
-                }
+        if group.backlog_done.load(Ordering::Acquire) {
+            return Ok(None);
+        }
+        let mut backlog = if group.backlog_listed.load(Ordering::Acquire) {
+            match group.backlog.try_lock() {
+                Ok(backlog) => backlog,
+                Err(_) => return Ok(None),
             }
+        } else {
+            group.backlog.lock().await
+        };
+        if matches!(*backlog, Backlog::Unlisted) {
+            *backlog = Backlog::Listed(self.list_backlog(group).await?);
+            group.backlog_listed.store(true, Ordering::Release);
+        }
+        loop {
+            let Backlog::Listed(queue) = &mut *backlog else {
+                return Ok(None);
+            };
+            let Some((key, id)) = queue.front().cloned() else {
+                *backlog = Backlog::Done;
+                group.backlog_done.store(true, Ordering::Release);
+                return Ok(None);
+            };
+            let messages = self.redeliver_entry(group, &key, id).await?;
+            // Only once it has been delivered again: a read cancelled or
+            // failed before then leaves it first in line.
+            queue.pop_front();
             if !messages.is_empty() {
                 return Ok(Some(messages));
             }
         }
     }
 
-    /// One history read of one key for one entry: the message (unless it
-    /// was poison), and where the next read of the key goes on (`None` once
-    /// the key has nothing left).
-    async fn read_backlog_entry(
+    /// The entries this consumer holds now in every key of the group.
+    async fn list_backlog(&self, group: &Group) -> Result<VecDeque<(String, EntryId)>> {
+        const PAGE: usize = 1000;
+        let mut out = VecDeque::new();
+        for key in group.all_keys() {
+            let mut start = Bound::Unbounded;
+            loop {
+                let query = PendingQuery::new(key, &group.config.name, PAGE)
+                    .of_consumer(&group.consumer)
+                    .within(start.clone(), Bound::Unbounded);
+                let page = match self
+                    .with_recovery(group, || self.backend().pending(query.clone()))
+                    .await
+                {
+                    Ok(page) => page,
+                    // The group is missing on this key even after recovery
+                    // (it was deleted): nothing is held there.
+                    Err(StreamError::NoGroup { .. }) => Vec::new(),
+                    Err(e) => return Err(e),
+                };
+                let full = page.len() >= PAGE;
+                let Some(last) = page.last().map(|p| p.id.clone()) else {
+                    break;
+                };
+                out.extend(page.into_iter().map(|p| (key.to_owned(), p.id)));
+                if !full {
+                    break;
+                }
+                start = Bound::Excluded(last);
+            }
+        }
+        if !out.is_empty() {
+            tracing::info!(
+                group = %group.config.name,
+                consumer = %group.consumer,
+                entries = out.len(),
+                "resuming this consumer's unfinished messages, one per read"
+            );
+        }
+        Ok(out)
+    }
+
+    /// Delivers one backlog entry again if this consumer still holds it:
+    /// the message (unless it was poison), or nothing.
+    async fn redeliver_entry(
         &self,
         group: &Group,
         key: &str,
-        cursor: Option<EntryId>,
-    ) -> Result<(Vec<StreamMessage>, Option<EntryId>)> {
-        let keys = [(key.to_owned(), ReadCursor::Pending(cursor))];
-        let read = ReadGroup::new(&group.config.name, &group.consumer, &keys, 1);
-        let replies = self
-            .with_recovery(group, || self.backend().read_group(read.clone()))
+        id: EntryId,
+    ) -> Result<Vec<StreamMessage>> {
+        let ids = [id];
+        let lease = Lease::new(key, &group.config.name, &group.consumer, &ids);
+        let reply = self
+            .with_recovery(group, || self.backend().redeliver(lease.clone()))
             .await?;
-        let Some(reply) = replies.into_iter().find(|r| r.key == key) else {
-            return Ok((Vec::new(), None));
-        };
-        let next = reply.cursor.clone();
-        if next.is_none() && (!reply.entries.is_empty() || !reply.deleted.is_empty()) {
-            return Err(StreamError::backend(
-                self.backend().name(),
-                format!("history read of `{key}` returned entries but no cursor"),
-            ));
-        }
-        // Entries trimmed away while pending: acknowledge and count them.
+        // An entry trimmed away while pending: acknowledge and count it.
         if !reply.deleted.is_empty() {
             let n = self
                 .backend()
@@ -200,8 +242,7 @@ impl<B: StreamBackend> Manager<B> {
             Counters::add(&self.inner.counters.pending_deleted, n);
         }
         let messages = self.deliver(group, vec![reply], false);
-        let messages = self.screen_poison(group, messages).await?;
-        Ok((messages, next))
+        self.screen_poison(group, messages).await
     }
 
     /// Decodes one entry; the backend's time for its id stands in for a

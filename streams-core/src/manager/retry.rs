@@ -104,7 +104,7 @@ impl<B: StreamBackend> Manager<B> {
             delay,
         };
         let mv = Move::new(
-            read_key.clone(),
+            read_key,
             group.config.name.clone(),
             EntryId::from(message.id.as_str()),
             target,
@@ -114,13 +114,11 @@ impl<B: StreamBackend> Manager<B> {
         let outcome = self.backend().move_entry(mv).await?;
         moved_or_refused(
             outcome,
-            read_key,
+            message,
             &group.config.name,
-            &message.id,
             delivery.consumer.clone(),
         )?;
-        let due = Instant::now() + delay;
-        {
+        if let Some(due) = Instant::now().checked_add(delay) {
             let mut st = group.lock_read();
             st.next_due = Some(st.next_due.map_or(due, |d| d.min(due)));
         }
@@ -138,7 +136,7 @@ pub(crate) fn delay_with_jitter(policy: &RetryPolicy, retry_count: u32) -> Durat
     if policy.jitter > 0.0 {
         // 53 random bits as a fraction in [0, 1).
         let unit = (random_u64() >> 11) as f64 / (1u64 << 53) as f64;
-        base + base.mul_f64(policy.jitter * unit)
+        base.saturating_add(base.mul_f64(policy.jitter * unit))
     } else {
         base
     }

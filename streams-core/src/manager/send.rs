@@ -19,7 +19,7 @@ impl<B: StreamBackend> Manager<B> {
                 found: json_type(data),
             });
         }
-        let levels = depth(data, MAX_PAYLOAD_DEPTH);
+        let levels = depth(data);
         if levels > MAX_PAYLOAD_DEPTH {
             return Err(StreamError::PayloadTooDeep {
                 depth: levels,

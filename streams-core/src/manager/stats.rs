@@ -67,6 +67,10 @@ pub struct Stats {
     pub promote_failures: u64,
     /// Stale consumers removed by `prune_consumers`.
     pub consumers_pruned: u64,
+    /// Poison messages that could not be written to the dead-letter queue
+    /// (a full or read-only server, say). They stay pending, are not handed
+    /// to a handler, and are tried again when next claimed.
+    pub poison_dlq_failures: u64,
 }
 
 /// The live counters.
@@ -87,6 +91,7 @@ pub(crate) struct Counters {
     pub(crate) handed_back: AtomicU64,
     pub(crate) promote_failures: AtomicU64,
     pub(crate) consumers_pruned: AtomicU64,
+    pub(crate) poison_dlq_failures: AtomicU64,
 }
 
 impl Counters {
@@ -141,6 +146,7 @@ impl<B: StreamBackend> Manager<B> {
             messages_handed_back: get(&c.handed_back),
             promote_failures: get(&c.promote_failures),
             consumers_pruned: get(&c.consumers_pruned),
+            poison_dlq_failures: get(&c.poison_dlq_failures),
         }
     }
 }

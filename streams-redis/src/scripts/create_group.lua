@@ -5,9 +5,26 @@
 -- Returns 1 when created, 0 when the group existed.
 local key, group, after = KEYS[1], ARGV[1], ARGV[2]
 
+-- The two parts of an id as digit strings without leading zeros. They are
+-- compared as strings: as Lua numbers (doubles) they lose precision above
+-- 2^53.
 local function parse(id)
   local ms, seq = string.match(id, '^(%d+)-(%d+)$')
-  return tonumber(ms), tonumber(seq)
+  if not ms then
+    return nil
+  end
+  return (string.gsub(ms, '^0+(%d)', '%1')), (string.gsub(seq, '^0+(%d)', '%1'))
+end
+
+-- -1, 0 or 1 as the decimal a is below, equal to or above b.
+local function compare(a, b)
+  if #a ~= #b then
+    return #a < #b and -1 or 1
+  end
+  if a == b then
+    return 0
+  end
+  return a < b and -1 or 1
 end
 
 local start = '0'
@@ -16,8 +33,11 @@ if type(info) == 'table' and not info.err then
   local last = field_of(info, 'last-generated-id')
   local ams, aseq = parse(after)
   local lms, lseq = parse(last or '')
-  if ams and lms and (ams < lms or (ams == lms and aseq <= lseq)) then
-    start = after
+  if ams and lms then
+    local by_ms = compare(ams, lms)
+    if by_ms < 0 or (by_ms == 0 and compare(aseq, lseq) <= 0) then
+      start = after
+    end
   end
 end
 local created = redis.pcall('XGROUP', 'CREATE', key, group, start, 'MKSTREAM')

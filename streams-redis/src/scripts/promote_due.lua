@@ -18,19 +18,42 @@ local due = redis.pcall('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonum
 if type(due) == 'table' and due.err then
   return {-1, due.err}
 end
-for _, member in ipairs(due) do
+-- A member written by move_entry: an even-length array of strings whose
+-- third element on are the entry's field-value pairs.
+local function fields_of(member)
   local ok, t = pcall(cmsgpack.unpack, member)
-  if ok and type(t) == 'table' and #t >= 4 and #t % 2 == 0 then
-    redis.call('XADD', KEYS[2], '*', unpack(t, 3))
-  else
+  if not ok or type(t) ~= 'table' or #t < 4 or #t % 2 ~= 0 then
+    return nil
+  end
+  for i = 1, #t do
+    if type(t[i]) ~= 'string' then
+      return nil
+    end
+  end
+  return t
+end
+local moved = 0
+for _, member in ipairs(due) do
+  local t = fields_of(member)
+  local added
+  if t then
+    added = redis.pcall('XADD', KEYS[2], '*', unpack(t, 3))
+  end
+  if not t or (type(added) == 'table' and added.err) then
     -- Not written by move_entry: deliver it as it is rather than lose it.
-    redis.call('XADD', KEYS[2], '*', 'schedule_member', member)
+    added = redis.pcall('XADD', KEYS[2], '*', 'schedule_member', member)
+  end
+  if type(added) == 'table' and added.err then
+    -- Nothing can be added (the server is out of memory, say): what moved
+    -- so far stays moved; the rest waits for the next promotion.
+    return {-1, added.err}
   end
   redis.call('ZREM', KEYS[1], member)
+  moved = moved + 1
 end
 local next_due = -1
 local head = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
 if #head == 2 then
   next_due = math.max(0, tonumber(head[2]) - now)
 end
-return {#due, next_due}
+return {moved, next_due}

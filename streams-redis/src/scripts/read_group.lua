@@ -46,6 +46,26 @@ local function nogroup(key)
     "' in XREADGROUP with GROUP option")
 end
 
+-- Every key's group is checked before anything is read: scripts do not
+-- roll back, so a NOGROUP met after another key delivered entries would
+-- leave them pending with nobody told. The group's last delivered id is
+-- kept for a blocking wait.
+local last_delivered = {}
+for i = 1, n do
+  local groups = redis.pcall('XINFO', 'GROUPS', KEYS[i])
+  if type(groups) ~= 'table' or groups.err then
+    return nogroup(KEYS[i])
+  end
+  for _, g in ipairs(groups) do
+    if field_of(g, 'name') == group then
+      last_delivered[i] = field_of(g, 'last-delivered-id')
+    end
+  end
+  if not last_delivered[i] then
+    return nogroup(KEYS[i])
+  end
+end
+
 local function read(i, want)
   local reply = redis.call('XREADGROUP', 'GROUP', group, consumer, 'COUNT', want,
     'STREAMS', KEYS[i], cursors[i])
@@ -119,20 +139,7 @@ if #out == 0 then
     end
   end
   for i = 1, n do
-    local groups = redis.pcall('XINFO', 'GROUPS', KEYS[i])
-    if type(groups) ~= 'table' or groups.err then
-      return nogroup(KEYS[i])
-    end
-    local last
-    for _, g in ipairs(groups) do
-      if field_of(g, 'name') == group then
-        last = field_of(g, 'last-delivered-id')
-      end
-    end
-    if not last then
-      return nogroup(KEYS[i])
-    end
-    waits[i] = last
+    waits[i] = last_delivered[i]
   end
 end
 return {out, waits}
