@@ -3,16 +3,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::future::BoxFuture;
 use serde_json::{Map, json};
-use streams_core::backend::{BackendLayer, Call, Layered};
 use streams_core::{
     MAX_PAYLOAD_DEPTH, Manager, MessageStatus, StreamBackend, StreamError, StreamManagerExt,
     StreamMessage,
 };
 
 use crate::assert_err;
-use crate::support::{DynBackend, TestContext, pending_all, read_n, send_n};
+use crate::support::{Fault, Meddle, TestContext, pending_all, read_n, send_n};
 
 /// Invalid stream names (empty, whitespace, control characters, braces,
 /// longer than 512 bytes) are refused with `InvalidName` by every sending
@@ -361,33 +359,11 @@ pub async fn scoped_closes_the_manager(ctx: &TestContext) {
     assert!(m.is_closed());
 }
 
-/// The backend under test, refusing its server (as a backend does with a
-/// server too old for it).
-#[derive(Debug)]
-struct RefusedServer(DynBackend);
-
-impl BackendLayer for RefusedServer {
-    type Inner = dyn StreamBackend;
-
-    fn inner(&self) -> &Self::Inner {
-        &*self.0
-    }
-
-    fn around<'a, T: Send + 'a>(
-        &'a self,
-        call: Call<'a>,
-        op: BoxFuture<'a, streams_core::Result<T>>,
-    ) -> BoxFuture<'a, streams_core::Result<T>> {
-        if call.operation == "server_info" {
-            Box::pin(async {
-                Err(StreamError::Unsupported {
-                    feature: "XAUTOCLAIM".to_owned(),
-                    reason: "it needs a newer server".to_owned(),
-                })
-            })
-        } else {
-            op
-        }
+/// What a backend answers for a server too old for it.
+fn too_old() -> StreamError {
+    StreamError::Unsupported {
+        feature: "the backend".to_owned(),
+        reason: "it needs a newer server".to_owned(),
     }
 }
 
@@ -396,11 +372,11 @@ impl BackendLayer for RefusedServer {
 /// operation, before anything is written; `health` reports it as a problem
 /// instead of failing.
 pub async fn old_server_is_unsupported(ctx: &TestContext) {
-    let refused: DynBackend = Arc::new(Layered(RefusedServer(ctx.backend())));
+    let refused = Meddle::wrap(ctx.backend(), "server_info", Fault::Fail(too_old));
     let m = Manager::new(refused, ctx.config("a")).unwrap();
     assert_err!(
         m.initialize().await,
-        StreamError::Unsupported { ref feature, .. } if feature == "XAUTOCLAIM"
+        StreamError::Unsupported { ref feature, .. } if feature == "the backend"
     );
     assert!(!m.is_initialized());
     assert_err!(

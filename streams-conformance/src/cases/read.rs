@@ -5,13 +5,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use futures::future::BoxFuture;
 use serde_json::json;
-use streams_core::backend::{BackendLayer, Call, Layered};
-use streams_core::{Manager, StreamBackend, StreamMessage};
+use streams_core::{Manager, StreamMessage};
 
 use crate::support::{
-    DynBackend, TestContext, TestManager, ids, pending_all, read_n, read_now, send_n, within,
+    Fault, Meddle, TestContext, TestManager, ids, pending_all, read_n, read_now, send_n, within,
 };
 
 /// A read blocked waiting for new entries returns within 50 ms of a send to
@@ -175,34 +173,6 @@ pub async fn restarted_consumer_gets_own_pending_first(ctx: &TestContext) {
     assert!(read_now(&restarted, "g").await.is_empty());
 }
 
-/// A backend whose `redeliver` takes a while, so that other tasks read
-/// while a restarted consumer's backlog is being delivered.
-#[derive(Debug)]
-struct SlowRedeliver(DynBackend);
-
-impl BackendLayer for SlowRedeliver {
-    type Inner = dyn StreamBackend;
-
-    fn inner(&self) -> &Self::Inner {
-        &*self.0
-    }
-
-    fn around<'a, T: Send + 'a>(
-        &'a self,
-        call: Call<'a>,
-        op: BoxFuture<'a, streams_core::Result<T>>,
-    ) -> BoxFuture<'a, streams_core::Result<T>> {
-        if call.operation == "redeliver" {
-            Box::pin(async move {
-                tokio::time::sleep(Duration::from_millis(300)).await;
-                op.await
-            })
-        } else {
-            op
-        }
-    }
-}
-
 /// The backlog of a restarted consumer is what it held at the start: work
 /// delivered to it since (by another task reading live while the backlog
 /// is being delivered) is never handed out a second time. Every message
@@ -213,7 +183,11 @@ pub async fn backlog_never_serves_work_delivered_since(ctx: &TestContext) {
     let old = send_n(&first, "s", 2).await;
     read_n(&first, "g", 2, Duration::from_secs(5)).await;
     // The worker dies holding both; it restarts on a slow connection.
-    let slow: DynBackend = Arc::new(Layered(SlowRedeliver(ctx.second_backend().await)));
+    let slow = Meddle::wrap(
+        ctx.second_backend().await,
+        "redeliver",
+        Fault::Delay(Duration::from_millis(300)),
+    );
     let restarted = Arc::new(Manager::new(slow, ctx.config("worker")).unwrap());
     let a = {
         let m = Arc::clone(&restarted);

@@ -9,8 +9,11 @@ use std::time::{Duration, Instant, SystemTime};
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::FutureExt;
+use futures::future::BoxFuture;
 use serde_json::json;
-use streams_core::backend::{Feature, PendingEntry, PendingQuery, RangeQuery};
+use streams_core::backend::{
+    BackendLayer, Call, Feature, Layered, PendingEntry, PendingQuery, RangeQuery,
+};
 use streams_core::{
     ConsumerGroupConfig, DlqConfig, Entry, Fields, KeyLayout, Manager, ManagerConfig, RetryConfig,
     StreamBackend, StreamMessage,
@@ -18,6 +21,60 @@ use streams_core::{
 
 /// The backend type every case runs against.
 pub type DynBackend = Arc<dyn StreamBackend>;
+
+/// What [`Meddle`] does to one primitive.
+#[derive(Debug, Clone, Copy)]
+pub enum Fault {
+    /// Runs it after a pause.
+    Delay(Duration),
+    /// Fails it with the error made by the function, without running it.
+    Fail(fn() -> streams_core::StreamError),
+}
+
+/// A backend with one primitive (by its [`Call::operation`] name) delayed
+/// or failed; everything else passes through.
+#[derive(Debug)]
+pub struct Meddle {
+    inner: DynBackend,
+    operation: &'static str,
+    fault: Fault,
+}
+
+impl Meddle {
+    /// `backend` with `fault` applied to `operation`, as a [`DynBackend`].
+    pub fn wrap(backend: DynBackend, operation: &'static str, fault: Fault) -> DynBackend {
+        Arc::new(Layered(Self {
+            inner: backend,
+            operation,
+            fault,
+        }))
+    }
+}
+
+impl BackendLayer for Meddle {
+    type Inner = dyn StreamBackend;
+
+    fn inner(&self) -> &Self::Inner {
+        &*self.inner
+    }
+
+    fn around<'a, T: Send + 'a>(
+        &'a self,
+        call: Call<'a>,
+        op: BoxFuture<'a, streams_core::Result<T>>,
+    ) -> BoxFuture<'a, streams_core::Result<T>> {
+        if call.operation != self.operation {
+            return op;
+        }
+        match self.fault {
+            Fault::Delay(pause) => Box::pin(async move {
+                tokio::time::sleep(pause).await;
+                op.await
+            }),
+            Fault::Fail(error) => Box::pin(async move { Err(error()) }),
+        }
+    }
+}
 
 /// The manager type every case uses.
 pub type TestManager = Manager<DynBackend>;
