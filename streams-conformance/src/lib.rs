@@ -38,7 +38,7 @@
 //!
 //! # Cases
 //!
-//! 104 cases in 17 areas, plus `capabilities::skipped_cases_are_declared`.
+//! 110 cases in 17 areas, plus `capabilities::skipped_cases_are_declared`.
 //! A case may need backend features (see [`Feature`]); on a backend without
 //! them it is skipped, with the reason printed, and counted. Run one with `cargo test -p <backend> --test conformance <area>::<case>`.
 //!
@@ -55,12 +55,16 @@
 //! | groups | `group_over_several_streams` | a group over several streams delivers each with the right `stream`; `count` is the total |
 //! | groups | `group_names_never_reach_each_others_keys` | groups `g`, `g:ready`, `g:schedule`, `ready:g` on one stream each keep their own retries |
 //! | groups | `delete_group_removes_it_everywhere` | deleting a group removes it from its streams, its retry keys and the registry |
-//! | groups | `deleted_group_stays_deleted` | a group deleted while another manager reads it stays deleted: `GroupNotFound`, nothing recreated |
+//! | groups | `deleted_group_stays_deleted` | a group deleted while another manager reads it stays deleted, even the only one: `GroupNotFound`, nothing recreated |
+//! | groups | `delete_racing_a_reader_stays_deleted` | a reader finding the group missing mid-deletion does not bring it back |
+//! | groups | `every_lost_group_comes_back` | after the server lost everything, every group comes back when read, and nothing sent since is skipped |
 //! | groups | `prune_removes_only_idle_empty_consumers` | pruning removes idle consumers holding nothing; busy ones are reported |
 //! | groups | `invalid_group_config_is_refused` | bad group configs give `Config` / `InvalidName` and create nothing |
 //! | read | `blocking_read_wakes_on_send` | a blocked read returns within 50 ms of a send (five rounds, two streams) |
 //! | read | `consumers_share_new_messages` | two consumers reading 200 messages concurrently get disjoint, complete sets |
 //! | read | `restarted_consumer_gets_own_pending_first` | a restarted consumer gets its own pending entries first, one per read, as redeliveries, then new ones |
+//! | read | `backlog_skips_what_a_claim_took_since` | a backlog entry claimed again by its own consumer since the listing is not served twice |
+//! | read | `cancelled_backlog_read_keeps_its_entry` | a backlog read cancelled mid-delivery loses nothing |
 //! | read | `backlog_never_serves_work_delivered_since` | a restarted consumer's backlog is what it held at start; work delivered since is never served twice |
 //! | read | `read_uses_group_defaults` | reads default to the group's `batch_size` and `block` |
 //! | read | `empty_read_waits_for_block` | an empty read waits for `block`; `Duration::ZERO` does not wait |
@@ -69,6 +73,7 @@
 //! | poison | `released_messages_are_never_poison` | messages handed back unhandled are never dead-lettered, however often |
 //! | poison | `crash_loop_isolates_the_culprit` | a crash loop dead-letters its culprit only; batch-mates come back one at a time and are handled |
 //! | poison | `one_crash_never_dead_letters` | one crash of a copy never dead-letters it, even with retry limit 0 |
+//! | poison | `poison_that_cannot_be_dead_lettered_stays_pending` | a poison message the DLQ cannot take stays pending, unhandled, counted; the others go on |
 //! | ack | `ack_removes_from_pending` | a read entry is pending for its consumer until acknowledged |
 //! | ack | `ack_twice_returns_false` | a second acknowledgement returns false; unknown ids, keys and groups count 0 |
 //! | ack | `acknowledge_many_counts` | `acknowledge_many` over several streams counts only entries that were pending |
@@ -80,6 +85,7 @@
 //! | claim | `poison_message_goes_to_dlq` | an entry delivered more than `retry_limit + 1` times goes to the DLQ ("max deliveries exceeded") |
 //! | claim | `claimed_retry_copy_is_acked_where_read` | a claimed retry copy keeps its stream and is acked (and removed) on the retry stream |
 //! | claim | `claims_take_redelivered_entries_alone` | claimers of a crash loop get the culprit alone until it is dead-lettered; batch-mates are handled |
+//! | claim | `claims_go_on_where_the_last_one_stopped` | draining crash suspects behind busy entries costs about one pass, not one per suspect |
 //! | lease | `touch_keeps_entry_from_claims` | `touch` resets the idle time without counting a delivery |
 //! | lease | `release_makes_entry_claimable` | `release` makes entries claimable at once; others are untouched |
 //! | lease | `release_twice_gives_back_one_delivery` | releasing the same delivery twice gives back one delivery |

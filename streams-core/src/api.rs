@@ -66,8 +66,11 @@ pub trait StreamManager: Send + Sync + Debug {
     async fn create_consumer_group(&self, config: &ConsumerGroupConfig) -> Result<()>;
 
     /// Removes a group: from every stream it reads (with its pending
-    /// entries), its retry schedules and ready streams, and the registry.
-    /// Returns whether it was registered.
+    /// entries), its retry schedules and ready streams, and the registry,
+    /// where it leaves a mark (`{"deleted_at": ...}`) so that a worker still
+    /// reading the group gets `GroupNotFound` instead of recreating it.
+    /// Creating the group again replaces the mark. Returns whether it was
+    /// registered.
     ///
     /// # Errors
     /// [`StreamError::GroupNotFound`], connection errors.

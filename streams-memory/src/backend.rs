@@ -240,7 +240,8 @@ impl StreamBackend for MemoryBackend {
         self.with_state(|ks, now| {
             let ids = parse_ids(lease.ids)?;
             let (g, entries) = ks.group_mut(lease.key, lease.group)?;
-            let (served, deleted) = g.redeliver(entries, lease.consumer, &ids, now.tick);
+            let (served, deleted) =
+                g.redeliver(entries, lease.consumer, &ids, lease.deliveries, now.tick);
             let mut reply = KeyEntries::new(lease.key);
             reply.entries = served;
             reply.deleted = deleted;

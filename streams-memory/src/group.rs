@@ -191,18 +191,24 @@ impl Group {
     /// (`XCLAIM` to itself after checking the owner): each counts a
     /// delivery and its idle time starts again. Ids whose entries are gone
     /// are reported and stay pending; ids not pending for the consumer are
-    /// skipped.
+    /// skipped, and so are those whose delivery count is not the one
+    /// `expected` gives (missing: any count).
     pub(crate) fn redeliver(
         &mut self,
         entries: &Entries,
         consumer: &str,
         ids: &[StreamId],
+        expected: &[u64],
         now: Tick,
     ) -> (Vec<DeliveredEntry>, Vec<EntryId>) {
         let mut served = Vec::new();
         let mut deleted = Vec::new();
-        for id in ids {
-            if self.owner(*id) != Some(consumer) {
+        for (i, id) in ids.iter().enumerate() {
+            let Some(nack) = self.pel.get(id) else {
+                continue;
+            };
+            if *nack.consumer != *consumer || expected.get(i).is_some_and(|n| *n != nack.deliveries)
+            {
                 continue;
             }
             let Some(fields) = entries.get(id) else {
@@ -342,7 +348,11 @@ impl Group {
         let delivered = now.minus(idle);
         let mut updated = Vec::new();
         for (i, id) in ids.iter().enumerate() {
-            if self.owner(*id) != Some(consumer) {
+            let Some(nack) = self.pel.get(id) else {
+                continue;
+            };
+            if *nack.consumer != *consumer || expected.get(i).is_some_and(|n| *n != nack.deliveries)
+            {
                 continue;
             }
             if !entries.contains_key(id) {
@@ -350,9 +360,6 @@ impl Group {
                 continue;
             }
             if let Some(nack) = self.pel.get_mut(id) {
-                if expected.get(i).is_some_and(|n| *n != nack.deliveries) {
-                    continue;
-                }
                 nack.delivered = delivered;
                 if refund {
                     nack.deliveries = nack.deliveries.saturating_sub(1);

@@ -288,6 +288,18 @@ pub(crate) async fn auto_claim(b: &RedisBackend, claim: &AutoClaim<'_>) -> Resul
     ))
 }
 
+/// The ids of a lease as the scripts read them: pairs of id and expected
+/// delivery count (`''` when not known).
+fn push_lease_ids(inv: &mut ScriptInvocation<'_>, lease: &Lease<'_>) {
+    for (i, id) in lease.ids.iter().enumerate() {
+        inv.arg(id.as_str());
+        match lease.expected_deliveries(i) {
+            Some(n) => inv.arg(n),
+            None => inv.arg(""),
+        };
+    }
+}
+
 /// Fenced idle-time update, giving a delivery back with `refund`; see
 /// `scripts/set_idle.lua`.
 pub(crate) async fn set_idle(
@@ -306,13 +318,7 @@ pub(crate) async fn set_idle(
         .arg(lease.consumer)
         .arg(ms(idle))
         .arg(if refund { "1" } else { "0" });
-    for (i, id) in lease.ids.iter().enumerate() {
-        inv.arg(id.as_str());
-        match lease.expected_deliveries(i) {
-            Some(n) => inv.arg(n),
-            None => inv.arg(""),
-        };
-    }
+    push_lease_ids(&mut inv, lease);
     let op = b.op("EVALSHA set_idle").on(lease.key, lease.group);
     reply::array(WHAT, b.script(&inv, op).await?)?
         .into_iter()
@@ -330,9 +336,7 @@ pub(crate) async fn redeliver(b: &RedisBackend, lease: &Lease<'_>) -> Result<Key
     }
     let mut inv = REDELIVER.prepare_invoke();
     inv.key(lease.key).arg(lease.group).arg(lease.consumer);
-    for id in lease.ids {
-        inv.arg(id.as_str());
-    }
+    push_lease_ids(&mut inv, lease);
     let op = b.op("EVALSHA redeliver").on(lease.key, lease.group);
     let mut parts = reply::array(WHAT, b.script(&inv, op).await?)?.into_iter();
     let (Some(entries), Some(counts), Some(deleted)) = (parts.next(), parts.next(), parts.next())

@@ -1,12 +1,13 @@
 //! Claiming abandoned work, poison messages, entries deleted while pending.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use streams_core::{MAX_DELIVERIES_EXCEEDED, MessageStatus, StreamMessage};
+use streams_core::{MAX_DELIVERIES_EXCEEDED, Manager, MessageStatus, StreamMessage};
 
 use crate::support::{
-    TestContext, claim_all, entries, eventually, ids, pending_all, read_n, read_now, send_n,
-    trim_exact,
+    Fault, Meddle, TestContext, claim_all, entries, eventually, ids, pending_all, read_n, read_now,
+    send_n, trim_exact,
 };
 
 /// Idle time the claims below ask for: longer than a claimer takes to page
@@ -336,4 +337,51 @@ pub async fn claims_take_redelivered_entries_alone(ctx: &TestContext) {
             .await
             .is_empty()
     );
+}
+
+/// Draining crash suspects that sit behind entries still being worked on
+/// costs about one pass over the pending list, not one pass per suspect: a
+/// claim goes on where the previous one stopped, and goes round once more
+/// only when that finds nothing.
+pub async fn claims_go_on_where_the_last_one_stopped(ctx: &TestContext) {
+    let a = ctx.manager("busy");
+    ctx.create_group(&a, "g", &["s"]).await;
+    send_n(&a, "s", 40).await;
+    let busy = read_n(&a, "g", 40, Duration::from_secs(5)).await;
+    let dead = ctx.second_manager("dead").await;
+    let suspects = send_n(&a, "s", 5).await;
+    read_n(&dead, "g", 5, Duration::from_secs(5)).await;
+    // `dead` stops; `busy` keeps its lease on its 40.
+    let idle = Duration::from_millis(300);
+    tokio::time::sleep(idle + Duration::from_millis(50)).await;
+    for m in &busy {
+        assert!(a.touch(m).await.unwrap());
+    }
+    let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = Meddle::wrap(
+        ctx.second_backend().await,
+        "auto_claim",
+        Fault::Count(Arc::clone(&calls)),
+    );
+    // One entry per page: a page examines at most ten pending entries.
+    let claimer = Manager::new(counted, ctx.config("c").with_claim_page_size(1)).unwrap();
+    let mut claimed = Vec::new();
+    for _ in 0..20 {
+        let got = claimer
+            .claim_pending_messages("g", Some(idle))
+            .await
+            .unwrap();
+        if got.is_empty() {
+            break;
+        }
+        assert_eq!(got.len(), 1, "one suspect per claim");
+        claimed.extend(got);
+    }
+    assert_eq!(ids(&claimed), suspects);
+    // A pass over the 40 busy entries takes 4 or 5 pages; one pass to get to
+    // the first suspect, one page per later suspect, and one whole pass to
+    // find nothing is left: far below the 5 passes of starting over each
+    // time.
+    let n = calls.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(n <= 16, "{n} pages to drain 5 suspects");
 }

@@ -10,7 +10,7 @@ use streams_core::{
 };
 
 use crate::assert_err;
-use crate::support::{Fault, Meddle, TestContext, pending_all, read_n, send_n};
+use crate::support::{Fault, Meddle, TestContext, group_names, pending_all, read_n, send_n};
 
 /// Invalid stream names (empty, whitespace, control characters, braces,
 /// longer than 512 bytes) are refused with `InvalidName` by every sending
@@ -388,13 +388,7 @@ pub async fn old_server_is_unsupported(ctx: &TestContext) {
         StreamError::Unsupported { .. }
     );
     assert_eq!(ctx.backend().len(&ctx.key("s")).await.unwrap(), 0);
-    assert!(
-        ctx.backend()
-            .groups(&ctx.key("s"))
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(group_names(&ctx.backend(), &ctx.key("s")).await.is_empty());
     let report = m.health().await.unwrap();
     assert!(!report.healthy);
     assert!(report.server_version.is_none());

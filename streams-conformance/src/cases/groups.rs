@@ -9,7 +9,7 @@ use streams_core::{ConsumerGroupConfig, GroupStart, StreamError};
 use streams_core::backend::{CreateGroup, StartAt};
 
 use crate::assert_err;
-use crate::support::{TestContext, ids, read_n, read_now, send_n};
+use crate::support::{Fault, Meddle, TestContext, group_names, ids, read_n, read_now, send_n};
 
 /// Creating a group twice is not an error; the backend's `create_group`
 /// reports `true` the first time and `false` after, and creates the stream.
@@ -163,13 +163,7 @@ pub async fn invalid_group_config_is_refused(ctx: &TestContext) {
     assert!(m.consumer_groups().is_empty());
     assert!(m.registered_groups().await.unwrap().is_empty());
     assert_eq!(ctx.backend().len(&ctx.key("ok")).await.unwrap(), 0);
-    assert!(
-        ctx.backend()
-            .groups(&ctx.key("ok"))
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(group_names(&ctx.backend(), &ctx.key("ok")).await.is_empty());
 }
 
 /// No group name reaches another group's keys: groups `g` and `g:ready`
@@ -229,13 +223,7 @@ pub async fn delete_group_removes_it_everywhere(ctx: &TestContext) {
     let backend = ctx.backend();
     assert!(m.delete_consumer_group("g").await.unwrap());
     for stream in ["s1", "s2"] {
-        let groups: Vec<String> = backend
-            .groups(&ctx.key(stream))
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|g| g.name)
-            .collect();
+        let groups = group_names(&backend, &ctx.key(stream)).await;
         assert!(!groups.contains(&"g".to_owned()), "{stream}: {groups:?}");
         assert_eq!(
             backend
@@ -276,14 +264,29 @@ pub async fn delete_group_removes_it_everywhere(ctx: &TestContext) {
     );
 }
 
-/// A group deleted while another manager still reads it stays deleted:
-/// that manager's next read fails with `GroupNotFound` and recreates
-/// nothing, and it forgets the group.
+/// A group deleted while another manager still reads it stays deleted,
+/// whether or not other groups are registered: that manager's next read
+/// fails with `GroupNotFound` and recreates nothing, and it forgets the
+/// group.
 pub async fn deleted_group_stays_deleted(ctx: &TestContext) {
+    // The only group of the namespace.
     let admin = ctx.manager("admin");
+    ctx.create_group(&admin, "solo", &["t"]).await;
+    let worker = ctx.second_manager("w").await;
+    send_n(&admin, "t", 1).await;
+    read_n(&worker, "solo", 1, Duration::from_secs(5)).await;
+    assert!(admin.delete_consumer_group("solo").await.unwrap());
+    send_n(&admin, "t", 1).await;
+    assert_err!(
+        worker.read_messages("solo", None, Some(Duration::from_millis(20))).await,
+        StreamError::GroupNotFound { ref group } if group == "solo"
+    );
+    assert!(group_names(&ctx.backend(), &ctx.key("t")).await.is_empty());
+    assert!(admin.registered_groups().await.unwrap().is_empty());
+
+    // One group among others.
     ctx.create_group(&admin, "g", &["s"]).await;
     ctx.create_group(&admin, "other", &["s"]).await;
-    let worker = ctx.second_manager("w").await;
     send_n(&admin, "s", 1).await;
     read_n(&worker, "g", 1, Duration::from_secs(5)).await;
     assert!(admin.delete_consumer_group("g").await.unwrap());
@@ -293,17 +296,81 @@ pub async fn deleted_group_stays_deleted(ctx: &TestContext) {
         StreamError::GroupNotFound { ref group } if group == "g"
     );
     assert!(!worker.consumer_groups().contains(&"g".to_owned()));
-    let names: Vec<String> = ctx
-        .backend()
-        .groups(&ctx.key("s"))
+    assert_eq!(group_names(&ctx.backend(), &ctx.key("s")).await, ["other"]);
+    assert_eq!(admin.registered_groups().await.unwrap().len(), 1);
+    assert_eq!(worker.get_stats().await.unwrap().groups_recreated, 0);
+}
+
+/// A reader that finds the group missing while `delete_consumer_group` is
+/// still running (the group destroyed on its streams, the registry not yet
+/// updated, had the registry been updated last) does not bring the group
+/// back: the deletion marks the registry first.
+pub async fn delete_racing_a_reader_stays_deleted(ctx: &TestContext) {
+    let admin = ctx.manager_with(ctx.config("admin"));
+    ctx.create_group(&admin, "g", &["s"]).await;
+    let worker = ctx.second_manager("w").await;
+    send_n(&admin, "s", 1).await;
+    read_n(&worker, "g", 1, Duration::from_secs(5)).await;
+    // The deletion pauses after destroying the group on the stream.
+    let slow = Meddle::wrap(
+        ctx.second_backend().await,
+        "delete_keys",
+        Fault::Delay(Duration::from_millis(300)),
+    );
+    let deleting = streams_core::Manager::new(slow, ctx.config("admin2")).unwrap();
+    let deletion = tokio::spawn(async move { deleting.delete_consumer_group("g").await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    send_n(&admin, "s", 1).await;
+    assert_err!(
+        worker
+            .read_messages("g", None, Some(Duration::from_millis(20)))
+            .await,
+        StreamError::GroupNotFound { .. }
+    );
+    assert!(deletion.await.unwrap().unwrap());
+    assert!(group_names(&ctx.backend(), &ctx.key("s")).await.is_empty());
+    assert!(admin.registered_groups().await.unwrap().is_empty());
+}
+
+/// After the server lost everything (streams, groups, registry), every
+/// group comes back when its workers read, whichever comes back first, and
+/// nothing sent since is skipped.
+pub async fn every_lost_group_comes_back(ctx: &TestContext) {
+    let m = ctx.manager("w");
+    ctx.create_group(&m, "g1", &["s"]).await;
+    ctx.create_group(&m, "g2", &["s"]).await;
+    send_n(&m, "s", 1).await;
+    read_n(&m, "g1", 1, Duration::from_secs(5)).await;
+    read_n(&m, "g2", 1, Duration::from_secs(5)).await;
+    let other = ctx.second_manager("v").await;
+    other.group_config("g2").await.unwrap();
+    // A restart without persistence.
+    let keys = m.keys();
+    let lost = [
+        ctx.key("s"),
+        keys.registry().to_owned(),
+        keys.retry_schedule("s", "g1"),
+        keys.retry_ready("s", "g1"),
+        keys.retry_schedule("s", "g2"),
+        keys.retry_ready("s", "g2"),
+    ];
+    ctx.backend().delete_keys(&lost).await.unwrap();
+    // A restart takes time: ids of the new stream are later than the old.
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let sent = send_n(&m, "s", 1).await;
+    let one = read_n(&m, "g1", 1, Duration::from_secs(5)).await;
+    assert_eq!(ids(&one), sent);
+    let two = read_n(&other, "g2", 1, Duration::from_secs(5)).await;
+    assert_eq!(ids(&two), sent, "the second group comes back too");
+    let mut names: Vec<String> = m
+        .registered_groups()
         .await
         .unwrap()
         .into_iter()
         .map(|g| g.name)
         .collect();
-    assert_eq!(names, ["other"]);
-    assert_eq!(admin.registered_groups().await.unwrap().len(), 1);
-    assert_eq!(worker.get_stats().await.unwrap().groups_recreated, 0);
+    names.sort();
+    assert_eq!(names, ["g1", "g2"]);
 }
 
 /// Pruning removes the group's consumers that have been idle at least the

@@ -45,6 +45,8 @@ macro_rules! __for_each_case {
                 group_names_never_reach_each_others_keys [RetrySchedule],
                 delete_group_removes_it_everywhere [RetrySchedule],
                 deleted_group_stays_deleted,
+                delete_racing_a_reader_stays_deleted,
+                every_lost_group_comes_back,
                 prune_removes_only_idle_empty_consumers [ConsumerListing],
             }
             read {
@@ -52,6 +54,8 @@ macro_rules! __for_each_case {
                 consumers_share_new_messages,
                 restarted_consumer_gets_own_pending_first [HistoryReads],
                 backlog_never_serves_work_delivered_since [HistoryReads],
+                backlog_skips_what_a_claim_took_since [HistoryReads, ExplicitClaims],
+                cancelled_backlog_read_keeps_its_entry [HistoryReads],
                 read_uses_group_defaults,
                 empty_read_waits_for_block,
                 restart_loop_dead_letters_poison [HistoryReads],
@@ -61,6 +65,7 @@ macro_rules! __for_each_case {
                 released_messages_are_never_poison [ExplicitClaims],
                 crash_loop_isolates_the_culprit [HistoryReads],
                 one_crash_never_dead_letters [ExplicitClaims],
+                poison_that_cannot_be_dead_lettered_stays_pending [ExplicitClaims],
             }
             ack {
                 ack_removes_from_pending,
@@ -76,6 +81,7 @@ macro_rules! __for_each_case {
                 poison_message_goes_to_dlq [ExplicitClaims],
                 claimed_retry_copy_is_acked_where_read [ExplicitClaims, RetrySchedule],
                 claims_take_redelivered_entries_alone [ExplicitClaims],
+                claims_go_on_where_the_last_one_stopped [ExplicitClaims],
             }
             lease {
                 touch_keeps_entry_from_claims [ExplicitClaims],

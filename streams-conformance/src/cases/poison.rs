@@ -6,9 +6,11 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use serde_json::json;
-use streams_core::{DlqConfig, MAX_DELIVERIES_EXCEEDED, StreamMessage};
+use streams_core::{DlqConfig, MAX_DELIVERIES_EXCEEDED, Manager, StreamError, StreamMessage};
 
-use crate::support::{TestContext, TestManager, ids, pending_all, read_n, read_now, send_n};
+use crate::support::{
+    Fault, Meddle, TestContext, TestManager, ids, pending_all, read_n, read_now, send_n,
+};
 
 /// Messages handed back unhandled (`release`, a dropped subscription) are
 /// never poison, however often it happens: the hand-back gives its delivery
@@ -188,4 +190,54 @@ pub async fn one_crash_never_dead_letters(ctx: &TestContext) {
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].dead_letter.as_ref().unwrap().origin_id, sent[0]);
     assert!(read_now(&c, "g").await.is_empty());
+}
+
+/// A poison message that cannot be written to the dead-letter queue (the
+/// server refuses writes, say) stays pending, is not handed to a handler,
+/// and is counted; the other messages of the claim go on.
+pub async fn poison_that_cannot_be_dead_lettered_stays_pending(ctx: &TestContext) {
+    let config = |c: &str| {
+        ctx.config(c)
+            .with_dlq(DlqConfig::default().with_retry_limit(0))
+    };
+    let a = ctx.manager_with(config("a"));
+    ctx.create_group(&a, "g", &["s"]).await;
+    let sent = send_n(&a, "s", 2).await;
+    read_n(&a, "g", 2, Duration::from_secs(5)).await;
+    // `a` crashed on the first; `b` claims it and crashes too.
+    let b = ctx.second_manager_with(config("b")).await;
+    let first = b
+        .claim_pending_messages("g", Some(Duration::ZERO))
+        .await
+        .unwrap();
+    assert_eq!(ids(&first), sent[..1]);
+    // `c` cannot write to the dead-letter queue.
+    let c = Manager::new(
+        Meddle::wrap(
+            ctx.second_backend().await,
+            "move_entry",
+            Fault::Fail(|| StreamError::Backend {
+                backend: "test",
+                source: "OOM command not allowed when used memory > 'maxmemory'".into(),
+            }),
+        ),
+        config("c"),
+    )
+    .unwrap();
+    let claimed = c
+        .claim_pending_messages("g", Some(Duration::ZERO))
+        .await
+        .unwrap();
+    assert_eq!(
+        ids(&claimed),
+        sent[1..],
+        "the poison is held back, the other goes on"
+    );
+    let stats = c.get_stats().await.unwrap();
+    assert_eq!(stats.poison_dlq_failures, 1);
+    assert_eq!(stats.poison_messages, 0);
+    let pending = pending_all(&ctx.backend(), &ctx.key("s"), "g").await;
+    assert_eq!(pending[0].id, sent[0], "still pending: {pending:?}");
+    assert_eq!(pending[0].consumer, "c");
+    assert_eq!(ctx.backend().len(&c.keys().dlq("s")).await.unwrap(), 0);
 }

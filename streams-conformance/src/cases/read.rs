@@ -226,6 +226,67 @@ pub async fn backlog_never_serves_work_delivered_since(ctx: &TestContext) {
     assert_eq!(restarted.acknowledge_many(&all, "g").await.unwrap(), 4);
 }
 
+/// A restarted consumer whose own claim takes back one of the entries it
+/// held (before its first read) gets that entry from the claim only: the
+/// backlog skips it, and serves the rest.
+pub async fn backlog_skips_what_a_claim_took_since(ctx: &TestContext) {
+    let first = ctx.manager("w");
+    ctx.create_group(&first, "g", &["s"]).await;
+    let sent = send_n(&first, "s", 2).await;
+    read_n(&first, "g", 2, Duration::from_secs(5)).await;
+    let restarted = ctx.second_manager("w").await;
+    let claimed = restarted
+        .claim_pending_messages("g", Some(Duration::ZERO))
+        .await
+        .unwrap();
+    assert_eq!(ids(&claimed), sent[..1], "one crash suspect per claim");
+    let mut read = Vec::new();
+    for _ in 0..3 {
+        read.extend(
+            restarted
+                .read_messages("g", Some(10), Some(Duration::from_millis(20)))
+                .await
+                .unwrap(),
+        );
+    }
+    assert_eq!(
+        ids(&read),
+        sent[1..],
+        "the claimed entry is not served again"
+    );
+}
+
+/// A backlog read cancelled while it delivers an entry (a timeout around
+/// `read_messages`) loses nothing: the next read delivers that entry.
+pub async fn cancelled_backlog_read_keeps_its_entry(ctx: &TestContext) {
+    let first = ctx.manager("w");
+    ctx.create_group(&first, "g", &["s"]).await;
+    let sent = send_n(&first, "s", 2).await;
+    read_n(&first, "g", 2, Duration::from_secs(5)).await;
+    let slow = Meddle::wrap(
+        ctx.second_backend().await,
+        "redeliver",
+        Fault::Delay(Duration::from_millis(200)),
+    );
+    let restarted = Manager::new(slow, ctx.config("w")).unwrap();
+    let cancelled = tokio::time::timeout(
+        Duration::from_millis(100),
+        restarted.read_messages("g", Some(10), Some(Duration::ZERO)),
+    )
+    .await;
+    assert!(cancelled.is_err(), "the read was cut short");
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        got.extend(
+            restarted
+                .read_messages("g", Some(10), Some(Duration::ZERO))
+                .await
+                .unwrap(),
+        );
+    }
+    assert_eq!(ids(&got), sent, "both, the interrupted one first");
+}
+
 /// `read_messages` without arguments uses the group's `batch_size` and
 /// `block`; an explicit `count` overrides the batch size.
 pub async fn read_uses_group_defaults(ctx: &TestContext) {

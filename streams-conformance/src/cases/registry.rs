@@ -95,6 +95,31 @@ pub async fn registry_lists_groups(ctx: &TestContext) {
             .unwrap()
             .is_empty()
     );
+    // Removing an entry; removing it again finds nothing.
+    let scratch = ctx.key("scratch");
+    backend.registry_put(&scratch, "x", "{}").await.unwrap();
+    assert!(backend.registry_delete(&scratch, "x").await.unwrap());
+    assert!(!backend.registry_delete(&scratch, "x").await.unwrap());
+    assert!(backend.registry_list(&scratch).await.unwrap().is_empty());
+    // A deleted group leaves a mark that lists show as deleted, not as a group.
+    assert!(a.delete_consumer_group("g1").await.unwrap());
+    assert_eq!(
+        b.registered_groups().await.unwrap(),
+        std::slice::from_ref(&g2)
+    );
+    let mark = backend
+        .registry_get(&registry, "g1")
+        .await
+        .unwrap()
+        .unwrap();
+    let mark: serde_json::Value = serde_json::from_str(&mark).unwrap();
+    assert!(mark["deleted_at"].is_string(), "{mark}");
+    // Creating it again replaces the mark.
+    a.create_consumer_group(&g1).await.unwrap();
+    assert_eq!(
+        b.registered_groups().await.unwrap(),
+        [g1.clone(), g2.clone()]
+    );
     assert_err!(
         b.group_config("nope").await,
         StreamError::GroupNotFound { ref group } if group == "nope"

@@ -23,8 +23,10 @@ use streams_core::{
 pub type DynBackend = Arc<dyn StreamBackend>;
 
 /// What [`Meddle`] does to one primitive.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub enum Fault {
+    /// Counts the calls, and runs them.
+    Count(Arc<std::sync::atomic::AtomicUsize>),
     /// Runs it after a pause.
     Delay(Duration),
     /// Fails it with the error made by the function, without running it.
@@ -66,12 +68,16 @@ impl BackendLayer for Meddle {
         if call.operation != self.operation {
             return op;
         }
-        match self.fault {
-            Fault::Delay(pause) => Box::pin(async move {
+        match &self.fault {
+            Fault::Count(calls) => {
+                calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                op
+            }
+            &Fault::Delay(pause) => Box::pin(async move {
                 tokio::time::sleep(pause).await;
                 op.await
             }),
-            Fault::Fail(error) => Box::pin(async move { Err(error()) }),
+            &Fault::Fail(error) => Box::pin(async move { Err(error()) }),
         }
     }
 }
@@ -444,6 +450,17 @@ pub fn now_ms() -> u64 {
 /// Parses an RFC 3339 time, or panics.
 pub fn rfc3339(text: &str) -> SystemTime {
     humantime::parse_rfc3339(text).unwrap_or_else(|e| panic!("{text:?} is not RFC 3339: {e}"))
+}
+
+/// The names of the groups on `key`, as the backend lists them.
+pub async fn group_names(backend: &DynBackend, key: &str) -> Vec<String> {
+    backend
+        .groups(key)
+        .await
+        .expect("groups")
+        .into_iter()
+        .map(|g| g.name)
+        .collect()
 }
 
 /// Sends `n` messages `{"n": i}` to `stream`; returns their ids.

@@ -143,8 +143,10 @@ pub trait StreamBackend: GroupRegistry + Send + Sync + Debug + 'static {
     /// Delivers again entries the consumer still holds, in the lease's order:
     /// each counts a delivery and its idle time starts again. Entries no
     /// longer pending for the consumer (acknowledged, claimed by another)
-    /// are left alone and not returned; ids whose entries are gone are
-    /// reported in `deleted` and stay pending. Needs
+    /// are left alone and not returned, and so is, with
+    /// [`Lease::deliveries`], an entry whose delivery count is no longer the
+    /// one given (it was delivered since, by a claim say); ids whose
+    /// entries are gone are reported in `deleted` and stay pending. Needs
     /// [`Feature::HistoryReads`].
     ///
     /// # Errors

@@ -36,6 +36,6 @@ pub trait GroupRegistry: Send + Sync + Debug + 'static {
     /// Removes `group`; returns whether it was registered.
     ///
     /// # Contract
-    /// `delete_group_removes_it_everywhere`.
+    /// `registry_lists_groups`.
     async fn registry_delete(&self, key: &str, group: &str) -> Result<bool>;
 }

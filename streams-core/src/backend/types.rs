@@ -436,8 +436,9 @@ pub struct Lease<'a> {
     pub consumer: &'a str,
     /// The entries.
     pub ids: &'a [EntryId],
-    /// For a hand-back: the delivery count of each entry as the consumer
-    /// got it, one per id; empty when not known.
+    /// The delivery count of each entry as the consumer knows it, one per
+    /// id; empty when not known. A hand-back or redelivery leaves an entry
+    /// whose count differs alone.
     pub deliveries: &'a [u64],
 }
 
@@ -453,8 +454,9 @@ impl<'a> Lease<'a> {
         }
     }
 
-    /// The delivery count of each entry as the consumer got it, one per id
-    /// (see [`StreamBackend::hand_back`](super::StreamBackend::hand_back)).
+    /// The delivery count of each entry as the consumer knows it, one per id
+    /// (see [`StreamBackend::hand_back`](super::StreamBackend::hand_back) and
+    /// [`StreamBackend::redeliver`](super::StreamBackend::redeliver)).
     #[must_use]
     pub fn with_deliveries(mut self, deliveries: &'a [u64]) -> Self {
         self.deliveries = deliveries;

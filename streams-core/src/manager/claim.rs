@@ -4,10 +4,18 @@ use std::time::Duration;
 
 use super::stats::Counters;
 use super::{Group, Manager};
-use crate::backend::{Ack, AutoClaim, Feature, KeyEntries, StreamBackend};
+use crate::backend::{Ack, AutoClaim, Cursor, Feature, KeyEntries, StreamBackend};
 use crate::config::RetryPolicy;
 use crate::error::{Result, StreamError};
 use crate::message::{Delivery, StreamMessage};
+
+/// Where a claim goes on: a key of the group (by its place in
+/// `Group::all_keys`) and a cursor in it.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ClaimFrom {
+    pub(crate) key: usize,
+    pub(crate) cursor: Option<Cursor>,
+}
 
 /// The dead-letter reason of a poison message.
 pub const MAX_DELIVERIES_EXCEEDED: &str = "max deliveries exceeded";
@@ -47,17 +55,48 @@ impl<B: StreamBackend> Manager<B> {
         self.require(Feature::ExplicitClaims, "claim_pending_messages")?;
         let group = self.group(group_name).await?;
         let idle = idle.unwrap_or(group.config.claim_idle);
+        self.ensure_backlog_listed(&group).await?;
+        // A claim that stopped at a crash suspect left where to go on, so
+        // that draining a group costs one pass, not one pass per suspect.
+        let resume = group.lock_read().claim_from.take();
+        let midway = resume.is_some();
+        let mut pass = self
+            .claim_pass(&group, idle, resume.unwrap_or_default())
+            .await?;
+        if pass.0.is_empty() && midway {
+            // Nothing from there to the end: one whole pass from the start.
+            pass = self.claim_pass(&group, idle, ClaimFrom::default()).await?;
+        }
+        let (claimed, next) = pass;
+        group.lock_read().claim_from = next;
+        Counters::add(&self.inner.counters.claimed, claimed.len() as u64);
+        Ok(claimed)
+    }
+
+    /// One claiming pass from `from` to the end of the group's keys, or to
+    /// the first crash suspect; with where the next claim goes on then.
+    async fn claim_pass(
+        &self,
+        group: &Group,
+        idle: Duration,
+        from: ClaimFrom,
+    ) -> Result<(Vec<StreamMessage>, Option<ClaimFrom>)> {
         let page_size = self.config().claim_page_size;
         let name = group.config.name.as_str();
+        let keys: Vec<&str> = group.all_keys().collect();
         let mut claimed = Vec::new();
-        'keys: for key in group.all_keys() {
-            let mut cursor = None;
+        for (index, key) in keys.iter().copied().enumerate().skip(from.key) {
+            let mut cursor = if index == from.key {
+                from.cursor.clone()
+            } else {
+                None
+            };
             loop {
                 let request = AutoClaim::new(key, name, &group.consumer, idle, page_size)
                     .from_cursor(cursor.clone())
                     .until_redelivered();
                 let page = self
-                    .with_recovery(&group, || self.backend().auto_claim(request.clone()))
+                    .with_recovery(group, || self.backend().auto_claim(request.clone()))
                     .await?;
                 if !page.deleted.is_empty() {
                     // Backends may have dropped them from the pending list
@@ -72,25 +111,35 @@ impl<B: StreamBackend> Manager<B> {
                 }
                 let mut reply = KeyEntries::new(key);
                 reply.entries = page.entries;
-                let messages = self.deliver(&group, vec![reply], false);
-                let messages = self.screen_poison(&group, messages).await?;
+                let messages = self.deliver(group, vec![reply], false);
+                let messages = self.screen_poison(group, messages).await?;
                 // A redelivered message may have crashed its last consumer:
                 // it is taken alone; the others wait for the next claim.
                 let alone = messages
                     .iter()
                     .any(|m| m.delivery.as_ref().is_some_and(Delivery::is_redelivery));
                 claimed.extend(messages);
+                let next = page.next.filter(|n| Some(n) != cursor.as_ref());
                 if alone {
-                    break 'keys;
+                    let resume = match next {
+                        Some(cursor) => Some(ClaimFrom {
+                            key: index,
+                            cursor: Some(cursor),
+                        }),
+                        None => (index + 1 < keys.len()).then(|| ClaimFrom {
+                            key: index + 1,
+                            cursor: None,
+                        }),
+                    };
+                    return Ok((claimed, resume));
                 }
-                match page.next {
-                    Some(next) if Some(&next) != cursor.as_ref() => cursor = Some(next),
-                    _ => break,
+                match next {
+                    Some(next) => cursor = Some(next),
+                    None => break,
                 }
             }
         }
-        Counters::add(&self.inner.counters.claimed, claimed.len() as u64);
-        Ok(claimed)
+        Ok((claimed, None))
     }
 
     /// Dead-letters the poison messages among redelivered ones (see

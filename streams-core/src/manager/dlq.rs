@@ -140,7 +140,9 @@ impl<B: StreamBackend> Manager<B> {
         let mut streams: BTreeSet<String> = self.known_streams().into_iter().collect();
         for (name, json) in self.backend().registry_list(keys.registry()).await? {
             // An unreadable registry entry names no streams; it is reported elsewhere.
-            if let Ok(config) = Self::parse_registered(&name, &json) {
+            if let Ok(super::group::Registered::Group(config)) =
+                Self::parse_registered(&name, &json)
+            {
                 streams.extend(config.streams);
             }
         }

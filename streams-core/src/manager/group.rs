@@ -14,6 +14,18 @@ use crate::config::ConsumerGroupConfig;
 use crate::error::{Result, StreamError};
 use crate::names::{StreamUse, validate_name};
 
+/// The registry field of a deleted group's mark.
+const DELETED_AT: &str = "deleted_at";
+
+/// What the registry holds for a group name.
+#[derive(Debug)]
+pub(crate) enum Registered {
+    /// The group's configuration.
+    Group(ConsumerGroupConfig),
+    /// The group was deleted (`{"deleted_at": "<time>"}`).
+    Deleted,
+}
+
 /// One stream of a group and its retry keys.
 #[derive(Debug)]
 pub(crate) struct Source {
@@ -52,10 +64,24 @@ pub(crate) enum Backlog {
     /// would take in entries delivered since.
     #[default]
     Unlisted,
-    /// Still to deliver again, as `(key, id)`, in order.
-    Listed(VecDeque<(String, EntryId)>),
+    /// Still to deliver again, in order.
+    Listed(VecDeque<Held>),
     /// Delivered, or nothing to do.
     Done,
+}
+
+/// An entry of the backlog.
+#[derive(Debug, Clone)]
+pub(crate) struct Held {
+    pub(crate) key: String,
+    pub(crate) id: EntryId,
+    /// Its delivery count when listed: a different count means it was
+    /// delivered since (claimed to this consumer again), and it is skipped.
+    pub(crate) deliveries: u64,
+    /// A delivery of it was started and not seen to finish (the read was
+    /// cancelled or failed): its count may have grown by that delivery, so
+    /// the next try takes any count.
+    pub(crate) tried: bool,
 }
 
 /// Per-group read progress of this manager.
@@ -73,6 +99,8 @@ pub(crate) struct ReadState {
     /// The last entry a live read delivered, per stream key: where the
     /// group is recreated if the server loses it.
     pub(crate) last_delivered: HashMap<String, EntryId>,
+    /// Where the next claim goes on, after one stopped at a crash suspect.
+    pub(crate) claim_from: Option<super::claim::ClaimFrom>,
 }
 
 impl Group {
@@ -129,7 +157,7 @@ fn adopt_backlog(old: &Group, new: &mut Group) {
         Backlog::Listed(queue) => Backlog::Listed(
             queue
                 .into_iter()
-                .filter(|(key, _)| new.source_of(key).is_some())
+                .filter(|held| new.source_of(&held.key).is_some())
                 .collect(),
         ),
         other => other,
@@ -187,6 +215,7 @@ impl<B: StreamBackend> Manager<B> {
                 next_due: None,
                 promote_error: None,
                 last_delivered: HashMap::new(),
+                claim_from: None,
             }),
         })
     }
@@ -215,19 +244,36 @@ impl<B: StreamBackend> Manager<B> {
         group
     }
 
-    pub(crate) fn parse_registered(name: &str, json: &str) -> Result<ConsumerGroupConfig> {
-        let config: ConsumerGroupConfig =
-            serde_json::from_str(json).map_err(|e| StreamError::Decode {
-                what: format!("registry entry of group `{name}`"),
-                message: e.to_string(),
-            })?;
+    /// A registry entry: a configuration, or a deleted group's mark.
+    pub(crate) fn parse_registered(name: &str, json: &str) -> Result<Registered> {
+        let decode_error = |e: serde_json::Error| StreamError::Decode {
+            what: format!("registry entry of group `{name}`"),
+            message: e.to_string(),
+        };
+        let value: serde_json::Value = serde_json::from_str(json).map_err(decode_error)?;
+        if value.get(DELETED_AT).is_some() && value.get("name").is_none() {
+            return Ok(Registered::Deleted);
+        }
+        let config: ConsumerGroupConfig = serde_json::from_value(value).map_err(decode_error)?;
         if config.name != name {
             return Err(StreamError::Decode {
                 what: format!("registry entry of group `{name}`"),
                 message: format!("it describes group `{}`", config.name),
             });
         }
-        Ok(config)
+        Ok(Registered::Group(config))
+    }
+
+    /// The registry entry of `name`, if there is one.
+    async fn registered(&self, name: &str) -> Result<Option<Registered>> {
+        match self
+            .backend()
+            .registry_get(self.keys().registry(), name)
+            .await?
+        {
+            Some(json) => Self::parse_registered(name, &json).map(Some),
+            None => Ok(None),
+        }
     }
 
     /// The group named `name`: known here, or found in the registry.
@@ -236,16 +282,12 @@ impl<B: StreamBackend> Manager<B> {
         if let Some(g) = self.cached_group(name) {
             return Ok(g);
         }
-        let stored = self
-            .backend()
-            .registry_get(self.keys().registry(), name)
-            .await?;
-        let Some(json) = stored else {
+        let Some(Registered::Group(config)) = self.registered(name).await? else {
             return Err(StreamError::GroupNotFound {
                 group: name.to_owned(),
             });
         };
-        let group = self.build_group(Self::parse_registered(name, &json)?)?;
+        let group = self.build_group(config)?;
         // Another task may have cached it meanwhile; keep the first.
         if let Some(g) = self.cached_group(name) {
             return Ok(g);
@@ -309,6 +351,16 @@ impl<B: StreamBackend> Manager<B> {
         self.ready().await?;
         let group = self.group(group_name).await?;
         let backend = self.backend();
+        let registered = matches!(
+            self.registered(group_name).await,
+            Ok(Some(Registered::Group(_)))
+        );
+        // The mark goes first: a reader that finds the group missing from
+        // here on learns it was deleted, and does not recreate it.
+        let mark = serde_json::json!({ DELETED_AT: crate::codec::now_rfc3339() }).to_string();
+        backend
+            .registry_put(self.keys().registry(), group_name, &mark)
+            .await?;
         let mut own_keys = Vec::with_capacity(2 * group.sources.len());
         for s in &group.sources {
             backend.destroy_group(&s.key, group_name).await?;
@@ -317,9 +369,6 @@ impl<B: StreamBackend> Manager<B> {
             own_keys.push(s.retry.ready.clone());
         }
         backend.delete_keys(&own_keys).await?;
-        let registered = backend
-            .registry_delete(self.keys().registry(), group_name)
-            .await?;
         self.inner
             .groups
             .write()
@@ -335,24 +384,20 @@ impl<B: StreamBackend> Manager<B> {
     /// stream's history does not reach it (the stream was lost too), so
     /// nothing added since is skipped.
     ///
-    /// The registry tells a lost group from a deleted one: a group missing
-    /// from a registry that still lists others was deleted
-    /// ([`delete_consumer_group`](Self::delete_consumer_group)), so it is
-    /// forgotten here and the call fails with `GroupNotFound`. With the
-    /// registry gone too, the server lost its data: the group is recreated
-    /// and registered again. A registered group is recreated and its
-    /// registry entry left as it is.
+    /// The registry tells a lost group from a deleted one:
+    /// [`delete_consumer_group`](Self::delete_consumer_group) leaves a mark
+    /// there, so a deleted group is forgotten here and the call fails with
+    /// `GroupNotFound`. A registered group is recreated and its entry left
+    /// as it is (it may be newer than this manager's). A group with no
+    /// entry at all was lost with the registry (a restart without
+    /// persistence): it is recreated and registered again.
     pub(crate) async fn recover_group(&self, group: &Group) -> Result<()> {
         let backend = self.backend();
         let name = &group.config.name;
         let registry = self.keys().registry();
-        let registered = backend.registry_get(registry, name).await?.is_some();
-        if !registered && !backend.registry_list(registry).await?.is_empty() {
-            tracing::warn!(group = %name, "consumer group was deleted; forgetting it");
-            self.forget_group(group);
-            return Err(StreamError::GroupNotFound {
-                group: name.clone(),
-            });
+        let entry = self.registered(name).await;
+        if matches!(entry, Ok(Some(Registered::Deleted))) {
+            return Err(self.deleted(group));
         }
         tracing::warn!(group = %name, "consumer group missing on the server; recreating it");
         let last = group.lock_read().last_delivered.clone();
@@ -368,12 +413,34 @@ impl<B: StreamBackend> Manager<B> {
                 .create_group(CreateGroup::new(&s.retry.ready, name, StartAt::Beginning))
                 .await?;
         }
-        if !registered {
-            let json = Self::encode_config(&group.config)?;
-            backend.registry_put(registry, name, &json).await?;
+        match entry {
+            Ok(None) => {
+                let json = Self::encode_config(&group.config)?;
+                backend.registry_put(registry, name, &json).await?;
+            }
+            // Deleted while it was being recreated: undo, and say so.
+            Ok(Some(Registered::Group(_))) | Err(_)
+                if matches!(self.registered(name).await, Ok(Some(Registered::Deleted))) =>
+            {
+                for s in &group.sources {
+                    backend.destroy_group(&s.key, name).await?;
+                    backend.destroy_group(&s.retry.ready, name).await?;
+                }
+                return Err(self.deleted(group));
+            }
+            _ => {}
         }
         Counters::add(&self.inner.counters.groups_recreated, 1);
         Ok(())
+    }
+
+    /// Forgets a group found deleted; the error to return.
+    fn deleted(&self, group: &Group) -> StreamError {
+        tracing::warn!(group = %group.config.name, "consumer group was deleted; forgetting it");
+        self.forget_group(group);
+        StreamError::GroupNotFound {
+            group: group.config.name.clone(),
+        }
     }
 
     /// Drops `group` from the groups this manager knows, unless it has been
@@ -450,7 +517,9 @@ impl<B: StreamBackend> Manager<B> {
         self.ready().await?;
         let mut out = Vec::new();
         for (name, json) in self.backend().registry_list(self.keys().registry()).await? {
-            out.push(Self::parse_registered(&name, &json)?);
+            if let Registered::Group(config) = Self::parse_registered(&name, &json)? {
+                out.push(config);
+            }
         }
         out.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(out)

@@ -5,11 +5,11 @@ use std::ops::Bound;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use super::group::Backlog;
+use super::group::{Backlog, Held};
 use super::stats::Counters;
 use super::{Group, Manager, until};
 use crate::backend::{
-    Ack, Entry, EntryId, Feature, KeyEntries, Lease, PendingQuery, ReadGroup, StreamBackend,
+    Ack, Entry, Feature, KeyEntries, Lease, PendingQuery, ReadGroup, StreamBackend,
 };
 use crate::codec;
 use crate::error::{Result, StreamError};
@@ -155,20 +155,19 @@ impl<B: StreamBackend> Manager<B> {
         } else {
             group.backlog.lock().await
         };
-        if matches!(*backlog, Backlog::Unlisted) {
-            *backlog = Backlog::Listed(self.list_backlog(group).await?);
-            group.backlog_listed.store(true, Ordering::Release);
-        }
+        self.list_backlog_into(group, &mut backlog).await?;
         loop {
             let Backlog::Listed(queue) = &mut *backlog else {
                 return Ok(None);
             };
-            let Some((key, id)) = queue.front().cloned() else {
+            let Some(held) = queue.front_mut() else {
                 *backlog = Backlog::Done;
                 group.backlog_done.store(true, Ordering::Release);
                 return Ok(None);
             };
-            let messages = self.redeliver_entry(group, &key, id).await?;
+            let attempt = held.clone();
+            held.tried = true;
+            let messages = self.redeliver_entry(group, &attempt).await?;
             // Only once it has been delivered again: a read cancelled or
             // failed before then leaves it first in line.
             queue.pop_front();
@@ -178,8 +177,27 @@ impl<B: StreamBackend> Manager<B> {
         }
     }
 
+    /// Lists the backlog if that has not been done. Claims do it too before
+    /// they claim, so that the list's delivery counts tell which entries a
+    /// claim has taken since.
+    pub(crate) async fn ensure_backlog_listed(&self, group: &Group) -> Result<()> {
+        if group.backlog_listed.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let mut backlog = group.backlog.lock().await;
+        self.list_backlog_into(group, &mut backlog).await
+    }
+
+    async fn list_backlog_into(&self, group: &Group, backlog: &mut Backlog) -> Result<()> {
+        if matches!(*backlog, Backlog::Unlisted) {
+            *backlog = Backlog::Listed(self.list_backlog(group).await?);
+            group.backlog_listed.store(true, Ordering::Release);
+        }
+        Ok(())
+    }
+
     /// The entries this consumer holds now in every key of the group.
-    async fn list_backlog(&self, group: &Group) -> Result<VecDeque<(String, EntryId)>> {
+    async fn list_backlog(&self, group: &Group) -> Result<VecDeque<Held>> {
         const PAGE: usize = 1000;
         let mut out = VecDeque::new();
         for key in group.all_keys() {
@@ -202,7 +220,12 @@ impl<B: StreamBackend> Manager<B> {
                 let Some(last) = page.last().map(|p| p.id.clone()) else {
                     break;
                 };
-                out.extend(page.into_iter().map(|p| (key.to_owned(), p.id)));
+                out.extend(page.into_iter().map(|p| Held {
+                    key: key.to_owned(),
+                    id: p.id,
+                    deliveries: p.deliveries,
+                    tried: false,
+                }));
                 if !full {
                     break;
                 }
@@ -220,16 +243,17 @@ impl<B: StreamBackend> Manager<B> {
         Ok(out)
     }
 
-    /// Delivers one backlog entry again if this consumer still holds it:
-    /// the message (unless it was poison), or nothing.
-    async fn redeliver_entry(
-        &self,
-        group: &Group,
-        key: &str,
-        id: EntryId,
-    ) -> Result<Vec<StreamMessage>> {
-        let ids = [id];
-        let lease = Lease::new(key, &group.config.name, &group.consumer, &ids);
+    /// Delivers one backlog entry again if this consumer still holds it and
+    /// nothing delivered it since: the message (unless it was poison), or
+    /// nothing.
+    async fn redeliver_entry(&self, group: &Group, held: &Held) -> Result<Vec<StreamMessage>> {
+        let key = held.key.as_str();
+        let ids = [held.id.clone()];
+        let counts = [held.deliveries];
+        let mut lease = Lease::new(key, &group.config.name, &group.consumer, &ids);
+        if !held.tried {
+            lease = lease.with_deliveries(&counts);
+        }
         let reply = self
             .with_recovery(group, || self.backend().redeliver(lease.clone()))
             .await?;
