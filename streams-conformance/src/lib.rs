@@ -38,7 +38,7 @@
 //!
 //! # Cases
 //!
-//! 110 cases in 17 areas, plus `capabilities::skipped_cases_are_declared`.
+//! 109 cases in 17 areas, plus `capabilities::skipped_cases_are_declared`.
 //! A case may need backend features (see [`Feature`]); on a backend without
 //! them it is skipped, with the reason printed, and counted. Run one with `cargo test -p <backend> --test conformance <area>::<case>`.
 //!
@@ -142,7 +142,6 @@
 //! | backend | `ids_strictly_increase` | ids are unique, kept in add order, never reused |
 //! | backend | `range_reads_without_group` | `range` is inclusive, ordered, bounded by `count`, and delivers nothing |
 //! | backend | `read_missing_group_is_nogroup` | a read of a missing stream or group fails with `NoGroup` at once, even blocking |
-//! | backend | `history_read_returns_own_pending` | history reads return own pending entries (a delivery each) and report deleted ones |
 //! | backend | `redeliver_serves_only_what_the_consumer_holds` | `redeliver` serves, by id, only entries the consumer holds; reports deleted ones; `NoGroup` for a missing group |
 //! | backend | `read_count_is_shared_fairly` | a group read's count is a total shared fairly over its keys |
 //! | backend | `create_group_after_id` | a group created after an id starts after it, or at the beginning if the history does not reach it |

@@ -94,17 +94,6 @@ impl GroupRegistry for MemoryBackend {
             }))
         })
     }
-
-    async fn registry_delete(&self, key: &str, group: &str) -> Result<bool> {
-        self.with_state(|ks, _| {
-            let removed = ks.hash_mut(key)?.is_some_and(|h| h.remove(group).is_some());
-            // Redis deletes a hash whose last field goes.
-            if ks.hash(key)?.is_some_and(|h| h.is_empty()) {
-                ks.delete(key);
-            }
-            Ok(removed)
-        })
-    }
 }
 
 #[async_trait]
@@ -338,7 +327,7 @@ mod tests {
 
     use bytes::Bytes;
     use streams_core::StreamError;
-    use streams_core::backend::{ConsumerRef, Cursor, MoveTarget, ReadCursor, StartAt};
+    use streams_core::backend::{ConsumerRef, Cursor, MoveTarget, StartAt};
 
     use super::*;
 
@@ -388,7 +377,6 @@ mod tests {
         assert!(is_wrong_type(b.registry_put("s", "f", "v").await));
         assert!(is_wrong_type(b.registry_get("s", "f").await));
         assert!(is_wrong_type(b.registry_list("s").await));
-        assert!(is_wrong_type(b.registry_delete("s", "f").await));
         // A schedule that cannot be promoted says why, and the call goes on.
         let promo = b
             .promote_due(
@@ -403,7 +391,7 @@ mod tests {
             b.add_batch(vec![add("s", "2"), add("h", "3")]).await
         ));
         assert_eq!(b.len("s").await.unwrap(), 1, "a refused batch adds nothing");
-        let keys = [("h".to_owned(), ReadCursor::New)];
+        let keys = ["h".to_owned()];
         assert!(is_wrong_type(
             b.read_group(ReadGroup::new("g", "c", &keys, 1)).await
         ));
@@ -435,7 +423,6 @@ mod tests {
         );
         assert_eq!(b.registry_get("none", "f").await.unwrap(), None);
         assert!(b.registry_list("none").await.unwrap().is_empty());
-        assert!(!b.registry_delete("none", "f").await.unwrap());
         assert!(!b.destroy_group("none", "g").await.unwrap());
         assert_eq!(b.delete_keys(&["none".to_owned()]).await.unwrap(), 0);
         assert_eq!(
@@ -558,7 +545,7 @@ mod tests {
                 .await
                 .unwrap()
         );
-        let keys = [("s".to_owned(), ReadCursor::New)];
+        let keys = ["s".to_owned()];
         let got = b
             .read_group(ReadGroup::new("g", "c", &keys, 10))
             .await
@@ -606,7 +593,7 @@ mod tests {
         assert_eq!((info.backend, info.version.as_str()), ("memory", "7.0.0"));
         b.ping().await.unwrap();
         assert_eq!(b.name(), "memory");
-        assert!(b.registry_delete("reg", "g").await.unwrap());
+        assert_eq!(b.delete_keys(&["reg".to_owned()]).await.unwrap(), 1);
         assert_eq!(
             format!("{b:?}"),
             "MemoryBackend { streams: 1, schedules: 0, hashes: 0 }"
@@ -620,7 +607,7 @@ mod tests {
             .await
             .unwrap();
         b.add(add("s", "1")).await.unwrap();
-        let keys = [("s".to_owned(), ReadCursor::New)];
+        let keys = ["s".to_owned()];
         b.read_group(ReadGroup::new("g", "c", &keys, 1))
             .await
             .unwrap();

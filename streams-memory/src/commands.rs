@@ -3,20 +3,12 @@
 //! acknowledgement, atomic moves and the promotion of due retries.
 
 use streams_core::EntryId;
-use streams_core::backend::{
-    KeyEntries, Move, MoveOutcome, MoveTarget, Promotion, ReadCursor, StartAt,
-};
+use streams_core::backend::{KeyEntries, Move, MoveOutcome, MoveTarget, Promotion, StartAt};
 
 use crate::error::Error;
 use crate::group::Group;
 use crate::id::StreamId;
 use crate::state::{Keyspace, Now};
-
-/// A read's key, checked and with its cursor parsed.
-enum Cursor {
-    New,
-    After(StreamId),
-}
 
 /// Parses every id of a command before it changes anything, as Redis does.
 pub(crate) fn parse_ids(ids: &[EntryId]) -> Result<Vec<StreamId>, Error> {
@@ -63,27 +55,20 @@ impl Keyspace {
     /// of what is left (the remainder goes to the keys that have had the
     /// least, the first listed first), and keys that cannot fill their
     /// share leave the next round to the others.
-    /// Every key and cursor is checked before anything is delivered; keys
+    /// Every key's group is checked before anything is delivered; keys
     /// with nothing to return are left out.
     pub(crate) fn read_group(
         &mut self,
         group: &str,
         consumer: &str,
-        keys: &[(String, ReadCursor)],
+        keys: &[String],
         count: usize,
         now: Now,
     ) -> Result<Vec<KeyEntries>, Error> {
-        let mut cursors = Vec::with_capacity(keys.len());
-        for (key, cursor) in keys {
+        for key in keys {
             self.group(key, group)?;
-            cursors.push(match cursor {
-                ReadCursor::New => Cursor::New,
-                ReadCursor::Pending(None) => Cursor::After(StreamId::MIN),
-                ReadCursor::Pending(Some(after)) => Cursor::After(StreamId::of(after)?),
-                _ => return Err(Error::UnknownCursor),
-            });
         }
-        let mut replies: Vec<KeyEntries> = keys.iter().map(|(k, _)| KeyEntries::new(k)).collect();
+        let mut replies: Vec<KeyEntries> = keys.iter().map(KeyEntries::new).collect();
         let mut received = vec![0usize; keys.len()];
         let mut remaining = count.max(1);
         let mut active: Vec<usize> = (0..keys.len()).collect();
@@ -99,28 +84,10 @@ impl Keyspace {
                     still.push(i);
                     continue;
                 }
-                let (g, entries) = self.group_mut(&keys[i].0, group)?;
-                let reply = &mut replies[i];
-                let got = match &mut cursors[i] {
-                    Cursor::New => {
-                        let served = g.read_new(entries, consumer, want, now.tick);
-                        let n = served.len();
-                        reply.entries.extend(served);
-                        n
-                    }
-                    Cursor::After(after) => {
-                        let (served, deleted, last) =
-                            g.read_pending(entries, consumer, *after, want, now.tick);
-                        let n = served.len() + deleted.len();
-                        if let Some(last) = last {
-                            *after = last;
-                            reply.cursor = Some(EntryId::from(last.to_string()));
-                        }
-                        reply.entries.extend(served);
-                        reply.deleted.extend(deleted);
-                        n
-                    }
-                };
+                let (g, entries) = self.group_mut(&keys[i], group)?;
+                let served = g.read_new(entries, consumer, want, now.tick);
+                let got = served.len();
+                replies[i].entries.extend(served);
                 remaining -= got;
                 received[i] += got;
                 if got == want {
@@ -129,7 +96,7 @@ impl Keyspace {
             }
             active = still;
         }
-        replies.retain(|r| !r.entries.is_empty() || !r.deleted.is_empty());
+        replies.retain(|r| !r.entries.is_empty());
         Ok(replies)
     }
 
@@ -250,12 +217,8 @@ mod tests {
         vec![(Bytes::from("k"), Bytes::from(v.to_owned()))]
     }
 
-    fn new(key: &str) -> (String, ReadCursor) {
-        (key.to_owned(), ReadCursor::New)
-    }
-
-    fn history(key: &str, after: Option<&EntryId>) -> (String, ReadCursor) {
-        (key.to_owned(), ReadCursor::Pending(after.cloned()))
+    fn new(key: &str) -> String {
+        key.to_owned()
     }
 
     /// A keyspace with stream `s`, group `g` from the start, and `n` entries.
@@ -322,7 +285,7 @@ mod tests {
         let (mut ks, _) = setup(2);
         for keys in [
             vec![new("s"), new("missing")],
-            vec![new("s"), history("missing", None)],
+            vec![new("missing"), new("s")],
         ] {
             let err = ks.read_group("g", "c", &keys, 10, Now::read()).unwrap_err();
             assert_eq!(
@@ -339,40 +302,6 @@ mod tests {
         assert!(matches!(err, Error::NoGroup { .. }));
         let (g, _) = ks.group("s", "g").unwrap();
         assert!(g.pel.is_empty() && g.consumers.is_empty());
-        assert!(
-            ks.read_group(
-                "g",
-                "c",
-                &[history("s", Some(&EntryId::from("x")))],
-                1,
-                Now::read()
-            )
-            .is_err()
-        );
-    }
-
-    #[test]
-    fn history_reads_through_the_keyspace() {
-        let (mut ks, ids) = setup(3);
-        let now = Now::read();
-        ks.read_group("g", "c", &[new("s")], 10, now).unwrap();
-        ks.stream_mut("s")
-            .unwrap()
-            .unwrap()
-            .entries
-            .remove(&StreamId::of(&ids[0]).unwrap());
-        let read = ks
-            .read_group("g", "c", &[history("s", None)], 10, now)
-            .unwrap();
-        assert_eq!(read[0].deleted, [ids[0].clone()]);
-        assert_eq!(read[0].entries.len(), 2);
-        assert_eq!(read[0].cursor.as_ref(), Some(&ids[2]));
-        assert!(read[0].entries.iter().all(|e| e.deliveries == 2));
-        // Nothing after the last one: the key is left out.
-        let read = ks
-            .read_group("g", "c", &[history("s", Some(&ids[2]))], 10, now)
-            .unwrap();
-        assert!(read.is_empty());
     }
 
     #[test]

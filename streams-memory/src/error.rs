@@ -30,10 +30,6 @@ pub(crate) enum Error {
     #[error("stream `{key}` has used its last possible id")]
     IdsExhausted { key: String },
 
-    /// A read cursor of a kind this backend does not know.
-    #[error("unknown read cursor")]
-    UnknownCursor,
-
     /// A move target of a kind this backend does not know.
     #[error("unknown move target")]
     UnknownTarget,

@@ -140,53 +140,6 @@ impl Group {
             .collect()
     }
 
-    /// `XREADGROUP ... <id>`: the consumer's own pending entries after `after`,
-    /// with their delivery counts. Each existing one counts as delivered
-    /// again; ids whose entries are gone are reported and stay pending. Both
-    /// count towards `limit`. Also returns the last id looked at.
-    pub(crate) fn read_pending(
-        &mut self,
-        entries: &Entries,
-        consumer: &str,
-        after: StreamId,
-        limit: usize,
-        now: Tick,
-    ) -> (Vec<DeliveredEntry>, Vec<EntryId>, Option<StreamId>) {
-        let name = self.touch_consumer(consumer, now);
-        let ids: Vec<StreamId> = self
-            .consumers
-            .get(&name)
-            .map(|c| {
-                c.pending
-                    .range((Excluded(after), Unbounded))
-                    .take(limit)
-                    .copied()
-                    .collect()
-            })
-            .unwrap_or_default();
-        let last = ids.last().copied();
-        let mut served = Vec::new();
-        let mut deleted = Vec::new();
-        for id in ids {
-            match entries.get(&id) {
-                Some(fields) => {
-                    let mut deliveries = 1;
-                    if let Some(nack) = self.pel.get_mut(&id) {
-                        nack.deliveries = nack.deliveries.saturating_add(1);
-                        nack.delivered = now;
-                        deliveries = nack.deliveries;
-                    }
-                    served.push(DeliveredEntry::new(
-                        Entry::new(id.to_string(), fields.clone()),
-                        deliveries,
-                    ));
-                }
-                None => deleted.push(EntryId::from(id.to_string())),
-            }
-        }
-        (served, deleted, last)
-    }
-
     /// Delivers again the entries of `ids` still pending for `consumer`
     /// (`XCLAIM` to itself after checking the owner): each counts a
     /// delivery and its idle time starts again. Ids whose entries are gone
@@ -459,27 +412,28 @@ mod tests {
     }
 
     #[test]
-    fn history_reads_count_deliveries_and_report_deleted_ids() {
+    fn redeliveries_count_deliveries_and_report_deleted_ids() {
         let mut es = entries(4);
         let mut g = Group::new(StreamId::MIN);
         let t0 = Tick::now();
         g.read_new(&es, "c1", 3, t0);
+        g.read_new(&es, "c2", 1, t0);
         es.remove(&id(2));
         let t1 = t0.plus(Duration::from_secs(1));
-        // The deleted id counts towards the limit, as in Redis.
-        let (served, deleted, _) = g.read_pending(&es, "c1", StreamId::MIN, 2, t1);
-        assert_eq!(ids(&served), ["1-1"]);
+        let asked = [id(3), id(2), id(4), id(1)];
+        let (served, deleted) = g.redeliver(&es, "c1", &asked, &[], t1);
+        // In the order asked; c2's entry left alone.
+        assert_eq!(ids(&served), ["3-1", "1-1"]);
         assert_eq!(deleted, ["2-1"]);
         assert_eq!(g.pel[&id(1)].deliveries, 2);
         assert_eq!(g.pel[&id(1)].delivered, t1);
         // The deleted id stays pending, its count unchanged.
         assert_eq!(g.pel[&id(2)].deliveries, 1);
-        let (served, deleted, _) = g.read_pending(&es, "c1", id(2), 10, t1);
-        assert_eq!((ids(&served), deleted.len()), (vec!["3-1"], 0));
-        // Another consumer's history is its own: empty, but it now exists.
-        let (served, deleted, _) = g.read_pending(&es, "c2", StreamId::MIN, 10, t1);
-        assert!(served.is_empty() && deleted.is_empty());
-        assert!(g.consumers.contains_key("c2"));
+        assert_eq!(g.pel[&id(4)].deliveries, 1);
+        // An expected count that no longer holds leaves the entry alone.
+        let (served, _) = g.redeliver(&es, "c1", &[id(1), id(3)], &[1, 2], t1);
+        assert_eq!(ids(&served), ["3-1"]);
+        assert_eq!(g.pel[&id(1)].deliveries, 2);
     }
 
     #[test]
@@ -619,7 +573,7 @@ mod tests {
         let mut g = Group::new(StreamId::MIN);
         let t0 = Tick::now();
         g.read_new(&es, "a", 1, t0);
-        g.read_pending(&es, "idle", StreamId::MIN, 1, t0);
+        g.touch_consumer("idle", t0);
         assert_eq!(g.delete_consumer("a"), ConsumerRemoval::HasPending(1));
         assert_eq!(g.delete_consumer("idle"), ConsumerRemoval::Deleted);
         assert_eq!(g.delete_consumer("idle"), ConsumerRemoval::Missing);

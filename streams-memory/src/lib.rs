@@ -12,8 +12,9 @@
 //! - ids `<ms>-<seq>` that strictly increase per stream, even when the clock
 //!   goes back or the last entry was deleted;
 //! - consumer groups with a pending entries list: delivery counts, idle
-//!   times, history reads (which count as deliveries and report deleted
-//!   ids), `XAUTOCLAIM` paging, and trimming that leaves pending ids alone;
+//!   times, redeliveries to the holder (which count as deliveries and
+//!   report deleted ids), `XAUTOCLAIM` paging, and trimming that leaves
+//!   pending ids alone;
 //! - blocking reads woken by the add that feeds them, not by polling;
 //! - every command atomic, as under Redis' single thread.
 //!
@@ -49,7 +50,7 @@
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> streams_core::Result<()> {
 //! use bytes::Bytes;
 //! use streams_core::StreamBackend;
-//! use streams_core::backend::{Ack, Add, CreateGroup, ReadCursor, ReadGroup, StartAt};
+//! use streams_core::backend::{Ack, Add, CreateGroup, ReadGroup, StartAt};
 //! use streams_memory::MemoryBackend;
 //!
 //! let backend = MemoryBackend::new();
@@ -57,7 +58,7 @@
 //! let fields = vec![(Bytes::from("task"), Bytes::from("index"))];
 //! let id = backend.add(Add::new("jobs", fields)).await?;
 //!
-//! let keys = [("jobs".to_owned(), ReadCursor::New)];
+//! let keys = ["jobs".to_owned()];
 //! let replies = backend.read_group(ReadGroup::new("workers", "w1", &keys, 10)).await?;
 //! assert_eq!(replies[0].entries[0].entry.id, id);
 //! assert_eq!(backend.ack(Ack::new("jobs", "workers", &[id])).await?, 1);

@@ -8,22 +8,19 @@ use std::sync::Arc;
 use std::task::Poll;
 
 use streams_core::Result;
-use streams_core::backend::{KeyEntries, ReadCursor, ReadGroup};
+use streams_core::backend::{KeyEntries, ReadGroup};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::MemoryBackend;
 
 impl MemoryBackend {
-    /// `XREADGROUP`, blocking when asked to and every key reads new entries.
+    /// `XREADGROUP`, blocking when asked to.
     ///
     /// Cancellation safe: entries are delivered only inside the lock, after
     /// the last wait, so dropping the future while it waits delivers nothing.
     pub(crate) async fn read_group_blocking(&self, read: ReadGroup<'_>) -> Result<Vec<KeyEntries>> {
-        let block = read
-            .block
-            .filter(|d| !d.is_zero())
-            .filter(|_| read.keys.iter().all(|(_, c)| *c == ReadCursor::New));
+        let block = read.block.filter(|d| !d.is_zero());
         // `None` when the deadline is beyond what the clock can represent.
         let deadline = block.and_then(|b| Instant::now().checked_add(b));
         let attempt = || {
@@ -39,7 +36,7 @@ impl MemoryBackend {
             let ks = self.lock();
             read.keys
                 .iter()
-                .filter_map(|(key, _)| ks.added_signal(key))
+                .filter_map(|key| ks.added_signal(key))
                 .collect()
         };
         loop {
@@ -87,7 +84,7 @@ mod tests {
 
     async fn read(
         backend: &MemoryBackend,
-        keys: &[(String, ReadCursor)],
+        keys: &[String],
         consumer: &str,
         block: Option<Duration>,
     ) -> Result<Vec<KeyEntries>> {
@@ -96,11 +93,8 @@ mod tests {
             .await
     }
 
-    fn keys(names: &[&str]) -> Vec<(String, ReadCursor)> {
-        names
-            .iter()
-            .map(|k| ((*k).to_owned(), ReadCursor::New))
-            .collect()
+    fn keys(names: &[&str]) -> Vec<String> {
+        names.iter().map(|k| (*k).to_owned()).collect()
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -186,23 +180,6 @@ mod tests {
         .await
         .unwrap_err();
         assert!(matches!(err, StreamError::NoGroup { ref stream, .. } if stream == "missing"));
-        assert!(started.elapsed() < Duration::from_secs(1));
-    }
-
-    #[tokio::test]
-    async fn history_reads_never_block() {
-        let backend = MemoryBackend::new();
-        backend
-            .create_group(CreateGroup::new("a", "g", StartAt::End))
-            .await
-            .unwrap();
-        let keys = vec![
-            ("a".to_owned(), ReadCursor::New),
-            ("a".to_owned(), ReadCursor::Pending(None)),
-        ];
-        let started = Instant::now();
-        let got = read(&backend, &keys, "c", Some(Duration::from_secs(5))).await;
-        assert!(got.unwrap().is_empty());
         assert!(started.elapsed() < Duration::from_secs(1));
     }
 

@@ -248,12 +248,6 @@ impl GroupRegistry for RedisBackend {
             .map(|(k, v)| Ok((reply::string("HGETALL", k)?, reply::string("HGETALL", v)?)))
             .collect()
     }
-
-    async fn registry_delete(&self, key: &str, group: &str) -> Result<bool> {
-        let mut cmd = redis::cmd("HDEL");
-        cmd.arg(key).arg(group);
-        Ok(reply::count("HDEL", self.raw(&cmd, self.op("HDEL")).await?)? > 0)
-    }
 }
 
 #[async_trait]

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use redis::{Cmd, Value};
 use streams_core::backend::{
     Ack, Add, ConsumerInfo, CreateGroup, Entry, EntryId, Fields, GroupInfo, KeyEntries,
-    PendingEntry, PendingQuery, RangeQuery, ReadCursor, ReadGroup, ServerInfo, StartAt, Trim,
+    PendingEntry, PendingQuery, RangeQuery, ReadGroup, ServerInfo, StartAt, Trim,
 };
 use streams_core::{Result, StreamError};
 
@@ -164,14 +164,14 @@ pub(crate) async fn add_batch(b: &RedisBackend, adds: Vec<Add>) -> Result<Vec<En
 
 /// `XREAD BLOCK` from the group's last delivered id on every key: it wakes
 /// on the next entry any key receives, and delivers nothing.
-fn xread_after(keys: &[(String, ReadCursor)], after: &[String], block: Duration) -> Cmd {
+fn xread_after(keys: &[String], after: &[String], block: Duration) -> Cmd {
     let mut cmd = redis::cmd("XREAD");
     cmd.arg("COUNT")
         .arg(1)
         .arg("BLOCK")
         .arg(ms(block).max(1))
         .arg("STREAMS");
-    for (key, _) in keys {
+    for key in keys {
         cmd.arg(key);
     }
     for id in after {
@@ -188,8 +188,7 @@ pub(crate) async fn read_group(b: &RedisBackend, read: ReadGroup<'_>) -> Result<
     if read.keys.is_empty() {
         return Ok(Vec::new());
     }
-    let history = read.keys.iter().any(|(_, c)| !matches!(c, ReadCursor::New));
-    let deadline = read.block.filter(|_| !history).map(|block| {
+    let deadline = read.block.map(|block| {
         Instant::now()
             .checked_add(block)
             .unwrap_or_else(|| Instant::now() + crate::conn::FAR)
@@ -207,7 +206,7 @@ pub(crate) async fn read_group(b: &RedisBackend, read: ReadGroup<'_>) -> Result<
             return Ok(replies);
         }
         let after = b.inner.conns.blocking_timeout(left, b.timeout());
-        let op = Op::new("XREADGROUP", after).on(&read.keys[0].0, read.group);
+        let op = Op::new("XREADGROUP", after).on(&read.keys[0], read.group);
         let woke = b
             .inner
             .conns

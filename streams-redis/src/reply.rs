@@ -1,7 +1,6 @@
 //! Decoding raw replies. Reading `redis::Value` directly is markedly faster
-//! than the crate's typed stream replies, and lets history reads report
-//! entries deleted while pending (their field list is nil). Every function
-//! is total: an unexpected shape is an error, never a panic.
+//! than the crate's typed stream replies. Every function is total: an
+//! unexpected shape is an error, never a panic.
 
 use bytes::Bytes;
 use redis::Value;
@@ -115,7 +114,7 @@ pub(crate) fn fields(what: &'static str, v: Value) -> Result<Fields> {
 }
 
 /// One entry `[id, fields]`. `None` fields mean the entry was deleted while
-/// pending (history reads).
+/// pending (as `XREADGROUP` reports it for pending entries).
 pub(crate) fn entry(what: &'static str, v: Value) -> Result<(String, Option<Fields>)> {
     let mut parts = array(what, v)?.into_iter();
     let (Some(id), Some(f), None) = (parts.next(), parts.next(), parts.next()) else {

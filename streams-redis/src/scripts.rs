@@ -12,8 +12,8 @@ use std::time::Duration;
 use redis::{Cmd, Script, ScriptInvocation, Value};
 use streams_core::backend::{
     Add, AutoClaim, AutoClaimPage, ConsumerRef, ConsumerRemoval, Cursor, DeliveredEntry, Entry,
-    EntryId, Fields, KeyEntries, Lease, Move, MoveOutcome, MoveTarget, Promotion, ReadCursor,
-    ReadGroup, ScheduleKeys, Trim,
+    EntryId, Fields, KeyEntries, Lease, Move, MoveOutcome, MoveTarget, Promotion, ReadGroup,
+    ScheduleKeys, Trim,
 };
 use streams_core::{Result, StreamError};
 
@@ -401,21 +401,13 @@ pub(crate) async fn read_group(
 ) -> Result<(Vec<KeyEntries>, Vec<String>)> {
     const WHAT: &str = "XREADGROUP";
     let mut inv = READ_GROUP.prepare_invoke();
-    for (key, _) in read.keys {
+    for key in read.keys {
         inv.key(key);
     }
     inv.arg(read.group)
         .arg(read.consumer)
         .arg(count_arg(read.count));
-    for (_, cursor) in read.keys {
-        match cursor {
-            ReadCursor::New => inv.arg(">"),
-            ReadCursor::Pending(None) => inv.arg("0"),
-            ReadCursor::Pending(Some(after)) => inv.arg(after.as_str()),
-            _ => return Err(unknown("read cursor")),
-        };
-    }
-    let first = read.keys.first().map_or("", |(k, _)| k.as_str());
+    let first = read.keys.first().map_or("", String::as_str);
     let op = b.op("XREADGROUP").on(first, read.group);
     let mut parts = reply::array(WHAT, b.script(&inv, op).await?)?.into_iter();
     let (Some(items), Some(waits)) = (parts.next(), parts.next()) else {
@@ -424,46 +416,23 @@ pub(crate) async fn read_group(
     let mut out = Vec::new();
     for item in reply::array(WHAT, items)? {
         let mut it = reply::array(WHAT, item)?.into_iter();
-        let (Some(index), Some(entries), Some(counts), Some(deleted), Some(last)) =
-            (it.next(), it.next(), it.next(), it.next(), it.next())
-        else {
-            return Err(bad_reply(
-                WHAT,
-                "an item is not [index, entries, counts, deleted, last]",
-            ));
+        let (Some(index), Some(entries)) = (it.next(), it.next()) else {
+            return Err(bad_reply(WHAT, "an item is not [index, entries]"));
         };
         let index = usize::try_from(reply::int(WHAT, index)?)
             .ok()
             .and_then(|i| i.checked_sub(1))
             .filter(|i| *i < read.keys.len())
             .ok_or_else(|| bad_reply(WHAT, "key index out of range"))?;
-        let history = !matches!(read.keys[index].1, ReadCursor::New);
         let entries = reply::array(WHAT, entries)?;
-        let counts = reply::array(WHAT, counts)?;
-        if history && counts.len() != entries.len() {
-            return Err(bad_reply(WHAT, "one delivery count per entry expected"));
-        }
-        let mut reply = KeyEntries::new(read.keys[index].0.clone());
+        let mut reply = KeyEntries::new(read.keys[index].clone());
         reply.entries.reserve(entries.len());
-        let mut counts = counts.into_iter();
         for entry in entries {
             let (id, fields) = reply::entry(WHAT, entry)?;
-            let deliveries = match counts.next() {
-                Some(n) => reply::count(WHAT, n)?,
-                None => 1,
-            };
             reply.entries.push(DeliveredEntry::new(
                 Entry::new(id, fields.unwrap_or_default()),
-                deliveries,
+                1,
             ));
-        }
-        reply.deleted = reply::array(WHAT, deleted)?
-            .into_iter()
-            .map(|v| reply::string(WHAT, v).map(EntryId::from))
-            .collect::<Result<_>>()?;
-        let last = reply::string(WHAT, last)?;
-        if history && !last.is_empty() {
-            reply.cursor = Some(EntryId::from(last));
         }
         out.push(reply);
     }

@@ -10,8 +10,8 @@ use common::{Ctx, fields, run};
 use streams_core::StreamError;
 use streams_core::backend::{
     Ack, Add, AutoClaim, ConsumerRef, ConsumerRemoval, CreateGroup, Cursor, EntryId, GroupRegistry,
-    KeyEntries, Lease, Move, MoveOutcome, MoveTarget, PendingQuery, RangeQuery, ReadCursor,
-    ReadGroup, ScheduleKeys, StartAt, StreamBackend, Trim,
+    KeyEntries, Lease, Move, MoveOutcome, MoveTarget, PendingQuery, RangeQuery, ReadGroup,
+    ScheduleKeys, StartAt, StreamBackend, Trim,
 };
 use streams_redis::{RedisBackend, RedisConfig};
 
@@ -24,15 +24,15 @@ async fn read(
     b: &dyn StreamBackend,
     group: &str,
     consumer: &str,
-    keys: &[(String, ReadCursor)],
+    keys: &[String],
     block: Option<Duration>,
 ) -> Result<Vec<KeyEntries>, StreamError> {
     b.read_group(ReadGroup::new(group, consumer, keys, 100).with_block(block))
         .await
 }
 
-fn new(key: &str) -> Vec<(String, ReadCursor)> {
-    vec![(key.to_owned(), ReadCursor::New)]
+fn new(key: &str) -> Vec<String> {
+    vec![key.to_owned()]
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -204,7 +204,7 @@ async fn batches_keep_order_with_and_without_scripts() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn reads_history_deleted_entries_and_nogroup() {
+async fn reads_redeliveries_deleted_entries_and_nogroup() {
     run("read", |c: Ctx| async move {
         let b = &c.backend;
         let (s1, s2) = (c.key("s1"), c.key("s2"));
@@ -216,13 +216,13 @@ async fn reads_history_deleted_entries_and_nogroup() {
             .unwrap();
         let a = b.add(add(&s1, &[("k", "a")], vec![])).await.unwrap();
         let d = b.add(add(&s1, &[("k", "d")], vec![])).await.unwrap();
-        let keys = vec![(s1.clone(), ReadCursor::New), (s2.clone(), ReadCursor::New)];
+        let keys = vec![s1.clone(), s2.clone()];
         let got = read(b, "g", "c1", &keys, None).await.unwrap();
         assert_eq!(got.len(), 1, "keys without entries are left out");
         assert_eq!(got[0].key, s1);
         assert_eq!(got[0].entries.len(), 2);
 
-        // Deleted while pending: history reads report the id.
+        // Deleted while pending: a redelivery reports the id.
         b.ack(Ack::new(&c.key("nothing"), "g", std::slice::from_ref(&a)))
             .await
             .unwrap();
@@ -231,24 +231,18 @@ async fn reads_history_deleted_entries_and_nogroup() {
         let client = redis::Client::open(c.url.as_str()).unwrap();
         let mut conn = client.get_multiplexed_async_connection().await.unwrap();
         let _: i64 = xdel.query_async(&mut conn).await.unwrap();
-        let history = vec![
-            (s1.clone(), ReadCursor::Pending(None)),
-            (s2.clone(), ReadCursor::Pending(None)),
-        ];
-        // A block is ignored for history reads.
-        let got = read(b, "g", "c1", &history, Some(Duration::from_secs(5)))
+        let held = [a.clone(), d.clone()];
+        let got = b
+            .redeliver(Lease::new(&s1, "g", "c1", &held))
             .await
             .unwrap();
-        assert_eq!(got.len(), 1);
-        assert_eq!(got[0].entries.len(), 1);
-        assert_eq!(got[0].entries[0].entry.id, a);
-        assert_eq!(got[0].deleted, vec![d.clone()]);
+        assert_eq!(got.entries.len(), 1);
+        assert_eq!(got.entries[0].entry.id, a);
+        assert_eq!(got.entries[0].deliveries, 2);
+        assert_eq!(got.deleted, vec![d.clone()]);
 
         // NOGROUP at once, blocking or not, naming the key.
-        let missing = vec![
-            (s1.clone(), ReadCursor::New),
-            (c.key("nokey"), ReadCursor::New),
-        ];
+        let missing = vec![s1.clone(), c.key("nokey")];
         let started = Instant::now();
         match read(b, "g", "c1", &missing, Some(Duration::from_secs(3))).await {
             Err(StreamError::NoGroup { stream, group }) => {
@@ -834,7 +828,7 @@ async fn read_checks_every_group_before_delivering() {
             .await
             .unwrap();
         // s2 is read first and has entries; s1 has lost its group.
-        let keys = vec![(s2.clone(), ReadCursor::New), (s1.clone(), ReadCursor::New)];
+        let keys = vec![s2.clone(), s1.clone()];
         let err = read(b, "g", "w", &keys, None).await.unwrap_err();
         assert!(matches!(err, StreamError::NoGroup { .. }), "{err}");
         let pending = b.pending(PendingQuery::new(&s2, "g", 10)).await.unwrap();

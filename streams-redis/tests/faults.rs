@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use streams_core::StreamError;
-use streams_core::backend::{Add, CreateGroup, ReadCursor, ReadGroup, StartAt, StreamBackend};
+use streams_core::backend::{Add, CreateGroup, ReadGroup, StartAt, StreamBackend};
 use streams_redis::testing::RedisServer;
 use streams_redis::{RedisBackend, RedisConfig};
 
@@ -19,7 +19,7 @@ fn entry(key: &str) -> Add {
 }
 
 async fn read(b: &RedisBackend, key: &str, block: Duration) -> streams_core::Result<usize> {
-    let keys = [(key.to_owned(), ReadCursor::New)];
+    let keys = [key.to_owned()];
     let got = b
         .read_group(ReadGroup::new("g", "c", &keys, 10).with_block(Some(block)))
         .await?;

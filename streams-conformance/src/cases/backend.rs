@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use streams_core::backend::{
     Ack, Add, AutoClaim, ConsumerRef, ConsumerRemoval, CreateGroup, Cursor, EntryId, KeyEntries,
-    Lease, Move, MoveOutcome, MoveTarget, PendingEntry, PendingQuery, RangeQuery, ReadCursor,
-    ReadGroup, ScheduleKeys, StartAt,
+    Lease, Move, MoveOutcome, MoveTarget, PendingEntry, PendingQuery, RangeQuery, ReadGroup,
+    ScheduleKeys, StartAt,
 };
 use streams_core::{Entry, Fields, StreamError};
 
@@ -41,10 +41,9 @@ async fn read(
     backend: &DynBackend,
     key: &str,
     consumer: &str,
-    cursor: ReadCursor,
     count: usize,
 ) -> streams_core::Result<Vec<KeyEntries>> {
-    let keys = [(key.to_owned(), cursor)];
+    let keys = [key.to_owned()];
     backend
         .read_group(ReadGroup::new("g", consumer, &keys, count))
         .await
@@ -59,10 +58,6 @@ fn entry_ids(replies: &[KeyEntries]) -> Vec<EntryId> {
 
 fn pending_ids(pending: &[PendingEntry]) -> Vec<EntryId> {
     pending.iter().map(|p| p.id.clone()).collect()
-}
-
-fn history(after: Option<&EntryId>) -> ReadCursor {
-    ReadCursor::Pending(after.cloned())
 }
 
 fn ack<'a>(key: &'a str, ids: &'a [EntryId]) -> Ack<'a> {
@@ -82,7 +77,7 @@ pub async fn redeliver_serves_only_what_the_consumer_holds(ctx: &TestContext) {
     let key = ctx.key("s");
     group_g(&backend, &key).await;
     let ids = add_n(&backend, &key, 5).await;
-    read(&backend, &key, "a", ReadCursor::New, 5).await.unwrap();
+    read(&backend, &key, "a", 5).await.unwrap();
     assert_eq!(backend.ack(ack(&key, &ids[1..2])).await.unwrap(), 1);
     let page = backend
         .auto_claim(
@@ -210,9 +205,7 @@ pub async fn ids_strictly_increase(ctx: &TestContext) {
     assert_eq!(backend.len(&key).await.unwrap(), 0);
     let next = add_n(&backend, &key, 1).await;
     assert!(!ids.contains(&next[0]), "id {:?} was reused", next[0]);
-    let got = read(&backend, &key, "a", ReadCursor::New, 10)
-        .await
-        .unwrap();
+    let got = read(&backend, &key, "a", 10).await.unwrap();
     assert_eq!(
         entry_ids(&got),
         next,
@@ -269,9 +262,7 @@ pub async fn range_reads_without_group(ctx: &TestContext) {
     );
     // Ranges do not deliver anything to groups.
     group_g(&backend, &key).await;
-    let got = read(&backend, &key, "a", ReadCursor::New, 100)
-        .await
-        .unwrap();
+    let got = read(&backend, &key, "a", 100).await.unwrap();
     assert_eq!(entry_ids(&got), ids);
 }
 
@@ -282,16 +273,12 @@ pub async fn read_missing_group_is_nogroup(ctx: &TestContext) {
     let backend = ctx.backend();
     let key = ctx.key("s");
     assert_err!(
-        read(&backend, &key, "a", ReadCursor::New, 10).await,
+        read(&backend, &key, "a", 10).await,
         StreamError::NoGroup { ref group, ref stream } if group == "g" && stream == &key
     );
     add_n(&backend, &key, 1).await;
-    assert_err!(
-        read(&backend, &key, "a", history(None), 10).await,
-        StreamError::NoGroup { .. }
-    );
     let started = Instant::now();
-    let keys = [(key.clone(), ReadCursor::New)];
+    let keys = [key.clone()];
     let blocked = backend
         .read_group(ReadGroup::new("g", "a", &keys, 10).with_block(Some(Duration::from_secs(3))))
         .await;
@@ -303,10 +290,7 @@ pub async fn read_missing_group_is_nogroup(ctx: &TestContext) {
     );
     let other = ctx.key("other");
     group_g(&backend, &other).await;
-    let keys = [
-        (other.clone(), ReadCursor::New),
-        (key.clone(), ReadCursor::New),
-    ];
+    let keys = [other.clone(), key.clone()];
     let mixed = backend
         .read_group(ReadGroup::new("g", "a", &keys, 10).with_block(Some(Duration::from_secs(3))))
         .await;
@@ -328,76 +312,6 @@ pub async fn read_missing_group_is_nogroup(ctx: &TestContext) {
     }
 }
 
-/// A history read returns only the reading consumer's own pending entries,
-/// after the given id, up to `count`, counting a delivery each; entries
-/// deleted while pending are reported as deleted; keys with nothing are
-/// left out; new entries are not consumed by it.
-pub async fn history_read_returns_own_pending(ctx: &TestContext) {
-    let backend = ctx.backend();
-    let key = ctx.key("s");
-    group_g(&backend, &key).await;
-    let ids = add_n(&backend, &key, 5).await;
-    let a = read(&backend, &key, "a", ReadCursor::New, 2).await.unwrap();
-    assert_eq!(entry_ids(&a), ids[..2]);
-    assert_eq!(a[0].key, key);
-    assert!(a[0].entries.iter().all(|e| e.deliveries == 1));
-    assert_eq!(a[0].cursor, None, "new reads have no cursor");
-    let b = read(&backend, &key, "b", ReadCursor::New, 1).await.unwrap();
-    assert_eq!(entry_ids(&b), ids[2..3]);
-
-    let own = read(&backend, &key, "a", history(None), 10).await.unwrap();
-    assert_eq!(entry_ids(&own), ids[..2]);
-    assert_eq!(own[0].entries[1].entry.fields, entry_fields(1));
-    assert!(own[0].entries.iter().all(|e| e.deliveries == 2), "{own:?}");
-    assert_eq!(own[0].cursor.as_ref(), Some(&ids[1]));
-    assert!(own[0].deleted.is_empty());
-    let pending = pending_all(&backend, &key, "g").await;
-    let counts: Vec<_> = pending
-        .iter()
-        .map(|p| (p.consumer.as_str(), p.deliveries))
-        .collect();
-    assert_eq!(
-        counts,
-        [("a", 2), ("a", 2), ("b", 1)],
-        "a history read is a delivery"
-    );
-
-    let after_first = read(&backend, &key, "a", history(Some(&ids[0])), 10)
-        .await
-        .unwrap();
-    assert_eq!(entry_ids(&after_first), ids[1..2]);
-    let first_only = read(&backend, &key, "a", history(None), 1).await.unwrap();
-    assert_eq!(entry_ids(&first_only), ids[..1]);
-    assert_eq!(first_only[0].cursor.as_ref(), Some(&ids[0]));
-    let nothing = read(&backend, &key, "z", history(None), 10).await.unwrap();
-    assert!(nothing.is_empty(), "{nothing:?}");
-
-    // Entry ids[0] is trimmed away while pending.
-    trim_exact(&backend, &key, 4).await;
-    let gone = read(&backend, &key, "a", history(None), 1).await.unwrap();
-    assert_eq!(
-        gone[0].deleted,
-        ids[..1],
-        "a deleted id counts towards count"
-    );
-    assert!(gone[0].entries.is_empty());
-    assert_eq!(gone[0].cursor.as_ref(), Some(&ids[0]));
-    let own = read(&backend, &key, "a", history(None), 10).await.unwrap();
-    assert_eq!(own.len(), 1);
-    assert_eq!(entry_ids(&own), ids[1..2]);
-    assert_eq!(own[0].deleted, ids[..1]);
-    // Still pending until acknowledged.
-    assert_eq!(
-        pending_ids(&pending_all(&backend, &key, "g").await),
-        ids[..3]
-    );
-
-    let fresh = read(&backend, &key, "c", ReadCursor::New, 10)
-        .await
-        .unwrap();
-    assert_eq!(entry_ids(&fresh), ids[3..]);
-}
-
 /// Pending details name each entry's consumer and delivery count, filter by
 /// consumer, id range and idle time, and honour `count`.
 pub async fn pending_details_report_owner_and_count(ctx: &TestContext) {
@@ -405,8 +319,8 @@ pub async fn pending_details_report_owner_and_count(ctx: &TestContext) {
     let key = ctx.key("s");
     group_g(&backend, &key).await;
     let ids = add_n(&backend, &key, 3).await;
-    read(&backend, &key, "a", ReadCursor::New, 2).await.unwrap();
-    read(&backend, &key, "b", ReadCursor::New, 1).await.unwrap();
+    read(&backend, &key, "a", 2).await.unwrap();
+    read(&backend, &key, "b", 1).await.unwrap();
     let query = || PendingQuery::new(&key, "g", 100);
 
     let all = pending_all(&backend, &key, "g").await;
@@ -464,9 +378,7 @@ pub async fn claim_reports_deleted_entries(ctx: &TestContext) {
     let key = ctx.key("s");
     group_g(&backend, &key).await;
     let ids = add_n(&backend, &key, 4).await;
-    read(&backend, &key, "a", ReadCursor::New, 10)
-        .await
-        .unwrap();
+    read(&backend, &key, "a", 10).await.unwrap();
     trim_exact(&backend, &key, 1).await;
 
     // Deleted ids count towards a page's `count`, as in Redis.
@@ -507,9 +419,7 @@ pub async fn auto_claim_pages_with_cursor(ctx: &TestContext) {
     let key = ctx.key("s");
     group_g(&backend, &key).await;
     let ids = add_n(&backend, &key, 10).await;
-    read(&backend, &key, "a", ReadCursor::New, 10)
-        .await
-        .unwrap();
+    read(&backend, &key, "a", 10).await.unwrap();
 
     let none = backend
         .auto_claim(claim(&key, "b", Duration::from_secs(10), 4))
@@ -558,8 +468,8 @@ pub async fn set_idle_leaves_other_consumers_alone(ctx: &TestContext) {
     let key = ctx.key("s");
     group_g(&backend, &key).await;
     let ids = add_n(&backend, &key, 2).await;
-    read(&backend, &key, "a", ReadCursor::New, 1).await.unwrap();
-    read(&backend, &key, "b", ReadCursor::New, 1).await.unwrap();
+    read(&backend, &key, "a", 1).await.unwrap();
+    read(&backend, &key, "b", 1).await.unwrap();
     let idle_query = PendingQuery::new(&key, "g", 100).idle_at_least(Duration::from_secs(1800));
     let lease =
         |consumer: &'static str, ids: &'static [EntryId]| Lease::new(&key, "g", consumer, ids);
@@ -640,9 +550,7 @@ pub async fn move_of_acked_entry_is_refused(ctx: &TestContext) {
     let schedule = ctx.key("sched");
     group_g(&backend, &key).await;
     let ids = add_n(&backend, &key, 2).await;
-    read(&backend, &key, "a", ReadCursor::New, 10)
-        .await
-        .unwrap();
+    read(&backend, &key, "a", 10).await.unwrap();
     assert_eq!(backend.ack(ack(&key, &ids[..1])).await.unwrap(), 1);
     let mv = |id: &EntryId, consumer: Option<&str>, to_schedule: bool| {
         let target = if to_schedule {
@@ -739,9 +647,7 @@ pub async fn promote_due_moves_only_due_entries(ctx: &TestContext) {
     let ready = ctx.key("ready");
     group_g(&backend, &key).await;
     let ids = add_n(&backend, &key, 2).await;
-    read(&backend, &key, "a", ReadCursor::New, 10)
-        .await
-        .unwrap();
+    read(&backend, &key, "a", 10).await.unwrap();
     for (i, (id, delay)) in ids
         .iter()
         .zip([Duration::ZERO, Duration::from_secs(60)])
@@ -806,9 +712,9 @@ pub async fn delete_consumer_keeps_pending_work(ctx: &TestContext) {
     group_g(&backend, &key).await;
     let mut ids = add_n(&backend, &key, 3).await;
     let of_b = ids.pop().unwrap();
-    read(&backend, &key, "a", ReadCursor::New, 2).await.unwrap();
+    read(&backend, &key, "a", 2).await.unwrap();
     // b becomes a consumer and finishes its work.
-    read(&backend, &key, "b", ReadCursor::New, 1).await.unwrap();
+    read(&backend, &key, "b", 1).await.unwrap();
     assert_eq!(backend.ack(ack(&key, &[of_b])).await.unwrap(), 1);
     let mut consumers = backend.consumers(&key, "g").await.unwrap();
     consumers.sort_by(|x, y| x.name.cmp(&y.name));
@@ -881,9 +787,7 @@ pub async fn ack_with_delete_removes_entries(ctx: &TestContext) {
     let key = ctx.key("s");
     group_g(&backend, &key).await;
     let ids = add_n(&backend, &key, 3).await;
-    read(&backend, &key, "a", ReadCursor::New, 10)
-        .await
-        .unwrap();
+    read(&backend, &key, "a", 10).await.unwrap();
     assert_eq!(
         backend
             .ack(ack(&key, &ids[..2]).deleting(true))
@@ -907,7 +811,7 @@ pub async fn ack_with_delete_removes_entries(ctx: &TestContext) {
 /// A group read returns at most `count` entries in total over its keys, and
 /// shares them fairly: each key gets its share, what one key cannot fill
 /// goes to the others, and the remainder goes to the keys that had least,
-/// the first listed first. History reads count deleted ids towards it.
+/// the first listed first.
 pub async fn read_count_is_shared_fairly(ctx: &TestContext) {
     let backend = ctx.backend();
     let (a, b, c) = (ctx.key("a"), ctx.key("b"), ctx.key("c"));
@@ -915,11 +819,7 @@ pub async fn read_count_is_shared_fairly(ctx: &TestContext) {
         group_g(&backend, key).await;
         add_n(&backend, key, n).await;
     }
-    let keys = [
-        (a.clone(), ReadCursor::New),
-        (b.clone(), ReadCursor::New),
-        (c.clone(), ReadCursor::New),
-    ];
+    let keys = [a.clone(), b.clone(), c.clone()];
     let per_key = |replies: &[KeyEntries]| -> Vec<(String, usize)> {
         replies
             .iter()
@@ -954,20 +854,6 @@ pub async fn read_count_is_shared_fairly(ctx: &TestContext) {
         .unwrap();
     let total: usize = got.iter().map(|r| r.entries.len()).sum();
     assert_eq!(total, 21 - 7 - 3 - 1);
-    // History reads: own pending entries, at most `count` in all.
-    let history = [
-        (a.clone(), ReadCursor::Pending(None)),
-        (b.clone(), ReadCursor::Pending(None)),
-    ];
-    let got = backend
-        .read_group(ReadGroup::new("g", "x", &history, 4))
-        .await
-        .unwrap();
-    assert_eq!(per_key(&got), [(a.clone(), 2), (b.clone(), 2)]);
-    assert!(
-        got.iter()
-            .all(|r| r.entries.iter().all(|e| e.deliveries == 2))
-    );
 }
 
 /// A group created after an entry starts after it when the stream's
@@ -984,9 +870,7 @@ pub async fn create_group_after_id(ctx: &TestContext) {
             .await
             .unwrap()
     );
-    let got = read(&backend, &key, "a", ReadCursor::New, 10)
-        .await
-        .unwrap();
+    let got = read(&backend, &key, "a", 10).await.unwrap();
     assert_eq!(entry_ids(&got), ids[1..]);
 
     // An id this stream never reached (it was given by another stream,
@@ -999,9 +883,7 @@ pub async fn create_group_after_id(ctx: &TestContext) {
         .create_group(CreateGroup::new(&fresh, "g", after(&later[0])))
         .await
         .unwrap();
-    let got = read(&backend, &fresh, "a", ReadCursor::New, 10)
-        .await
-        .unwrap();
+    let got = read(&backend, &fresh, "a", 10).await.unwrap();
     assert_eq!(
         entry_ids(&got),
         written,

@@ -9,10 +9,11 @@ use std::fmt;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[non_exhaustive]
 pub enum Feature {
-    /// A consumer can re-read its own pending entries ([`ReadCursor::Pending`](super::ReadCursor::Pending)).
+    /// A consumer can be handed its own pending entries again
+    /// ([`StreamBackend::redeliver`](super::StreamBackend::redeliver)).
     /// With it, a restarted consumer resumes its own work first; without
     /// it, the transport must redeliver unacknowledged work by itself.
-    HistoryReads,
+    Redelivery,
     /// Idle pending entries can be taken over explicitly
     /// ([`StreamBackend::auto_claim`](super::StreamBackend::auto_claim)).
     /// Without it, `claim_pending_messages` is refused.
@@ -32,7 +33,7 @@ pub enum Feature {
 impl Feature {
     /// Every feature, in declaration order.
     pub const ALL: [Self; 5] = [
-        Self::HistoryReads,
+        Self::Redelivery,
         Self::ExplicitClaims,
         Self::RetrySchedule,
         Self::GroupLag,
@@ -41,7 +42,7 @@ impl Feature {
 
     const fn bit(self) -> u32 {
         match self {
-            Self::HistoryReads => 1,
+            Self::Redelivery => 1,
             Self::ExplicitClaims => 1 << 1,
             Self::RetrySchedule => 1 << 2,
             Self::GroupLag => 1 << 3,
@@ -49,10 +50,10 @@ impl Feature {
         }
     }
 
-    /// A short name, for messages: `history reads`, `explicit claims`, ...
+    /// A short name, for messages: `redelivery`, `explicit claims`, ...
     pub const fn describe(self) -> &'static str {
         match self {
-            Self::HistoryReads => "history reads",
+            Self::Redelivery => "redelivery",
             Self::ExplicitClaims => "explicit claims",
             Self::RetrySchedule => "retry schedule",
             Self::GroupLag => "group lag",
@@ -73,7 +74,7 @@ impl fmt::Display for Feature {
 /// use streams_core::backend::{Capabilities, Feature};
 ///
 /// let caps = Capabilities::all().without(Feature::ExplicitClaims);
-/// assert!(caps.supports(Feature::HistoryReads));
+/// assert!(caps.supports(Feature::Redelivery));
 /// assert!(!caps.supports(Feature::ExplicitClaims));
 /// assert_eq!(caps.missing(&[Feature::ExplicitClaims, Feature::GroupLag]), vec![Feature::ExplicitClaims]);
 /// ```
@@ -146,7 +147,7 @@ mod tests {
         assert_eq!(Capabilities::none().iter().count(), 0);
         let some = Capabilities::none().with(Feature::GroupLag);
         assert!(some.supports(Feature::GroupLag));
-        assert!(!some.supports(Feature::HistoryReads));
+        assert!(!some.supports(Feature::Redelivery));
         assert_eq!(format!("{some:?}"), "{GroupLag}");
         assert_eq!(all.without(Feature::GroupLag).with(Feature::GroupLag), all);
         assert!(all.missing(&Feature::ALL).is_empty());

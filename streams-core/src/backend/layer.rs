@@ -133,12 +133,6 @@ impl<L: BackendLayer> GroupRegistry for Layered<L> {
         let call = Call::new("registry_list").on_key(key);
         self.0.around(call, self.0.inner().registry_list(key)).await
     }
-
-    async fn registry_delete(&self, key: &str, group: &str) -> Result<bool> {
-        let call = Call::new("registry_delete").on_key(key).in_group(group);
-        let op = self.0.inner().registry_delete(key, group);
-        self.0.around(call, op).await
-    }
 }
 
 #[async_trait]
@@ -206,7 +200,7 @@ impl<L: BackendLayer> StreamBackend for Layered<L> {
 
     async fn read_group(&self, read: ReadGroup<'_>) -> Result<Vec<KeyEntries>> {
         let mut call = Call::new("read_group").in_group(read.group);
-        if let Some((key, _)) = read.keys.first() {
+        if let Some(key) = read.keys.first() {
             call = call.on_key(key);
         }
         let op = self.0.inner().read_group(read.clone());

@@ -33,8 +33,8 @@ pub use registry::GroupRegistry;
 pub use types::{
     Ack, Add, AutoClaim, AutoClaimPage, ConsumerInfo, ConsumerRef, ConsumerRemoval, CreateGroup,
     DeliveredEntry, Entry, Fields, GroupInfo, KeyEntries, Lease, Move, MoveOutcome, MoveTarget,
-    PendingEntry, PendingQuery, Promotion, RangeQuery, ReadCursor, ReadGroup, ScheduleKeys,
-    ServerInfo, StartAt, Trim,
+    PendingEntry, PendingQuery, Promotion, RangeQuery, ReadGroup, ScheduleKeys, ServerInfo,
+    StartAt, Trim,
 };
 
 /// The primitives of a stream transport.
@@ -46,7 +46,7 @@ pub use types::{
 ///
 /// Delivery counts are what the poison rule of the manager rests on: a
 /// backend counts a delivery each time it hands an entry to a consumer
-/// (a new read, a history read, a claim), and gives the count back when the
+/// (a new read, a redelivery, a claim), and gives the count back when the
 /// consumer hands the entry back unhandled ([`hand_back`](Self::hand_back)).
 #[async_trait]
 pub trait StreamBackend: GroupRegistry + Send + Sync + Debug + 'static {
@@ -116,16 +116,16 @@ pub trait StreamBackend: GroupRegistry + Send + Sync + Debug + 'static {
     /// `send_batch_preserves_order`.
     async fn add_batch(&self, adds: Vec<Add>) -> Result<Vec<EntryId>>;
 
-    /// Reads through a group over several keys at once.
+    /// Reads entries never delivered to the group, over several keys at
+    /// once; each counts as its first delivery.
     ///
-    /// At most `count` entries in total come back (deleted ids of history
-    /// reads count too). When the keys hold more, each key gets a fair
-    /// share: with `k` keys, a key that has enough gets at least
+    /// At most `count` entries in total come back. When the keys hold more,
+    /// each key gets a fair share: with `k` keys, a key that has enough gets at least
     /// `count / k`, what a key cannot fill goes to the others, and a
     /// remainder goes to the keys that have had the least, the first listed
     /// first. A missing group is reported as soon as the read touches its
-    /// key, and always before a read waits. Keys with nothing to return are left
-    /// out of the reply. A blocking read returns as soon as any key has new
+    /// key, and before anything is delivered or a read waits. Keys with
+    /// nothing to return are left out of the reply. A blocking read returns as soon as any key has new
     /// entries, or empty after `block`; it delivers nothing it does not
     /// return.
     ///
@@ -136,8 +136,7 @@ pub trait StreamBackend: GroupRegistry + Send + Sync + Debug + 'static {
     /// # Contract
     /// `blocking_read_wakes_on_send`, `consumers_share_new_messages`,
     /// `read_count_caps_the_total`, `read_count_is_shared_fairly`,
-    /// `restarted_consumer_gets_own_pending_first`, `read_missing_group_is_nogroup`,
-    /// `history_read_returns_own_pending`.
+    /// `read_missing_group_is_nogroup`.
     async fn read_group(&self, read: ReadGroup<'_>) -> Result<Vec<KeyEntries>>;
 
     /// Delivers again entries the consumer still holds, in the lease's order:
@@ -147,7 +146,7 @@ pub trait StreamBackend: GroupRegistry + Send + Sync + Debug + 'static {
     /// [`Lease::deliveries`], an entry whose delivery count is no longer the
     /// one given (it was delivered since, by a claim say); ids whose
     /// entries are gone are reported in `deleted` and stay pending. Needs
-    /// [`Feature::HistoryReads`].
+    /// [`Feature::Redelivery`].
     ///
     /// # Errors
     /// [`StreamError::NoGroup`](crate::StreamError::NoGroup) for a missing
@@ -159,7 +158,7 @@ pub trait StreamBackend: GroupRegistry + Send + Sync + Debug + 'static {
     /// `backlog_never_serves_work_delivered_since`.
     async fn redeliver(&self, lease: Lease<'_>) -> Result<KeyEntries> {
         let _ = lease;
-        Err(unsupported(self.name(), Feature::HistoryReads))
+        Err(unsupported(self.name(), Feature::Redelivery))
     }
 
     /// Acknowledges entries of a group; with `delete`, also deletes them.
@@ -327,9 +326,6 @@ macro_rules! forward_backend {
             }
             async fn registry_list(&self, key: &str) -> Result<Vec<(String, String)>> {
                 (**self).registry_list(key).await
-            }
-            async fn registry_delete(&self, key: &str, group: &str) -> Result<bool> {
-                (**self).registry_delete(key, group).await
             }
         }
 

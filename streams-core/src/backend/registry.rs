@@ -32,10 +32,4 @@ pub trait GroupRegistry: Send + Sync + Debug + 'static {
     /// # Contract
     /// `registry_lists_groups`.
     async fn registry_list(&self, key: &str) -> Result<Vec<(String, String)>>;
-
-    /// Removes `group`; returns whether it was registered.
-    ///
-    /// # Contract
-    /// `registry_lists_groups`.
-    async fn registry_delete(&self, key: &str, group: &str) -> Result<bool>;
 }

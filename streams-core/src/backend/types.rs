@@ -138,18 +138,7 @@ impl Add {
     }
 }
 
-/// Which entries a group read asks for on one key.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum ReadCursor {
-    /// Entries never delivered to the group.
-    New,
-    /// This consumer's own pending entries after the given one (`None`: from
-    /// the first). Needs [`Feature::HistoryReads`](super::Feature::HistoryReads).
-    Pending(Option<EntryId>),
-}
-
-/// A group read over several keys.
+/// A group read over several keys: entries never delivered to the group.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct ReadGroup<'a> {
@@ -157,25 +146,18 @@ pub struct ReadGroup<'a> {
     pub group: &'a str,
     /// The reading consumer.
     pub consumer: &'a str,
-    /// The keys and what to read from each.
-    pub keys: &'a [(String, ReadCursor)],
-    /// Most entries returned in total, over all keys (deleted ids of history
-    /// reads count too); at least 1. Shared fairly: see
-    /// [`StreamBackend::read_group`](super::StreamBackend::read_group).
+    /// The keys, in the order their shares are given out.
+    pub keys: &'a [String],
+    /// Most entries returned in total, over all keys; at least 1. Shared
+    /// fairly: see [`StreamBackend::read_group`](super::StreamBackend::read_group).
     pub count: usize,
     /// How long to wait when no key has entries ready. `None` returns at once.
-    /// Ignored when any key reads pending entries.
     pub block: Option<Duration>,
 }
 
 impl<'a> ReadGroup<'a> {
     /// A read of at most `count` entries, not blocking.
-    pub fn new(
-        group: &'a str,
-        consumer: &'a str,
-        keys: &'a [(String, ReadCursor)],
-        count: usize,
-    ) -> Self {
+    pub fn new(group: &'a str, consumer: &'a str, keys: &'a [String], count: usize) -> Self {
         Self {
             group,
             consumer,
@@ -193,21 +175,18 @@ impl<'a> ReadGroup<'a> {
     }
 }
 
-/// The entries one key yielded in a group read.
+/// The entries one key yielded to a group read or a redelivery.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct KeyEntries {
     /// The key.
     pub key: String,
-    /// The entries, in the stream's order, with their delivery counts: 1 for
-    /// new entries, the count after this read for pending ones.
+    /// The entries, with their delivery counts: 1 for new entries, the count
+    /// after this delivery for redelivered ones.
     pub entries: Vec<DeliveredEntry>,
     /// Pending ids whose entries no longer exist (trimmed or deleted while
-    /// pending). Only history reads report them; they stay pending until acked.
+    /// pending). Only redeliveries report them; they stay pending until acked.
     pub deleted: Vec<EntryId>,
-    /// For a history read: where the next history read of this key goes on
-    /// (the last id returned or reported deleted). `None` for new reads.
-    pub cursor: Option<EntryId>,
 }
 
 impl KeyEntries {

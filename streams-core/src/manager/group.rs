@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use super::Manager;
 use super::stats::Counters;
-use crate::backend::{CreateGroup, EntryId, ReadCursor, ScheduleKeys, StartAt, StreamBackend};
+use crate::backend::{CreateGroup, EntryId, ScheduleKeys, StartAt, StreamBackend};
 use crate::config::ConsumerGroupConfig;
 use crate::error::{Result, StreamError};
 use crate::names::{StreamUse, validate_name};
@@ -53,7 +53,7 @@ pub(crate) struct Group {
     /// The backlog has been listed: a task that finds it busy reads live
     /// entries instead of waiting.
     pub(crate) backlog_listed: AtomicBool,
-    /// The backlog is done (or the backend has no history reads).
+    /// The backlog is done (or the backend cannot redeliver).
     pub(crate) backlog_done: AtomicBool,
 }
 
@@ -126,11 +126,11 @@ impl Group {
     }
 
     /// What a live read asks for: every key, starting at the rotation.
-    pub(crate) fn live_keys(&self, rotation: usize) -> Vec<(String, ReadCursor)> {
+    pub(crate) fn live_keys(&self, rotation: usize) -> Vec<String> {
         let keys: Vec<&str> = self.all_keys().collect();
         let n = keys.len().max(1);
         (0..keys.len())
-            .map(|i| (keys[(rotation + i) % n].to_owned(), ReadCursor::New))
+            .map(|i| keys[(rotation + i) % n].to_owned())
             .collect()
     }
 
@@ -195,7 +195,7 @@ impl<B: StreamBackend> Manager<B> {
                 ),
             })
             .collect();
-        let history = self.supports(crate::backend::Feature::HistoryReads);
+        let history = self.supports(crate::backend::Feature::Redelivery);
         let schedules = sources.iter().map(|s| s.retry.clone()).collect();
         Ok(Group {
             config,

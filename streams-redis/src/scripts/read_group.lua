@@ -1,9 +1,7 @@
--- A group read over several keys with a total COUNT shared fairly (XREADGROUP
--- alone applies COUNT to each key).
+-- A group read of new entries over several keys with a total COUNT shared
+-- fairly (XREADGROUP alone applies COUNT to each key).
 -- KEYS: the keys, in the order their shares are given out.
 -- ARGV[1]: group. ARGV[2]: consumer. ARGV[3]: the most entries in total.
--- ARGV[3 + i]: the cursor of KEYS[i]: '>' for new entries, else an id after
--- which to re-read the consumer's own pending entries.
 --
 -- Each round gives every key still in play its share of what is left (the
 -- remainder goes to the keys that have had the least so far, the first
@@ -11,17 +9,14 @@
 -- the others.
 --
 -- Returns {items, waits}. items: per key that returned something,
--- {key index, entries, delivery counts, deleted ids, last id}; the delivery
--- counts (history reads only) follow the entries; last is the last id a
--- history read looked at ('' for new reads). waits: when nothing was read
--- and every key reads new entries, the group's last delivered id per key,
--- for a blocking XREAD that wakes on the next entry; else empty.
+-- {key index, entries}. waits: when nothing was read, the group's last
+-- delivered id per key, for a blocking XREAD that wakes on the next entry;
+-- else empty.
 local group, consumer = ARGV[1], ARGV[2]
 local remaining = tonumber(ARGV[3])
 local n = #KEYS
-local cursors, items, active, received = {}, {}, {}, {}
+local items, active, received = {}, {}, {}
 for i = 1, n do
-  cursors[i] = ARGV[3 + i]
   active[i] = i
   received[i] = 0
 end
@@ -68,7 +63,7 @@ end
 
 local function read(i, want)
   local reply = redis.call('XREADGROUP', 'GROUP', group, consumer, 'COUNT', want,
-    'STREAMS', KEYS[i], cursors[i])
+    'STREAMS', KEYS[i], '>')
   if not reply then
     return 0
   end
@@ -78,24 +73,11 @@ local function read(i, want)
   end
   local item = items[i]
   if not item then
-    item = {i, {}, {}, {}, ''}
+    item = {i, {}}
     items[i] = item
   end
-  local history = cursors[i] ~= '>'
   for _, e in ipairs(list) do
-    if history then
-      cursors[i] = e[1]
-      item[5] = e[1]
-      if e[2] then
-        item[2][#item[2] + 1] = e
-        local p = redis.call('XPENDING', KEYS[i], group, e[1], e[1], 1)
-        item[3][#item[3] + 1] = (#p > 0) and p[1][4] or 1
-      else
-        item[4][#item[4] + 1] = e[1]
-      end
-    else
-      item[2][#item[2] + 1] = e
-    end
+    item[2][#item[2] + 1] = e
   end
   return #list
 end
@@ -131,15 +113,7 @@ for i = 1, n do
   end
 end
 
-local waits = {}
-if #out == 0 then
-  for i = 1, n do
-    if cursors[i] ~= '>' then
-      return {out, {}}
-    end
-  end
-  for i = 1, n do
-    waits[i] = last_delivered[i]
-  end
+if #out > 0 then
+  return {out, {}}
 end
-return {out, waits}
+return {out, last_delivered}
