@@ -38,7 +38,7 @@
 //!
 //! # Cases
 //!
-//! 109 cases in 17 areas, plus `capabilities::skipped_cases_are_declared`.
+//! 112 cases in 17 areas, plus `capabilities::skipped_cases_are_declared`.
 //! A case may need backend features (see [`Feature`]); on a backend without
 //! them it is skipped, with the reason printed, and counted. Run one with `cargo test -p <backend> --test conformance <area>::<case>`.
 //!
@@ -89,6 +89,7 @@
 //! | lease | `touch_keeps_entry_from_claims` | `touch` resets the idle time without counting a delivery |
 //! | lease | `release_makes_entry_claimable` | `release` makes entries claimable at once; others are untouched |
 //! | lease | `release_twice_gives_back_one_delivery` | releasing the same delivery twice gives back one delivery |
+//! | lease | `touch_many_renews_every_lease` | `touch_many` renews every lease still held and counts them |
 //! | retry | `retry_not_due_before_backoff` | a retry is not due before `base * 2^n` (200 ms, 400 ms), for any consumer of the group |
 //! | retry | `retry_due_after_backoff` | a blocked read wakes for a due retry soon after its backoff; the copy's fields are right |
 //! | retry | `retry_limit_returns_false` | at the retry limit `retry_message` returns false and the message stays pending |
@@ -100,6 +101,8 @@
 //! | retry | `copies_keep_the_stored_payload` | retry and DLQ copies carry the stored payload bytes (numbers beyond 64 bits) |
 //! | retry | `foreign_schedule_value_does_not_stop_reads` | a foreign value at a schedule key does not stop reads; it is counted and reported |
 //! | retry | `promote_due_retries_without_a_reader` | `promote_due_retries` moves due retries without any reader of the group |
+//! | retry | `group_retry_policy_applies` | a group's own retry policy applies whichever manager retries |
+//! | retry | `retry_with_sets_error_and_delay` | `retry_with` records the error and is due after the given delay; the limit holds |
 //! | dlq | `dlq_move_acks_original` | a DLQ entry carries payload and provenance; the original is acknowledged |
 //! | dlq | `dlq_without_group_keeps_original_pending` | without a group, the DLQ entry is written and the original stays pending |
 //! | dlq | `dlq_disabled_keeps_message_pending` | a disabled DLQ gives `DlqDisabled`, writes nothing, dead-letters no poison |

@@ -16,7 +16,7 @@ use crate::Manager;
 use crate::config::ConsumerGroupConfig;
 use crate::error::{Result, StreamError};
 use crate::manager::{HealthReport, PruneReport, Stats};
-use crate::message::StreamMessage;
+use crate::message::{RetryOptions, StreamMessage};
 
 /// The stream manager API (the spec's `RedisStreamManager` methods), complete:
 /// everything the README teaches works through `Arc<dyn StreamManager>`.
@@ -187,6 +187,15 @@ pub trait StreamManager: Send + Sync + Debug {
     /// As [`retry_message`](Self::retry_message).
     async fn retry_with_error(&self, message: &StreamMessage, error: &str) -> Result<bool>;
 
+    /// [`retry_message`](Self::retry_message) with options: the error to
+    /// record, and a delay of the caller's choosing instead of the backoff
+    /// (a rate limit that says when to come back, say). The retry limit
+    /// applies all the same.
+    ///
+    /// # Errors
+    /// As [`retry_message`](Self::retry_message).
+    async fn retry_with(&self, message: &StreamMessage, options: RetryOptions) -> Result<bool>;
+
     /// Claims entries of the group idle for at least `idle` (default: the
     /// group's `claim_idle`), on all its streams, and returns them: every
     /// idle entry that was handed back unhandled, and at most one whose last
@@ -214,6 +223,13 @@ pub trait StreamManager: Send + Sync + Debug {
     /// # Errors
     /// [`StreamError::NotDelivered`], connection errors.
     async fn touch(&self, message: &StreamMessage) -> Result<bool>;
+
+    /// [`touch`](Self::touch) for many messages, one round trip per stream;
+    /// returns how many were still pending for their consumer.
+    ///
+    /// # Errors
+    /// [`StreamError::NotDelivered`], connection errors.
+    async fn touch_many(&self, messages: &[StreamMessage]) -> Result<u64>;
 
     /// Hands messages back unhandled: they stay pending, become claimable
     /// by any consumer at once, and this delivery does not count towards
@@ -467,6 +483,14 @@ macro_rules! delegate_manager {
                 let $this = self;
                 $target.retry_with_error(message, error).await
             }
+            async fn retry_with(
+                &self,
+                message: &$crate::StreamMessage,
+                options: $crate::RetryOptions,
+            ) -> $crate::Result<bool> {
+                let $this = self;
+                $target.retry_with(message, options).await
+            }
             async fn claim_pending_messages(
                 &self,
                 group_name: &str,
@@ -478,6 +502,10 @@ macro_rules! delegate_manager {
             async fn touch(&self, message: &$crate::StreamMessage) -> $crate::Result<bool> {
                 let $this = self;
                 $target.touch(message).await
+            }
+            async fn touch_many(&self, messages: &[$crate::StreamMessage]) -> $crate::Result<u64> {
+                let $this = self;
+                $target.touch_many(messages).await
             }
             async fn release(&self, messages: &[$crate::StreamMessage]) -> $crate::Result<u64> {
                 let $this = self;

@@ -25,7 +25,7 @@ use crate::names::{validate_name, validate_namespace};
 /// assert_eq!(config.consumer_prefix, "consumer_");
 /// assert_eq!(config.streams, ["xnai:agent_bus", "xnai:task_updates"]);
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 #[non_exhaustive]
 pub struct ConsumerGroupConfig {
@@ -51,6 +51,12 @@ pub struct ConsumerGroupConfig {
     /// [`GroupStart::Beginning`], so entries sent before the group existed are
     /// delivered too.
     pub start: GroupStart,
+    /// This group's retry policy (limit, backoff, cap, jitter). Default
+    /// `None`: the manager's ([`ManagerConfig::retry_policy`]). Kept in the
+    /// registry with the rest of the configuration, so every manager that
+    /// finds the group by name applies it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry: Option<RetryPolicy>,
 }
 
 impl Default for ConsumerGroupConfig {
@@ -63,6 +69,7 @@ impl Default for ConsumerGroupConfig {
             batch_size: 10,
             claim_idle: Duration::from_millis(60_000),
             start: GroupStart::Beginning,
+            retry: None,
         }
     }
 }
@@ -115,6 +122,22 @@ impl ConsumerGroupConfig {
         self
     }
 
+    /// Gives the group a retry policy of its own ([`retry`](Self::retry)).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use streams_core::{ConsumerGroupConfig, RetryPolicy};
+    ///
+    /// let patient = ConsumerGroupConfig::new("indexers", ["docs"])
+    ///     .with_retry(RetryPolicy::new(10, Duration::from_secs(5), Duration::from_secs(600)));
+    /// assert_eq!(patient.retry.unwrap().limit, 10);
+    /// ```
+    #[must_use]
+    pub fn with_retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = Some(policy);
+        self
+    }
+
     /// Checks names and ranges.
     ///
     /// # Errors
@@ -142,6 +165,9 @@ impl ConsumerGroupConfig {
                 "consumer group `{}` has batch_size 0",
                 self.name
             )));
+        }
+        if let Some(policy) = &self.retry {
+            policy.validate()?;
         }
         Ok(())
     }
@@ -387,16 +413,19 @@ impl RetryConfig {
 /// assert_eq!(policy.backoff(2), Duration::from_secs(240));
 /// assert_eq!(policy.backoff(30), Duration::from_secs(3600));
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct RetryPolicy {
     /// How many times a message may be retried.
     pub limit: u32,
-    /// Base delay of the exponential backoff.
+    /// Base delay of the exponential backoff. Serialized as `backoff_ms`.
+    #[serde(rename = "backoff_ms", with = "millis")]
     pub backoff: Duration,
-    /// Upper bound of the delay.
+    /// Upper bound of the delay. Serialized as `cap_ms`.
+    #[serde(rename = "cap_ms", with = "millis")]
     pub cap: Duration,
-    /// Random extra delay, as a fraction of the backoff.
+    /// Random extra delay, as a fraction of the backoff (0.0 to 1.0).
+    #[serde(default)]
     pub jitter: f64,
 }
 
@@ -416,6 +445,20 @@ impl RetryPolicy {
     pub fn with_jitter(mut self, jitter: f64) -> Self {
         self.jitter = jitter;
         self
+    }
+
+    /// Checks that the jitter is a fraction.
+    ///
+    /// # Errors
+    /// [`StreamError::Config`] naming the bad value.
+    pub fn validate(&self) -> Result<()> {
+        if !(0.0..=1.0).contains(&self.jitter) {
+            return Err(StreamError::config(format!(
+                "retry jitter must be within 0.0..=1.0, got {}",
+                self.jitter
+            )));
+        }
+        Ok(())
     }
 
     /// The delay before retry number `retry_count + 1`:

@@ -45,7 +45,7 @@ pub use error::{BoxError, Result, StreamError};
 pub use manager::{
     ConsumerHealth, GroupHealth, HealthReport, Manager, PruneReport, Stats, StreamHealth,
 };
-pub use message::{DeadLetter, Delivery, MessageStatus, RawFields, StreamMessage};
+pub use message::{DeadLetter, Delivery, MessageStatus, RawFields, RetryOptions, StreamMessage};
 pub use names::{
     KeyLayout, MAX_NAME_BYTES, StreamType, StreamUse, validate_name, validate_namespace,
 };

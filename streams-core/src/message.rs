@@ -1,6 +1,7 @@
 //! Messages as users see them.
 
 use std::fmt;
+use std::time::Duration;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -278,5 +279,47 @@ mod tests {
             StreamMessage::from_json(json!([1])),
             Err(StreamError::Decode { .. })
         ));
+    }
+}
+
+/// How to retry a message ([`StreamManager::retry_with`](crate::StreamManager::retry_with)).
+///
+/// ```
+/// use std::time::Duration;
+/// use streams_core::RetryOptions;
+///
+/// let later = RetryOptions::new()
+///     .with_error("rate limited")
+///     .with_delay(Duration::from_secs(30));
+/// assert_eq!(later.delay, Some(Duration::from_secs(30)));
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RetryOptions {
+    /// The error to record in the retry copy. Default: the message's own.
+    pub error: Option<String>,
+    /// When the retry falls due. Default: the group's backoff for the
+    /// message's `retry_count`, with jitter.
+    pub delay: Option<Duration>,
+}
+
+impl RetryOptions {
+    /// The group's backoff, the message's error.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Records `error` as the message's last error.
+    #[must_use]
+    pub fn with_error(mut self, error: impl Into<String>) -> Self {
+        self.error = Some(error.into());
+        self
+    }
+
+    /// Retries after `delay` instead of the backoff.
+    #[must_use]
+    pub fn with_delay(mut self, delay: Duration) -> Self {
+        self.delay = Some(delay);
+        self
     }
 }

@@ -122,3 +122,30 @@ pub async fn release_twice_gives_back_one_delivery(ctx: &TestContext) {
     );
     assert_eq!(b.get_stats().await.unwrap().messages_handed_back, 1);
 }
+
+/// `touch_many` renews the lease of every message still held, in one call
+/// per stream, and counts only those.
+pub async fn touch_many_renews_every_lease(ctx: &TestContext) {
+    let a = ctx.manager("a");
+    ctx.create_group(&a, "g", &["s1", "s2"]).await;
+    send_n(&a, "s1", 2).await;
+    send_n(&a, "s2", 1).await;
+    let got = read_n(&a, "g", 3, Duration::from_secs(5)).await;
+    let idle = Duration::from_millis(300);
+    tokio::time::sleep(idle).await;
+    assert!(a.acknowledge(&got[0], "g").await.unwrap());
+    assert_eq!(
+        a.touch_many(&got).await.unwrap(),
+        2,
+        "the acked one is not held"
+    );
+    let b = ctx.second_manager("b").await;
+    assert!(
+        b.claim_pending_messages("g", Some(idle))
+            .await
+            .unwrap()
+            .is_empty(),
+        "renewed leases are not claimable"
+    );
+    assert_eq!(a.acknowledge_many(&got, "g").await.unwrap(), 2);
+}

@@ -87,6 +87,7 @@ macro_rules! __for_each_case {
                 touch_keeps_entry_from_claims [ExplicitClaims],
                 release_makes_entry_claimable [ExplicitClaims],
                 release_twice_gives_back_one_delivery [ExplicitClaims],
+                touch_many_renews_every_lease [ExplicitClaims],
             }
             retry {
                 retry_not_due_before_backoff [RetrySchedule],
@@ -100,6 +101,8 @@ macro_rules! __for_each_case {
                 copies_keep_the_stored_payload [RetrySchedule],
                 foreign_schedule_value_does_not_stop_reads [RetrySchedule],
                 promote_due_retries_without_a_reader [RetrySchedule],
+                group_retry_policy_applies [RetrySchedule],
+                retry_with_sets_error_and_delay [RetrySchedule],
             }
             dlq {
                 dlq_move_acks_original,

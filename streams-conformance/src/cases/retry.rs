@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use streams_core::backend::{Add, ScheduleKeys};
-use streams_core::{MessageStatus, StreamError, StreamMessage};
+use streams_core::{MessageStatus, RetryOptions, RetryPolicy, StreamError, StreamMessage};
 
 use crate::assert_err;
 use crate::support::{
@@ -490,4 +490,73 @@ pub async fn promote_due_retries_without_a_reader(ctx: &TestContext) {
         upkeep.promote_due_retries(Some("nope")).await,
         StreamError::GroupNotFound { .. }
     );
+}
+
+/// A group's own retry policy applies to its messages, whichever manager
+/// retries them (it is found in the registry); other groups keep the
+/// manager's.
+pub async fn group_retry_policy_applies(ctx: &TestContext) {
+    let a = ctx.manager("a");
+    let strict = ctx.group("strict", &["s"]).with_retry(RetryPolicy::new(
+        0,
+        Duration::from_secs(60),
+        Duration::from_secs(60),
+    ));
+    a.create_consumer_group(&strict).await.unwrap();
+    ctx.create_group(&a, "lenient", &["s"]).await;
+    send_n(&a, "s", 1).await;
+    // Another manager knows the group by name only.
+    let b = ctx.second_manager("b").await;
+    let one = read_n(&b, "strict", 1, Duration::from_secs(5))
+        .await
+        .remove(0);
+    assert!(
+        !b.retry_message(&one).await.unwrap(),
+        "the group allows no retry"
+    );
+    let two = read_n(&b, "lenient", 1, Duration::from_secs(5))
+        .await
+        .remove(0);
+    assert!(
+        b.retry_message(&two).await.unwrap(),
+        "the manager's policy allows 3"
+    );
+    assert_eq!(
+        b.group_config("strict").await.unwrap().retry.unwrap().limit,
+        0
+    );
+    assert!(b.acknowledge(&one, "strict").await.unwrap());
+}
+
+/// `retry_with` records the given error and is due after the given delay,
+/// not the backoff; the retry limit applies all the same.
+pub async fn retry_with_sets_error_and_delay(ctx: &TestContext) {
+    let cfg = ctx.config("a");
+    let dlq = cfg
+        .dlq
+        .clone()
+        .with_retry_limit(1)
+        .with_retry_backoff(Duration::from_secs(60));
+    let a = ctx.manager_with(cfg.with_dlq(dlq));
+    ctx.create_group(&a, "g", &["s"]).await;
+    send_n(&a, "s", 1).await;
+    let msg = read_n(&a, "g", 1, Duration::from_secs(5)).await.remove(0);
+    let options = RetryOptions::new()
+        .with_error("rate limited")
+        .with_delay(Duration::from_millis(100));
+    let retried_at = Instant::now();
+    assert!(a.retry_with(&msg, options.clone()).await.unwrap());
+    let (copy, at) = poll_one(&a, "g", Duration::from_secs(5)).await;
+    assert!(at - retried_at >= Duration::from_millis(100) - MS);
+    assert!(
+        at - retried_at < Duration::from_secs(30),
+        "not the 60 s backoff"
+    );
+    assert_eq!(copy.error.as_deref(), Some("rate limited"));
+    assert_eq!(copy.retry_count, 1);
+    assert!(
+        !a.retry_with(&copy, options).await.unwrap(),
+        "the limit holds"
+    );
+    assert!(a.acknowledge(&copy, "g").await.unwrap());
 }

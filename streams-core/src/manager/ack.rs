@@ -99,6 +99,30 @@ impl<B: StreamBackend> Manager<B> {
         Ok(!renewed.is_empty())
     }
 
+    /// Renews the leases on many messages, one call per stream key.
+    /// See [`StreamManager::touch_many`](crate::StreamManager::touch_many).
+    ///
+    /// # Errors
+    /// [`StreamError::NotDelivered`], connection errors.
+    pub async fn touch_many(&self, messages: &[StreamMessage]) -> Result<u64> {
+        self.ready().await?;
+        let mut by_key: BTreeMap<(String, String, String), Vec<EntryId>> = BTreeMap::new();
+        for m in messages {
+            let delivery = Self::delivery_of(m, "touched")?;
+            let (key, _) = self.read_key(m, &delivery.group);
+            by_key
+                .entry((key, delivery.group.clone(), delivery.consumer.clone()))
+                .or_default()
+                .push(EntryId::from(m.id.as_str()));
+        }
+        let mut renewed = 0;
+        for ((key, group, consumer), ids) in by_key {
+            let lease = Lease::new(&key, &group, &consumer, &ids);
+            renewed += self.backend().renew(lease).await?.len() as u64;
+        }
+        Ok(renewed)
+    }
+
     /// Hands messages back unhandled, claimable at once, not counted as
     /// deliveries. See [`StreamManager::release`](crate::StreamManager::release).
     ///

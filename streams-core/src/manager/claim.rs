@@ -153,7 +153,7 @@ impl<B: StreamBackend> Manager<B> {
         if !self.config().dlq.enabled {
             return Ok(messages);
         }
-        let policy = self.config().retry_policy();
+        let policy = self.policy_of(group);
         let mut keep = Vec::with_capacity(messages.len());
         for msg in messages {
             if is_poison(&msg, &policy) {

@@ -9,7 +9,7 @@ use crate::backend::{EntryId, Feature, Fields, Move, MoveTarget, StreamBackend};
 use crate::codec::{envelope_fields, field, payload_of, random_u64};
 use crate::config::RetryPolicy;
 use crate::error::{Result, StreamError};
-use crate::message::StreamMessage;
+use crate::message::{RetryOptions, StreamMessage};
 
 /// The fields of the envelope, which a retry copy writes afresh.
 const ENVELOPE: [&str; 5] = [
@@ -36,13 +36,21 @@ fn extra_fields(message: &StreamMessage) -> Fields {
 }
 
 impl<B: StreamBackend> Manager<B> {
+    /// The retry policy of `group`: its own, else the manager's.
+    pub(crate) fn policy_of(&self, group: &super::Group) -> RetryPolicy {
+        group
+            .config
+            .retry
+            .unwrap_or_else(|| self.config().retry_policy())
+    }
+
     /// Schedules a retry of a failed message.
     /// See [`StreamManager::retry_message`](crate::StreamManager::retry_message).
     ///
     /// # Errors
     /// [`StreamError::NotDelivered`], [`StreamError::NotOwner`], connection errors.
     pub async fn retry_message(&self, message: &StreamMessage) -> Result<bool> {
-        self.retry_inner(message, message.error.as_deref()).await
+        self.retry_with(message, RetryOptions::new()).await
     }
 
     /// [`retry_message`](Self::retry_message), recording `error` as the
@@ -51,15 +59,24 @@ impl<B: StreamBackend> Manager<B> {
     /// # Errors
     /// As [`retry_message`](Self::retry_message).
     pub async fn retry_with_error(&self, message: &StreamMessage, error: &str) -> Result<bool> {
-        self.retry_inner(message, Some(error)).await
+        self.retry_with(message, RetryOptions::new().with_error(error))
+            .await
     }
 
-    /// The delay before retry number `retry_count + 1`, with jitter.
+    /// The delay before retry number `retry_count + 1` under the manager's
+    /// policy, with jitter (a group with a policy of its own uses that).
     pub fn retry_delay(&self, retry_count: u32) -> Duration {
         delay_with_jitter(&self.config().retry_policy(), retry_count)
     }
 
-    async fn retry_inner(&self, message: &StreamMessage, error: Option<&str>) -> Result<bool> {
+    /// [`retry_message`](Self::retry_message) with an error and a delay of
+    /// the caller's choosing.
+    /// See [`StreamManager::retry_with`](crate::StreamManager::retry_with).
+    ///
+    /// # Errors
+    /// As [`retry_message`](Self::retry_message).
+    pub async fn retry_with(&self, message: &StreamMessage, options: RetryOptions) -> Result<bool> {
+        let error = options.error.as_deref().or(message.error.as_deref());
         self.ready().await?;
         self.require(Feature::RetrySchedule, "retry_message")?;
         let delivery = message
@@ -77,18 +94,20 @@ impl<B: StreamBackend> Manager<B> {
                 message: "a malformed entry cannot be retried; send it to the dead-letter queue, which keeps its raw fields".to_owned(),
             });
         }
-        let policy = self.config().retry_policy();
+        let group = self.group(&delivery.group).await?;
+        let policy = self.policy_of(&group);
         if message.retry_count >= policy.limit {
             return Ok(false);
         }
-        let group = self.group(&delivery.group).await?;
         let Some(source) = group.sources.iter().find(|s| s.logical == message.stream) else {
             return Err(StreamError::config(format!(
                 "stream `{}` is not consumed by group `{}`, so a retry could never be read",
                 message.stream, group.config.name
             )));
         };
-        let delay = delay_with_jitter(&policy, message.retry_count);
+        let delay = options
+            .delay
+            .unwrap_or_else(|| delay_with_jitter(&policy, message.retry_count));
         let mut fields = envelope_fields(
             payload_of(message),
             &message.timestamp,
