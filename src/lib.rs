@@ -46,26 +46,31 @@
 //! See `docs/spec-mapping.md` for the Rust name of every name of the API
 //! specification, `docs/architecture.md` for how a call flows through the
 //! crates, and `docs/wire-format.md` for what is stored in Redis.
-
+//!
+//! [`runner`] runs a handler over a group's messages in one call
+//! ([`StreamManagerExt::consume`]): concurrency, leases, claims, retries,
+//! the dead-letter queue and graceful shutdown.
 //!
 //! # Features
 //!
 //! - `memory` (default): the in-process backend, [`MemoryBackend`].
 //! - `redis` (default): the Redis backend, [`RedisBackend`].
 //! - `tls`: `rediss://` URLs.
+//! - `signal`: `Consume::until_signal`, shutdown on Ctrl-C and SIGTERM.
 //!
 //! The command line tool is the separate `xnai-streams-cli` package.
 
 use std::sync::Arc;
 
 pub use streams_core::backend;
+pub use streams_core::runner;
 pub use streams_core::{
     BoxError, ConsumerGroupConfig, ConsumerHealth, DeadLetter, Delivery, DlqConfig, DlqLayout,
     Entry, EntryId, Fields, GroupHealth, GroupStart, HealthReport, KeyLayout,
     MAX_DELIVERIES_EXCEEDED, MAX_NAME_BYTES, MAX_PAYLOAD_DEPTH, Manager, ManagerConfig,
-    MessageStatus, PruneReport, RawFields, Result, RetryConfig, RetryPolicy, Stats, StreamBackend,
-    StreamError, StreamHealth, StreamManager, StreamManagerExt, StreamMessage, StreamType,
-    StreamUse, field, validate_name, validate_namespace,
+    MessageStatus, PruneReport, RawFields, Result, RetryConfig, RetryOptions, RetryPolicy, Stats,
+    StreamBackend, StreamError, StreamHealth, StreamManager, StreamManagerExt, StreamMessage,
+    StreamType, StreamUse, field, validate_name, validate_namespace,
 };
 #[cfg(feature = "memory")]
 pub use streams_memory::MemoryBackend;
@@ -176,6 +181,6 @@ const SCHEMES: &[&str] = &[
 ];
 
 /// The README's code samples, compiled and run as doc-tests.
-#[cfg(all(doctest, feature = "memory", feature = "redis"))]
+#[cfg(all(doctest, feature = "memory", feature = "redis", feature = "signal"))]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;

@@ -17,6 +17,9 @@ mod agent_coordination;
 #[path = "../examples/claim_pending.rs"]
 mod claim_pending;
 #[allow(unreachable_pub, dead_code)]
+#[path = "../examples/consume.rs"]
+mod consume;
+#[allow(unreachable_pub, dead_code)]
 #[path = "../examples/consumer_groups.rs"]
 mod consumer_groups;
 #[allow(unreachable_pub, dead_code)]
@@ -120,6 +123,7 @@ on_both!(
     agent_bus_client,
     agent_coordination,
     claim_pending,
+    consume,
     consumer_groups,
     context_manager,
     create_stream_manager,

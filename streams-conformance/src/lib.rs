@@ -38,7 +38,7 @@
 //!
 //! # Cases
 //!
-//! 112 cases in 17 areas, plus `capabilities::skipped_cases_are_declared`.
+//! 122 cases in 18 areas, plus `capabilities::skipped_cases_are_declared`.
 //! A case may need backend features (see [`Feature`]); on a backend without
 //! them it is skipped, with the reason printed, and counted. Run one with `cargo test -p <backend> --test conformance <area>::<case>`.
 //!
@@ -141,6 +141,16 @@
 //! | subscribe | `subscribe_yields_messages_and_ends_on_close` | a subscription yields messages in order and ends after `close` |
 //! | subscribe | `subscribe_hands_back_unyielded_messages_on_drop` | dropping a subscription makes its unyielded messages claimable at once |
 //! | subscribe | `subscribe_to_unknown_group_ends_with_error` | a subscription to an unknown group yields `GroupNotFound` and ends |
+//! | runner | `consume_handles_and_acks_everything` | every message is handled once and acked; nothing left pending |
+//! | runner | `outcomes_settle_as_asked` | retry with a delay, dead-letter with a reason, errors retry then dead-letter past the limit |
+//! | runner | `typed_payloads_that_do_not_fit_are_dead_lettered` | a payload not fitting the handler's type goes to the DLQ, never retried |
+//! | runner | `concurrency_never_exceeds_the_limit` | no more handlers run at once than the limit, and the limit is reached |
+//! | runner | `long_handlers_keep_their_lease_until_their_process_dies` | a live long handler's message is not claimed; it is once the process dies |
+//! | runner | `shutdown_loses_nothing` | shutdown finishes handlers, flushes acks, leaves nothing pending; every message handled once |
+//! | runner | `handlers_overrunning_the_grace_period_are_reported` | handlers past the grace period are stopped, left pending and named |
+//! | runner | `timeouts_and_panics_are_failures` | the hard timeout and panics retry the message with the reason |
+//! | runner | `runner_applies_each_groups_policy` | each group's own retry policy applies |
+//! | runner | `claimed_work_not_started_is_handed_back` | claimed but unstarted work is handed back at shutdown, not counted |
 //! | backend | `backend_reports_version` | the backend names itself, reports its version and capabilities, answers pings |
 //! | backend | `ids_strictly_increase` | ids are unique, kept in add order, never reused |
 //! | backend | `range_reads_without_group` | `range` is inclusive, ordered, bounded by `count`, and delivers nothing |

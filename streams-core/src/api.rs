@@ -377,6 +377,25 @@ pub trait StreamManagerExt: StreamManager {
         let value = result?;
         closed.map(|()| value)
     }
+
+    /// Runs `handler` over the group's messages until shutdown: the spec's
+    /// processing loop as one call. Configure the returned
+    /// [`Consume`](crate::runner::Consume), then `.await` it; it returns a
+    /// [`ConsumeSummary`](crate::runner::ConsumeSummary). See
+    /// [`runner`](crate::runner) for what the runner does.
+    ///
+    /// The handler takes a [`Job<T>`](crate::runner::Job) (the payload
+    /// decoded as `T`, and the message) and returns `Ok(outcome)` (`Ok(())`
+    /// acks) or an error, which retries with backoff and dead-letters past
+    /// the limit.
+    fn consume<T, H>(&self, group: &str, handler: H) -> crate::runner::Consume<Self, T, H>
+    where
+        Self: Clone + Sized + 'static,
+        T: serde::de::DeserializeOwned + Send + 'static,
+        H: crate::runner::Handler<T>,
+    {
+        crate::runner::Consume::new(self.clone(), group, handler)
+    }
 }
 
 impl<M: StreamManager + ?Sized> StreamManagerExt for M {}

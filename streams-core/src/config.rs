@@ -539,6 +539,25 @@ impl Default for ManagerConfig {
 }
 
 impl ManagerConfig {
+    /// The defaults, with the consumer id from `XNAI_CONSUMER_ID` and the
+    /// namespace from `XNAI_NAMESPACE` when they are set: how a worker
+    /// deployed many times gets its name from its environment.
+    ///
+    /// # Errors
+    /// [`StreamError::InvalidName`] or [`StreamError::Config`] for a bad
+    /// value in either variable.
+    pub fn from_env() -> Result<Self> {
+        let mut config = Self::default();
+        if let Ok(id) = std::env::var("XNAI_CONSUMER_ID") {
+            config = config.with_consumer_id(id);
+        }
+        if let Ok(ns) = std::env::var("XNAI_NAMESPACE") {
+            config = config.with_namespace(ns);
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
     /// Sets [`consumer_id`](Self::consumer_id).
     #[must_use]
     pub fn with_consumer_id(mut self, consumer_id: impl Into<String>) -> Self {

@@ -18,6 +18,7 @@ pub mod poison;
 pub mod read;
 pub mod registry;
 pub mod retry;
+pub mod runner;
 pub mod stats;
 pub mod subscribe;
 pub mod trim;
@@ -157,6 +158,18 @@ macro_rules! __for_each_case {
                 subscribe_yields_messages_and_ends_on_close,
                 subscribe_hands_back_unyielded_messages_on_drop [ExplicitClaims],
                 subscribe_to_unknown_group_ends_with_error,
+            }
+            runner {
+                consume_handles_and_acks_everything,
+                outcomes_settle_as_asked [RetrySchedule],
+                typed_payloads_that_do_not_fit_are_dead_lettered,
+                concurrency_never_exceeds_the_limit,
+                long_handlers_keep_their_lease_until_their_process_dies [ExplicitClaims],
+                shutdown_loses_nothing,
+                handlers_overrunning_the_grace_period_are_reported,
+                timeouts_and_panics_are_failures [RetrySchedule],
+                runner_applies_each_groups_policy [RetrySchedule],
+                claimed_work_not_started_is_handed_back [ExplicitClaims],
             }
             backend {
                 backend_reports_version,

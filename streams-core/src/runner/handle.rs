@@ -1,0 +1,182 @@
+//! One message: decode its payload, run the handler (with the hard timeout,
+//! catching panics), and settle the message by the outcome.
+
+use std::any::Any;
+use std::panic::AssertUnwindSafe;
+
+use futures::FutureExt;
+use serde_json::Value;
+use tokio::sync::mpsc;
+use tracing::Instrument;
+
+use super::engine::Ctx;
+use super::{Handler, Job, Outcome};
+use crate::api::StreamManager;
+use crate::error::StreamError;
+use crate::message::{RetryOptions, StreamMessage};
+
+/// The dead-letter reason of a payload that does not fit the handler's type.
+pub(crate) const PAYLOAD_MISMATCH: &str = "payload does not fit the handler's type";
+
+/// Handles one message to the end: settled, or left pending (its handler
+/// overran the grace period, or settling failed).
+pub(super) async fn handle<M, T, H>(
+    ctx: &Ctx<M, T, H>,
+    message: StreamMessage,
+    acks: &mpsc::UnboundedSender<StreamMessage>,
+) where
+    M: StreamManager + Clone + 'static,
+    T: serde::de::DeserializeOwned + Send + 'static,
+    H: Handler<T>,
+{
+    let delivery = message.delivery.as_ref();
+    let span = tracing::info_span!(
+        "handle",
+        stream = %message.stream,
+        group = %ctx.group,
+        consumer = delivery.map_or("", |d| d.consumer.as_str()),
+        id = %message.id,
+        retry_count = message.retry_count,
+        deliveries = delivery.map_or(0, |d| d.deliveries),
+    );
+    run(ctx, message, acks).instrument(span).await;
+}
+
+async fn run<M, T, H>(
+    ctx: &Ctx<M, T, H>,
+    message: StreamMessage,
+    acks: &mpsc::UnboundedSender<StreamMessage>,
+) where
+    M: StreamManager + Clone + 'static,
+    T: serde::de::DeserializeOwned + Send + 'static,
+    H: Handler<T>,
+{
+    if message.is_malformed() {
+        let why = message.error.clone().unwrap_or_default();
+        dead_letter(ctx, &message, &format!("malformed entry: {why}")).await;
+        return;
+    }
+    let data: T = match serde_json::from_value(Value::Object(message.data.clone())) {
+        Ok(data) => data,
+        Err(e) => {
+            tracing::warn!(error = %e, "payload does not fit the handler's type; dead-lettering it");
+            dead_letter(ctx, &message, &format!("{PAYLOAD_MISMATCH}: {e}")).await;
+            return;
+        }
+    };
+    let job = Job {
+        data,
+        message: message.clone(),
+    };
+    let call = AssertUnwindSafe(ctx.handler.call(job)).catch_unwind();
+    let limit = ctx.options.hard_timeout;
+    let timed = async {
+        match limit {
+            Some(limit) => tokio::time::timeout(limit, call).await.ok(),
+            None => Some(call.await),
+        }
+    };
+    let result = tokio::select! {
+        r = timed => r,
+        () = ctx.abandon.cancelled() => {
+            tracing::warn!("still running when the grace period ended; it stays pending");
+            ctx.overran(&message);
+            ctx.settled(&message);
+            return;
+        }
+    };
+    ctx.counts.add_processed(1);
+    let outcome = match result {
+        None => {
+            ctx.counts.add_timed_out(1);
+            let limit = limit.map(humantime::format_duration);
+            Err(format!(
+                "handler timed out after {}",
+                limit.map_or_else(String::new, |l| l.to_string())
+            ))
+        }
+        Some(Err(panic)) => Err(format!("handler panicked: {}", panic_text(&*panic))),
+        Some(Ok(outcome)) => outcome,
+    };
+    match outcome {
+        Ok(Outcome::Ack) => {
+            if acks.send(message.clone()).is_err() {
+                // The ack task is gone: the message stays pending.
+                ctx.counts.add_error();
+                ctx.settled(&message);
+            }
+        }
+        Ok(Outcome::Retry { delay, reason }) => retry(ctx, &message, reason, delay).await,
+        Ok(Outcome::DeadLetter { reason }) => dead_letter(ctx, &message, &reason).await,
+        Err(error) => {
+            tracing::info!(%error, "handler failed");
+            retry(ctx, &message, Some(error), None).await;
+        }
+    }
+}
+
+fn panic_text(panic: &(dyn Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_owned())
+}
+
+/// Retries the message; past the limit, dead-letters it with the error.
+async fn retry<M, T, H>(
+    ctx: &Ctx<M, T, H>,
+    message: &StreamMessage,
+    error: Option<String>,
+    delay: Option<std::time::Duration>,
+) where
+    M: StreamManager + Clone + 'static,
+{
+    let mut options = RetryOptions::new();
+    options.error.clone_from(&error);
+    options.delay = delay;
+    match ctx.manager.retry_with(message, options).await {
+        Ok(true) => ctx.counts.add_retried(1),
+        Ok(false) => {
+            let last = error.or_else(|| message.error.clone());
+            let reason = match last {
+                Some(e) => format!("retry limit reached: {e}"),
+                None => "retry limit reached".to_owned(),
+            };
+            dead_letter(ctx, message, &reason).await;
+            return;
+        }
+        Err(e) => settle_failed(ctx, message, "retrying", &e),
+    }
+    ctx.settled(message);
+}
+
+async fn dead_letter<M, T, H>(ctx: &Ctx<M, T, H>, message: &StreamMessage, reason: &str)
+where
+    M: StreamManager + Clone + 'static,
+{
+    match ctx
+        .manager
+        .send_to_dlq(message, reason, Some(&ctx.group))
+        .await
+    {
+        Ok(_) => ctx.counts.add_dead_lettered(1),
+        Err(e) => settle_failed(ctx, message, "dead-lettering", &e),
+    }
+    ctx.settled(message);
+}
+
+fn settle_failed<M, T, H>(
+    ctx: &Ctx<M, T, H>,
+    message: &StreamMessage,
+    what: &str,
+    e: &StreamError,
+) {
+    if let StreamError::NotOwner { owner, .. } = e {
+        ctx.counts.add_lost(1);
+        tracing::warn!(id = %message.id, ?owner, "the message was taken by another consumer meanwhile; it settles it");
+    } else {
+        ctx.counts.add_error();
+        tracing::error!(id = %message.id, error = %e, "{what} failed; the message stays pending and will be delivered again");
+    }
+}
