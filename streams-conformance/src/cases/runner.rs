@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use streams_core::runner::{CancellationToken, ConsumeOptions, ConsumeSummary, Job, Outcome};
-use streams_core::{DlqConfig, RetryPolicy, StreamManagerExt};
+use streams_core::{DlqConfig, RetryPolicy, StreamManager, StreamManagerExt};
 
 use crate::support::{TestContext, TestManager, ids, pending_all, send_n};
 
@@ -48,12 +48,14 @@ fn stop_after(done: &Arc<AtomicUsize>, n: usize, stop: &CancellationToken) {
 }
 
 /// Every message is handled once and acknowledged; the summary counts it;
-/// nothing is left pending.
+/// nothing is left pending. The runner works through `Arc<dyn
+/// StreamManager>`.
 pub async fn consume_handles_and_acks_everything(ctx: &TestContext) {
-    let m = ctx.manager("w");
-    ctx.create_group(&m, "g", &["s1", "s2"]).await;
-    let mut sent = send_n(&m, "s1", 10).await;
-    sent.extend(send_n(&m, "s2", 10).await);
+    let concrete = ctx.manager("w");
+    ctx.create_group(&concrete, "g", &["s1", "s2"]).await;
+    let mut sent = send_n(&concrete, "s1", 10).await;
+    sent.extend(send_n(&concrete, "s2", 10).await);
+    let m: Arc<dyn StreamManager> = Arc::new(concrete);
     let seen = Arc::new(Mutex::new(Vec::new()));
     let done = Arc::new(AtomicUsize::new(0));
     let stop = CancellationToken::new();
