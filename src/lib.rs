@@ -58,7 +58,6 @@
 
 use std::sync::Arc;
 
-pub use streams_core::backend;
 pub use streams_core::{
     BoxError, ConsumerGroupConfig, ConsumerHealth, DeadLetter, Delivery, DlqConfig, DlqLayout,
     Entry, EntryId, Fields, GroupHealth, GroupStart, HealthReport, KeyLayout,
@@ -67,6 +66,7 @@ pub use streams_core::{
     StreamError, StreamHealth, StreamManager, StreamManagerExt, StreamMessage, StreamType,
     StreamUse, field, validate_name, validate_namespace,
 };
+pub use streams_core::{backend, observe};
 #[cfg(feature = "memory")]
 pub use streams_memory::MemoryBackend;
 #[cfg(feature = "redis")]

@@ -34,6 +34,7 @@ mod error;
 mod manager;
 mod message;
 mod names;
+pub mod observe;
 
 pub use api::{StreamManager, StreamManagerExt};
 pub use backend::{Entry, EntryId, Fields, StreamBackend};

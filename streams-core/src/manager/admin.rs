@@ -8,10 +8,10 @@ use serde::{Deserialize, Serialize};
 
 use super::Manager;
 use super::read::PROMOTE_LIMIT;
-use super::stats::Counters;
 use crate::backend::{ConsumerRef, ConsumerRemoval, Feature, StreamBackend, Trim};
 use crate::error::{Result, StreamError};
 use crate::names::StreamUse;
+use crate::observe::{Count, Labels};
 
 /// What [`prune_consumers`](crate::StreamManager::prune_consumers) did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -105,8 +105,9 @@ impl<B: StreamBackend> Manager<B> {
                 report.removed.push(name);
             }
         }
-        Counters::add(
-            &self.inner.counters.consumers_pruned,
+        self.count(
+            Count::ConsumersPruned,
+            Labels::group(group_name),
             report.removed.len() as u64,
         );
         Ok(report)

@@ -8,11 +8,11 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
 use super::Manager;
-use super::stats::Counters;
 use crate::backend::{CreateGroup, EntryId, ScheduleKeys, StartAt, StreamBackend};
 use crate::config::ConsumerGroupConfig;
 use crate::error::{Result, StreamError};
 use crate::names::{StreamUse, validate_name};
+use crate::observe::{Count, Labels};
 
 /// The registry field of a deleted group's mark.
 const DELETED_AT: &str = "deleted_at";
@@ -430,7 +430,7 @@ impl<B: StreamBackend> Manager<B> {
             }
             _ => {}
         }
-        Counters::add(&self.inner.counters.groups_recreated, 1);
+        self.count(Count::GroupRecreated, Labels::group(name), 1);
         Ok(())
     }
 
@@ -543,7 +543,7 @@ impl<B: StreamBackend> Manager<B> {
             (None, None) => {}
         }
         if error.is_some() {
-            Counters::add(&self.inner.counters.promote_failures, 1);
+            self.count(Count::PromoteFailed, Labels::group(&group.config.name), 1);
         }
         st.promote_error = error;
     }

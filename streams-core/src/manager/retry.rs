@@ -4,12 +4,12 @@ use std::time::{Duration, Instant};
 
 use super::Manager;
 use super::dlq::moved_or_refused;
-use super::stats::Counters;
 use crate::backend::{EntryId, Feature, Fields, Move, MoveTarget, StreamBackend};
 use crate::codec::{envelope_fields, field, payload_of, random_u64};
 use crate::config::RetryPolicy;
 use crate::error::{Result, StreamError};
 use crate::message::{RetryOptions, StreamMessage};
+use crate::observe::{Count, Labels};
 
 /// The fields of the envelope, which a retry copy writes afresh.
 const ENVELOPE: [&str; 5] = [
@@ -141,9 +141,8 @@ impl<B: StreamBackend> Manager<B> {
             let mut st = group.lock_read();
             st.next_due = Some(st.next_due.map_or(due, |d| d.min(due)));
         }
-        let c = &self.inner.counters;
-        Counters::add(&c.retried, 1);
-        Counters::add(&c.failed, 1);
+        let labels = Labels::delivery(&message.stream, &group.config.name, &delivery.consumer);
+        self.count(Count::Retried, labels, 1);
         Ok(true)
     }
 }

@@ -4,11 +4,11 @@ use bytes::Bytes;
 use serde_json::Value;
 
 use super::Manager;
-use super::stats::Counters;
 use crate::backend::{Add, StreamBackend, Trim};
 use crate::codec::{MAX_PAYLOAD_DEPTH, depth, envelope_fields, json_type, new_mid, now_rfc3339};
 use crate::error::{Result, StreamError};
 use crate::names::StreamUse;
+use crate::observe::{Count, Labels};
 
 impl<B: StreamBackend> Manager<B> {
     /// Encodes a payload, refusing what is not a JSON object, nests deeper
@@ -73,7 +73,7 @@ impl<B: StreamBackend> Manager<B> {
         );
         add.trim = trim;
         let id = self.backend().add(add).await?;
-        Counters::add(&self.inner.counters.sent, 1);
+        self.count(Count::Sent, Labels::stream(stream), 1);
         Ok(id.into_string())
     }
 
@@ -110,7 +110,7 @@ impl<B: StreamBackend> Manager<B> {
         }
         self.ready().await?;
         let ids = self.backend().add_batch(adds).await?;
-        Counters::add(&self.inner.counters.sent, ids.len() as u64);
+        self.count(Count::Sent, Labels::stream(stream), ids.len() as u64);
         Ok(ids.into_iter().map(|id| id.into_string()).collect())
     }
 }

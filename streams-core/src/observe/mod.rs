@@ -1,0 +1,192 @@
+//! Observability: metrics through the [`metrics`] facade, spans through
+//! [`tracing`], and the helpers a consume loop calls.
+//!
+//! Every [`Manager`](crate::Manager) operation counts what it did (the
+//! counters of [`metric`], with `stream`, `group` and `consumer` labels)
+//! and runs in a `tracing` span at debug level. Nothing is recorded
+//! anywhere until the application installs a recorder (a Prometheus
+//! exporter, say) and a subscriber; without them both cost next to
+//! nothing.
+//!
+//! ```
+//! use std::time::Duration;
+//! use streams_core::observe;
+//!
+//! // What a consume loop does around each handler call.
+//! observe::record_handler("jobs", "workers", "worker-1", "ack", Duration::from_millis(42));
+//! ```
+
+mod event;
+pub mod metric;
+
+use std::time::{Duration, SystemTime};
+
+use metrics::{Label, Unit};
+
+use crate::message::StreamMessage;
+
+pub(crate) use event::{Count, Labels, emit};
+
+/// Registers the unit and a description of every metric with the installed
+/// recorder, for exporters that show them (`# HELP` lines in Prometheus).
+/// Call it once, after installing the recorder; metrics are recorded
+/// whether it is called or not.
+pub fn describe_metrics() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram};
+    for (name, help) in [
+        (metric::MESSAGES_SENT, "Messages sent."),
+        (
+            metric::MESSAGES_READ,
+            "Messages returned by reads and claims.",
+        ),
+        (metric::MESSAGES_ACKED, "Messages acknowledged."),
+        (metric::MESSAGES_RETRIED, "Retries scheduled."),
+        (
+            metric::MESSAGES_DEAD_LETTERED,
+            "Messages written to the dead-letter queue.",
+        ),
+        (metric::MESSAGES_CLAIMED, "Messages taken over by claims."),
+        (
+            metric::MESSAGES_HANDED_BACK,
+            "Messages handed back unhandled.",
+        ),
+        (metric::POISON_MESSAGES, "Poison messages dead-lettered."),
+        (
+            metric::POISON_DLQ_FAILURES,
+            "Poison messages the dead-letter queue refused.",
+        ),
+        (
+            metric::MALFORMED_MESSAGES,
+            "Entries that could not be decoded.",
+        ),
+        (
+            metric::PENDING_DELETED,
+            "Pending entries found deleted and acknowledged.",
+        ),
+        (metric::GROUPS_RECREATED, "Lost consumer groups recreated."),
+        (
+            metric::RETRIES_PROMOTED,
+            "Due retries moved into ready streams.",
+        ),
+        (
+            metric::PROMOTE_FAILURES,
+            "Promotions of due retries that failed.",
+        ),
+        (metric::CONSUMERS_PRUNED, "Stale consumers removed."),
+    ] {
+        describe_counter!(name, Unit::Count, help);
+    }
+    for (name, unit, help) in [
+        (
+            metric::GROUP_LAG,
+            Unit::Count,
+            "Entries not yet delivered to the group.",
+        ),
+        (
+            metric::GROUP_PENDING,
+            Unit::Count,
+            "Entries delivered to the group and not acknowledged.",
+        ),
+        (
+            metric::OLDEST_PENDING_SECONDS,
+            Unit::Seconds,
+            "Age of the group's oldest pending entry.",
+        ),
+        (
+            metric::GROUP_CLAIMABLE,
+            Unit::Count,
+            "Pending entries idle past the group's claim threshold.",
+        ),
+        (
+            metric::SCHEDULED_RETRIES,
+            Unit::Count,
+            "Retries scheduled and not yet due.",
+        ),
+        (
+            metric::READY_RETRIES,
+            Unit::Count,
+            "Due retries in the group's ready stream.",
+        ),
+        (
+            metric::DLQ_LENGTH,
+            Unit::Count,
+            "Entries in the dead-letter stream(s).",
+        ),
+    ] {
+        describe_gauge!(name, unit, help);
+    }
+    describe_histogram!(
+        metric::HANDLER_DURATION_SECONDS,
+        Unit::Seconds,
+        "How long message handlers ran."
+    );
+    describe_histogram!(
+        metric::END_TO_END_SECONDS,
+        Unit::Seconds,
+        "Time from a message's first send to its handling."
+    );
+}
+
+/// Records how long a handler ran and how it ended, in
+/// [`metric::HANDLER_DURATION_SECONDS`] `{stream, group, consumer, outcome}`.
+/// `outcome` is a short word of the caller's (`ack`, `retry`, `dlq`,
+/// `error`, ...); keep the set of words small, as each makes a series.
+pub fn record_handler(
+    stream: &str,
+    group: &str,
+    consumer: &str,
+    outcome: &str,
+    duration: Duration,
+) {
+    let labels = vec![
+        Label::new(metric::STREAM, stream.to_owned()),
+        Label::new(metric::GROUP, group.to_owned()),
+        Label::new(metric::CONSUMER, consumer.to_owned()),
+        Label::new(metric::OUTCOME, outcome.to_owned()),
+    ];
+    metrics::histogram!(metric::HANDLER_DURATION_SECONDS, labels).record(duration.as_secs_f64());
+}
+
+/// Records the time from the message's first send (its `ts`, kept through
+/// retries, so a retried message counts its waits too) to now, in
+/// [`metric::END_TO_END_SECONDS`] `{stream, group, consumer}`. A message
+/// whose timestamp cannot be read is not recorded; one stamped in the
+/// future by a skewed clock counts as 0.
+pub fn record_end_to_end(message: &StreamMessage, group: &str, consumer: &str) {
+    let Some(age) = age_of(&message.timestamp, SystemTime::now()) else {
+        return;
+    };
+    let labels = vec![
+        Label::new(metric::STREAM, message.stream.clone()),
+        Label::new(metric::GROUP, group.to_owned()),
+        Label::new(metric::CONSUMER, consumer.to_owned()),
+    ];
+    metrics::histogram!(metric::END_TO_END_SECONDS, labels).record(age.as_secs_f64());
+}
+
+/// How long before `now` the RFC 3339 time `ts` was, if it can be read.
+fn age_of(ts: &str, now: SystemTime) -> Option<Duration> {
+    let sent = humantime::parse_rfc3339_weak(ts).ok()?;
+    Some(now.duration_since(sent).unwrap_or(Duration::ZERO))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ages_come_from_rfc3339_timestamps() {
+        let now = humantime::parse_rfc3339("2026-01-01T00:00:10.500Z").unwrap();
+        assert_eq!(
+            age_of("2026-01-01T00:00:00.000Z", now),
+            Some(Duration::from_millis(10_500))
+        );
+        assert_eq!(
+            age_of("2026-01-01T00:00:20Z", now),
+            Some(Duration::ZERO),
+            "a future time counts as 0"
+        );
+        assert_eq!(age_of("", now), None);
+        assert_eq!(age_of("yesterday", now), None);
+    }
+}
