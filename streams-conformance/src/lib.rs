@@ -38,7 +38,7 @@
 //!
 //! # Cases
 //!
-//! 112 cases in 17 areas, plus `capabilities::skipped_cases_are_declared`.
+//! 113 cases in 17 areas, plus `capabilities::skipped_cases_are_declared`.
 //! A case may need backend features (see [`Feature`]); on a backend without
 //! them it is skipped, with the reason printed, and counted. Run one with `cargo test -p <backend> --test conformance <area>::<case>`.
 //!
@@ -133,6 +133,7 @@
 //! | decode | `malformed_entries_arrive_failed` | malformed entries (repeated fields, bad names, deep JSON, ...) arrive failed with their raw fields |
 //! | decode | `malformed_entry_dead_letters_with_raw_fields` | a malformed entry is dead-lettered with its raw fields intact |
 //! | decode | `malformed_entry_is_not_retried` | retrying a malformed entry fails with `Decode`; it stays pending and can be dead-lettered |
+//! | decode | `traceparent_is_kept_through_copies` | a valid `traceparent` is read and kept by retry and dead-letter copies; an invalid one is ignored; sends without a trace write none |
 //! | trim | `send_trims_to_max_len` | sending with `max_len` keeps the stream between `max_len` and `max_len + 100` |
 //! | trim | `trim_by_max_len` | exact `MaxLen` trims keep exactly the newest entries |
 //! | trim | `stream_len_counts_entries` | `len` counts entries; 0 for a missing stream |

@@ -143,6 +143,7 @@ macro_rules! __for_each_case {
                 malformed_entries_arrive_failed,
                 malformed_entry_dead_letters_with_raw_fields,
                 malformed_entry_is_not_retried,
+                traceparent_is_kept_through_copies [RetrySchedule],
             }
             trim {
                 send_trims_to_max_len,

@@ -28,6 +28,7 @@ impl<B: StreamBackend> Manager<B> {
     /// # Errors
     /// [`StreamError::GroupNotFound`], [`StreamError::WrongGroup`],
     /// [`StreamError::InvalidName`], connection errors.
+    #[tracing::instrument(level = "debug", skip_all, fields(stream = %message.stream, group = group_name, consumer = message.delivery.as_ref().map(|d| d.consumer.as_str()), id = %message.id))]
     pub async fn acknowledge(&self, message: &StreamMessage, group_name: &str) -> Result<bool> {
         Ok(self
             .acknowledge_many(std::slice::from_ref(message), group_name)
@@ -41,6 +42,7 @@ impl<B: StreamBackend> Manager<B> {
     /// # Errors
     /// [`StreamError::GroupNotFound`], [`StreamError::WrongGroup`],
     /// [`StreamError::InvalidName`], connection errors.
+    #[tracing::instrument(level = "debug", skip_all, fields(group = group_name, count = messages.len()))]
     pub async fn acknowledge_many(
         &self,
         messages: &[StreamMessage],
@@ -94,6 +96,7 @@ impl<B: StreamBackend> Manager<B> {
     ///
     /// # Errors
     /// [`StreamError::NotDelivered`], connection errors.
+    #[tracing::instrument(level = "debug", skip_all, fields(stream = %message.stream, group = message.group(), consumer = message.delivery.as_ref().map(|d| d.consumer.as_str()), id = %message.id))]
     pub async fn touch(&self, message: &StreamMessage) -> Result<bool> {
         self.ready().await?;
         let delivery = Self::delivery_of(message, "touched")?;
@@ -111,6 +114,7 @@ impl<B: StreamBackend> Manager<B> {
     ///
     /// # Errors
     /// [`StreamError::NotDelivered`], connection errors.
+    #[tracing::instrument(level = "debug", skip_all, fields(count = messages.len()))]
     pub async fn touch_many(&self, messages: &[StreamMessage]) -> Result<u64> {
         self.ready().await?;
         let mut by_key: BTreeMap<(String, String, String), Vec<EntryId>> = BTreeMap::new();
@@ -135,6 +139,7 @@ impl<B: StreamBackend> Manager<B> {
     ///
     /// # Errors
     /// [`StreamError::NotDelivered`], connection errors.
+    #[tracing::instrument(level = "debug", skip_all, fields(count = messages.len()))]
     pub async fn release(&self, messages: &[StreamMessage]) -> Result<u64> {
         self.ready().await?;
         type Held<'m> = (&'m str, Vec<EntryId>, Vec<u64>);

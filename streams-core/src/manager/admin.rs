@@ -31,6 +31,7 @@ impl<B: StreamBackend> Manager<B> {
     ///
     /// # Errors
     /// [`StreamError::GroupNotFound`], connection errors.
+    #[tracing::instrument(level = "debug", skip_all, fields(group = group_name))]
     pub async fn promote_due_retries(&self, group_name: Option<&str>) -> Result<u64> {
         self.ready().await?;
         self.require(Feature::RetrySchedule, "promote_due_retries")?;
@@ -65,6 +66,7 @@ impl<B: StreamBackend> Manager<B> {
     ///
     /// # Errors
     /// [`StreamError::GroupNotFound`], [`StreamError::Unsupported`], connection errors.
+    #[tracing::instrument(level = "debug", skip_all, fields(group = group_name))]
     pub async fn prune_consumers(&self, group_name: &str, idle: Duration) -> Result<PruneReport> {
         self.ready().await?;
         self.require(Feature::ConsumerListing, "prune_consumers")?;
@@ -118,6 +120,7 @@ impl<B: StreamBackend> Manager<B> {
     ///
     /// # Errors
     /// [`StreamError::InvalidName`], [`StreamError::Config`], connection errors.
+    #[tracing::instrument(level = "debug", skip_all, fields(stream = stream.as_ref(), max_len))]
     pub async fn trim_stream(&self, stream: impl AsRef<str>, max_len: u64) -> Result<u64> {
         let stream = stream.as_ref();
         self.keys().check_stream(stream, StreamUse::Read)?;

@@ -46,6 +46,7 @@ impl<B: StreamBackend> Manager<B> {
     /// # Errors
     /// [`StreamError::GroupNotFound`], [`StreamError::InvalidName`],
     /// [`StreamError::Unsupported`], connection errors.
+    #[tracing::instrument(level = "debug", skip_all, fields(group = group_name))]
     pub async fn claim_pending_messages(
         &self,
         group_name: &str,

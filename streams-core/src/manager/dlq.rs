@@ -19,6 +19,7 @@ impl<B: StreamBackend> Manager<B> {
     /// [`StreamError::DlqDisabled`], [`StreamError::NotOwner`],
     /// [`StreamError::WrongGroup`], [`StreamError::GroupNotFound`],
     /// connection errors.
+    #[tracing::instrument(level = "debug", skip_all, fields(stream = %message.stream, group = group_name, consumer = message.delivery.as_ref().map(|d| d.consumer.as_str()), id = %message.id))]
     pub async fn send_to_dlq(
         &self,
         message: &StreamMessage,
@@ -161,6 +162,7 @@ impl<B: StreamBackend> Manager<B> {
     ///
     /// # Errors
     /// Connection errors, [`StreamError::Closed`].
+    #[tracing::instrument(level = "debug", skip_all, fields(count))]
     pub async fn dead_letters(&self, count: usize) -> Result<Vec<StreamMessage>> {
         self.ready().await?;
         let mut out = Vec::new();

@@ -307,6 +307,7 @@ impl<B: StreamBackend> Manager<B> {
     ///
     /// # Errors
     /// [`StreamError::InvalidName`], [`StreamError::Config`], backend errors.
+    #[tracing::instrument(level = "debug", skip_all, fields(group = %config.name))]
     pub async fn create_consumer_group(&self, config: &ConsumerGroupConfig) -> Result<()> {
         self.ready().await?;
         let group = self.build_group(config.clone())?;
@@ -347,6 +348,7 @@ impl<B: StreamBackend> Manager<B> {
     ///
     /// # Errors
     /// [`StreamError::GroupNotFound`], connection errors.
+    #[tracing::instrument(level = "debug", skip_all, fields(group = group_name))]
     pub async fn delete_consumer_group(&self, group_name: &str) -> Result<bool> {
         self.ready().await?;
         let group = self.group(group_name).await?;
@@ -504,6 +506,7 @@ impl<B: StreamBackend> Manager<B> {
     ///
     /// # Errors
     /// [`StreamError::GroupNotFound`], connection errors.
+    #[tracing::instrument(level = "debug", skip_all, fields(group = name))]
     pub async fn group_config(&self, name: &str) -> Result<ConsumerGroupConfig> {
         self.ready().await?;
         Ok(self.group(name).await?.config.clone())
@@ -513,6 +516,7 @@ impl<B: StreamBackend> Manager<B> {
     ///
     /// # Errors
     /// Connection errors, [`StreamError::Decode`] for an unreadable entry.
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn registered_groups(&self) -> Result<Vec<ConsumerGroupConfig>> {
         self.ready().await?;
         let mut out = Vec::new();

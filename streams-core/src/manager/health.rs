@@ -95,6 +95,7 @@ impl<B: StreamBackend> Manager<B> {
     /// # Errors
     /// [`StreamError::Closed`](crate::StreamError::Closed); an unreachable
     /// backend gives an unhealthy report instead.
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn health(&self) -> Result<HealthReport> {
         self.ensure_open()?;
         let mut report = HealthReport {

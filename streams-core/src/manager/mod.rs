@@ -205,6 +205,7 @@ impl<B: StreamBackend> Manager<B> {
     ///
     /// # Errors
     /// [`StreamError::Unsupported`], connection errors, [`StreamError::Closed`].
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn initialize(&self) -> Result<()> {
         self.ensure_open()?;
         self.inner
@@ -236,6 +237,7 @@ impl<B: StreamBackend> Manager<B> {
     ///
     /// # Errors
     /// Errors from the backend while releasing connections.
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn close(&self) -> Result<()> {
         if self.inner.closed.swap(true, Ordering::AcqRel) {
             return Ok(());

@@ -40,6 +40,7 @@ impl<B: StreamBackend> Manager<B> {
     ///
     /// # Errors
     /// [`StreamError::GroupNotFound`], [`StreamError::InvalidName`], connection errors.
+    #[tracing::instrument(level = "debug", skip_all, fields(group = group_name))]
     pub async fn read_messages(
         &self,
         group_name: &str,

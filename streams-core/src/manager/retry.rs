@@ -12,12 +12,13 @@ use crate::message::{RetryOptions, StreamMessage};
 use crate::observe::{Count, Labels};
 
 /// The fields of the envelope, which a retry copy writes afresh.
-const ENVELOPE: [&str; 5] = [
+const ENVELOPE: [&str; 6] = [
     field::DATA,
     field::TS,
     field::RETRY_COUNT,
     field::MID,
     field::ERROR,
+    field::TRACEPARENT,
 ];
 
 /// Fields another producer added beyond the envelope: the retry copy keeps
@@ -75,6 +76,7 @@ impl<B: StreamBackend> Manager<B> {
     ///
     /// # Errors
     /// As [`retry_message`](Self::retry_message).
+    #[tracing::instrument(level = "debug", skip_all, fields(stream = %message.stream, group = message.group(), consumer = message.delivery.as_ref().map(|d| d.consumer.as_str()), id = %message.id))]
     pub async fn retry_with(&self, message: &StreamMessage, options: RetryOptions) -> Result<bool> {
         let error = options.error.as_deref().or(message.error.as_deref());
         self.ready().await?;
@@ -114,6 +116,7 @@ impl<B: StreamBackend> Manager<B> {
             message.retry_count.saturating_add(1),
             message.mid.as_deref(),
             error,
+            message.traceparent.as_deref(),
         );
         fields.extend(extra_fields(message));
         let (read_key, from_retry) = self.read_key(message, &group.config.name);

@@ -8,6 +8,7 @@ use crate::backend::{Add, StreamBackend, Trim};
 use crate::codec::{MAX_PAYLOAD_DEPTH, depth, envelope_fields, json_type, new_mid, now_rfc3339};
 use crate::error::{Result, StreamError};
 use crate::names::StreamUse;
+use crate::observe::current_traceparent;
 use crate::observe::{Count, Labels};
 
 impl<B: StreamBackend> Manager<B> {
@@ -55,6 +56,7 @@ impl<B: StreamBackend> Manager<B> {
     /// [`StreamError::InvalidName`], [`StreamError::PayloadNotObject`],
     /// [`StreamError::PayloadTooDeep`], [`StreamError::PayloadTooLarge`],
     /// connection errors.
+    #[tracing::instrument(level = "debug", skip_all, fields(stream = stream.as_ref()))]
     pub async fn send_message(
         &self,
         stream: impl AsRef<str>,
@@ -69,10 +71,18 @@ impl<B: StreamBackend> Manager<B> {
         let mid = new_mid();
         let mut add = Add::new(
             self.keys().stream(stream),
-            envelope_fields(payload, &now_rfc3339(), 0, Some(&mid), None),
+            envelope_fields(
+                payload,
+                &now_rfc3339(),
+                0,
+                Some(&mid),
+                None,
+                current_traceparent().as_deref(),
+            ),
         );
         add.trim = trim;
         let id = self.backend().add(add).await?;
+        tracing::debug!(id = %id.as_str(), "sent");
         self.count(Count::Sent, Labels::stream(stream), 1);
         Ok(id.into_string())
     }
@@ -82,6 +92,7 @@ impl<B: StreamBackend> Manager<B> {
     ///
     /// # Errors
     /// As [`send_message`](Self::send_message); nothing is sent if any payload is refused.
+    #[tracing::instrument(level = "debug", skip_all, fields(stream = stream.as_ref(), count = items.len()))]
     pub async fn send_batch(
         &self,
         stream: impl AsRef<str>,
@@ -93,13 +104,21 @@ impl<B: StreamBackend> Manager<B> {
         let trim = self.send_trim(max_len)?;
         let key = self.keys().stream(stream);
         let ts = now_rfc3339();
+        let traceparent = current_traceparent();
         let adds = items
             .iter()
             .map(|data| {
                 let payload = self.encode_payload(data)?;
                 let mut add = Add::new(
                     key.clone(),
-                    envelope_fields(payload, &ts, 0, Some(&new_mid()), None),
+                    envelope_fields(
+                        payload,
+                        &ts,
+                        0,
+                        Some(&new_mid()),
+                        None,
+                        traceparent.as_deref(),
+                    ),
                 );
                 add.trim.clone_from(&trim);
                 Ok(add)

@@ -140,6 +140,7 @@ impl<B: StreamBackend> Manager<B> {
     ///
     /// # Errors
     /// Connection errors while reading the dead-letter length.
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn get_stats(&self) -> Result<Stats> {
         if self.is_closed() {
             return Ok(self.snapshot(self.inner.last_dlq_len.load(Ordering::Relaxed)));

@@ -18,6 +18,7 @@
 
 mod event;
 pub mod metric;
+mod trace;
 
 use std::time::{Duration, SystemTime};
 
@@ -26,6 +27,8 @@ use metrics::{Label, Unit};
 use crate::message::StreamMessage;
 
 pub(crate) use event::{Count, Labels, emit};
+pub use trace::set_remote_parent;
+pub(crate) use trace::{current as current_traceparent, is_valid as valid_traceparent};
 
 /// Registers the unit and a description of every metric with the installed
 /// recorder, for exporters that show them (`# HELP` lines in Prometheus).
