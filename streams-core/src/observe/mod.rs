@@ -1,5 +1,6 @@
 //! Observability: metrics through the [`metrics`] facade, spans through
-//! [`tracing`], and the helpers a consume loop calls.
+//! [`tracing`], trace context across processes, and the helpers a consume
+//! loop calls.
 //!
 //! Every [`Manager`](crate::Manager) operation counts what it did (the
 //! counters of [`metric`], with `stream`, `group` and `consumer` labels)
@@ -7,6 +8,16 @@
 //! anywhere until the application installs a recorder (a Prometheus
 //! exporter, say) and a subscriber; without them both cost next to
 //! nothing.
+//!
+//! A consume loop adds what only it knows:
+//!
+//! - [`record_group_gauges`] on a ticker: lag, pending entries and the
+//!   oldest one's age, claimable entries, retries, the dead-letter length;
+//! - [`record_handler`] and [`record_end_to_end`] around each handler call;
+//! - [`set_remote_parent`] before entering a handler's span, so the trace a
+//!   sender started goes on in the handler (feature `otel`: sends write the
+//!   current span's W3C `traceparent` into the envelope, see
+//!   [`StreamMessage::traceparent`]).
 //!
 //! ```
 //! use std::time::Duration;
