@@ -62,16 +62,15 @@
 
 use std::sync::Arc;
 
-pub use streams_core::backend;
-pub use streams_core::runner;
 pub use streams_core::{
     BoxError, ConsumerGroupConfig, ConsumerHealth, DeadLetter, Delivery, DlqConfig, DlqLayout,
-    Entry, EntryId, Fields, GroupHealth, GroupStart, HealthReport, KeyLayout,
-    MAX_DELIVERIES_EXCEEDED, MAX_NAME_BYTES, MAX_PAYLOAD_DEPTH, Manager, ManagerConfig,
-    MessageStatus, PruneReport, RawFields, Result, RetryConfig, RetryOptions, RetryPolicy, Stats,
-    StreamBackend, StreamError, StreamHealth, StreamManager, StreamManagerExt, StreamMessage,
-    StreamType, StreamUse, field, validate_name, validate_namespace,
+    Entry, EntryId, Fields, GroupHealth, GroupStart, HealthReport, HealthStatus, HealthThresholds,
+    KeyLayout, MAX_DELIVERIES_EXCEEDED, MAX_NAME_BYTES, MAX_PAYLOAD_DEPTH, Manager, ManagerConfig,
+    MessageStatus, PruneReport, RawFields, Readiness, Result, RetryConfig, RetryOptions,
+    RetryPolicy, Stats, StreamBackend, StreamError, StreamHealth, StreamManager, StreamManagerExt,
+    StreamMessage, StreamType, StreamUse, field, validate_name, validate_namespace,
 };
+pub use streams_core::{backend, observe, runner};
 #[cfg(feature = "memory")]
 pub use streams_memory::MemoryBackend;
 #[cfg(feature = "redis")]

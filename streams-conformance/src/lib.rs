@@ -38,7 +38,7 @@
 //!
 //! # Cases
 //!
-//! 122 cases in 18 areas, plus `capabilities::skipped_cases_are_declared`.
+//! 126 cases in 18 areas, plus `capabilities::skipped_cases_are_declared`.
 //! A case may need backend features (see [`Feature`]); on a backend without
 //! them it is skipped, with the reason printed, and counted. Run one with `cargo test -p <backend> --test conformance <area>::<case>`.
 //!
@@ -133,11 +133,14 @@
 //! | decode | `malformed_entries_arrive_failed` | malformed entries (repeated fields, bad names, deep JSON, ...) arrive failed with their raw fields |
 //! | decode | `malformed_entry_dead_letters_with_raw_fields` | a malformed entry is dead-lettered with its raw fields intact |
 //! | decode | `malformed_entry_is_not_retried` | retrying a malformed entry fails with `Decode`; it stays pending and can be dead-lettered |
+//! | decode | `traceparent_is_kept_through_copies` | a valid `traceparent` is read and kept by retry and dead-letter copies; an invalid one is ignored; sends without a trace write none |
 //! | trim | `send_trims_to_max_len` | sending with `max_len` keeps the stream between `max_len` and `max_len + 100` |
 //! | trim | `trim_by_max_len` | exact `MaxLen` trims keep exactly the newest entries |
 //! | trim | `stream_len_counts_entries` | `len` counts entries; 0 for a missing stream |
-//! | health | `health_reports_groups` | health reports length, pending, lag, claimable, scheduled retries, consumers |
+//! | health | `health_reports_groups` | health reports length, pending and the oldest's age, lag, claimable, scheduled retries, consumers; `group_health` agrees |
 //! | health | `health_reports_missing_group` | a registered group missing on its stream makes the report unhealthy |
+//! | health | `readiness_is_one_write` | `readiness` is one probe write; a refused write or an unreachable backend makes it not ready and `health` unhealthy |
+//! | health | `health_status_follows_thresholds` | the verdict is healthy, degraded (each threshold, with its reason) or unhealthy; DLQ growth is measured between checks |
 //! | subscribe | `subscribe_yields_messages_and_ends_on_close` | a subscription yields messages in order and ends after `close` |
 //! | subscribe | `subscribe_hands_back_unyielded_messages_on_drop` | dropping a subscription makes its unyielded messages claimable at once |
 //! | subscribe | `subscribe_to_unknown_group_ends_with_error` | a subscription to an unknown group yields `GroupNotFound` and ends |
@@ -166,6 +169,7 @@
 //! | backend | `promote_due_moves_only_due_entries` | `promote_due` moves only due retries and says when the next is due |
 //! | backend | `delete_consumer_keeps_pending_work` | a consumer with pending entries is never deleted |
 //! | backend | `ack_with_delete_removes_entries` | `ack` with `delete` acknowledges and deletes the entries |
+//! | backend | `write_probe_expires` | a probe write replaces its key with a short-lived value of another type, gone after its time to live |
 
 pub mod cases;
 pub mod support;

@@ -15,7 +15,7 @@ use serde_json::Value;
 use crate::Manager;
 use crate::config::ConsumerGroupConfig;
 use crate::error::{Result, StreamError};
-use crate::manager::{HealthReport, PruneReport, Stats};
+use crate::manager::{GroupHealth, HealthReport, PruneReport, Readiness, Stats};
 use crate::message::{RetryOptions, StreamMessage};
 
 /// The stream manager API (the spec's `RedisStreamManager` methods), complete:
@@ -284,13 +284,38 @@ pub trait StreamManager: Send + Sync + Debug {
     /// Connection errors (while reading the dead-letter length).
     async fn get_stats(&self) -> Result<Stats>;
 
-    /// Reachability, latency, and the state of every known group: lengths,
-    /// pending entries, lag, consumers, scheduled retries, and problems found.
-    /// A backend that cannot be reached gives an unhealthy report, not an error.
+    /// Whether the backend can take work now, for readiness probes: one
+    /// small write of a short-lived key (one round trip, nothing scanned),
+    /// so a server that answers but refuses writes (out of memory, a
+    /// read-only replica) is not ready. Does not initialize the manager.
+    ///
+    /// # Errors
+    /// [`StreamError::Closed`]; a backend that cannot be reached or
+    /// refuses the write gives a report that is not ready, not an error.
+    async fn readiness(&self) -> Result<Readiness>;
+
+    /// Everything an operator wants to see, with a verdict: reachability,
+    /// write acceptance, latency, and the state of every known group
+    /// (lengths, pending entries and the age of the oldest, lag, claimable
+    /// entries, consumers, scheduled retries), the dead-letter queue and its
+    /// growth, problems found, and a [`HealthStatus`](crate::HealthStatus)
+    /// judged by the manager's
+    /// [`HealthThresholds`](crate::HealthThresholds). Costs several round
+    /// trips per group and stream; probes want [`readiness`](Self::readiness).
+    /// A backend that cannot be reached gives an unhealthy report, not an
+    /// error.
     ///
     /// # Errors
     /// [`StreamError::Closed`].
     async fn health(&self) -> Result<HealthReport>;
+
+    /// One group's part of [`health`](Self::health): its state on each of
+    /// its streams. What a runner's metrics ticker reads
+    /// ([`observe::record_group_gauges`](crate::observe::record_group_gauges)).
+    ///
+    /// # Errors
+    /// [`StreamError::GroupNotFound`], connection errors.
+    async fn group_health(&self, group_name: &str) -> Result<GroupHealth>;
 
     /// The messages of a group as an endless stream (the spec's
     /// `async for message in read_messages(...)`). Each item must still be
@@ -554,9 +579,17 @@ macro_rules! delegate_manager {
                 let $this = self;
                 $target.get_stats().await
             }
+            async fn readiness(&self) -> $crate::Result<$crate::Readiness> {
+                let $this = self;
+                $target.readiness().await
+            }
             async fn health(&self) -> $crate::Result<$crate::HealthReport> {
                 let $this = self;
                 $target.health().await
+            }
+            async fn group_health(&self, group_name: &str) -> $crate::Result<$crate::GroupHealth> {
+                let $this = self;
+                $target.group_health(group_name).await
             }
             fn subscribe(
                 &self,

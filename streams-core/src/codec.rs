@@ -9,6 +9,7 @@
 //! | `retry_count` | integer; absent means 0 |
 //! | `mid` | the producer's message id |
 //! | `error` | last error text (retries and DLQ) |
+//! | `traceparent` | the sender's W3C trace context, when it had one |
 //!
 //! Dead-letter entries add `origin_stream`, `origin_id`, `group`, `consumer`,
 //! `reason`, `failed_at`, `deliveries`, and, for entries that did not follow
@@ -27,6 +28,7 @@ use serde_json::{Map, Value};
 
 use crate::backend::Fields;
 use crate::message::{DeadLetter, MessageStatus, RawFields, StreamMessage};
+use crate::observe::valid_traceparent;
 
 /// Field names of the envelope.
 pub mod field {
@@ -40,6 +42,8 @@ pub mod field {
     pub const MID: &str = "mid";
     /// Last error.
     pub const ERROR: &str = "error";
+    /// The sender's W3C Trace Context `traceparent`.
+    pub const TRACEPARENT: &str = "traceparent";
     /// DLQ: source stream.
     pub const ORIGIN_STREAM: &str = "origin_stream";
     /// DLQ: source entry id.
@@ -131,8 +135,9 @@ pub(crate) fn envelope_fields(
     retry_count: u32,
     mid: Option<&str>,
     error: Option<&str>,
+    traceparent: Option<&str>,
 ) -> Fields {
-    let mut fields = Fields::with_capacity(5);
+    let mut fields = Fields::with_capacity(6);
     put(&mut fields, field::DATA, data);
     put(&mut fields, field::TS, ts.to_owned());
     if retry_count > 0 {
@@ -143,6 +148,9 @@ pub(crate) fn envelope_fields(
     }
     if let Some(error) = error {
         put(&mut fields, field::ERROR, error.to_owned());
+    }
+    if let Some(traceparent) = traceparent {
+        put(&mut fields, field::TRACEPARENT, traceparent.to_owned());
     }
     fields
 }
@@ -201,6 +209,7 @@ pub(crate) fn dlq_fields(msg: &StreamMessage, dead: &DeadLetter) -> Fields {
         msg.retry_count,
         msg.mid.as_deref(),
         Some(msg.error.as_deref().unwrap_or(&dead.reason)),
+        msg.traceparent.as_deref(),
     );
     put(
         &mut fields,
@@ -307,6 +316,14 @@ fn decode_envelope(msg: &mut StreamMessage, fields: &[(Bytes, Bytes)]) {
             },
             b"mid" => msg.mid = string("mid", v, &mut problems),
             b"error" => msg.error = string("error", v, &mut problems),
+            // Trace context is a hint: an invalid value is ignored, never a
+            // reason to fail the message.
+            b"traceparent" => {
+                msg.traceparent = text(v)
+                    .ok()
+                    .filter(|s| valid_traceparent(s))
+                    .map(str::to_owned);
+            }
             b"origin_stream" => dead.origin_stream = string("origin_stream", v, &mut problems),
             b"origin_id" => dead.origin_id = string("origin_id", v, &mut problems),
             b"group" => dead.group = string("group", v, &mut problems),
@@ -434,6 +451,7 @@ mod tests {
             2,
             Some("m1"),
             Some("boom"),
+            Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
         );
         let msg = decode("s", "5-1", &fields);
         assert_eq!(msg.data, map);
@@ -442,12 +460,26 @@ mod tests {
         assert_eq!(msg.status, MessageStatus::Retry);
         assert_eq!(msg.mid.as_deref(), Some("m1"));
         assert_eq!(msg.error.as_deref(), Some("boom"));
+        assert_eq!(
+            msg.traceparent.as_deref(),
+            Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+        );
         assert!(msg.raw.is_none());
     }
 
     #[test]
+    fn invalid_traceparents_are_ignored() {
+        for bad in [&b"00-nope"[..], b"\xff\xfe", b""] {
+            let msg = decode("s", "1-1", &f(&[("data", b"{}"), ("traceparent", bad)]));
+            assert_eq!(msg.status, MessageStatus::Pending, "{bad:?}");
+            assert_eq!(msg.traceparent, None);
+            assert!(msg.raw.is_none(), "not kept as an extra field either");
+        }
+    }
+
+    #[test]
     fn retry_count_zero_is_not_written() {
-        let fields = envelope_fields(Bytes::from_static(b"{}"), "t", 0, None, None);
+        let fields = envelope_fields(Bytes::from_static(b"{}"), "t", 0, None, None, None);
         assert!(!fields.iter().any(|(k, _)| k.as_ref() == b"retry_count"));
     }
 

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::backend::StartAt;
 use crate::error::{Result, StreamError};
+use crate::manager::HealthThresholds;
 use crate::names::{validate_name, validate_namespace};
 
 /// A consumer group over one or more streams (the spec's `ConsumerGroupConfig`).
@@ -520,6 +521,9 @@ pub struct ManagerConfig {
     pub claim_page_size: usize,
     /// The hash holding every group's configuration. Default `"xnai:groups"`.
     pub registry_key: String,
+    /// When `health` reports degraded. Default: [`HealthThresholds::default`]
+    /// (abandoned work waiting to be claimed, nothing else).
+    pub health: HealthThresholds,
 }
 
 impl Default for ManagerConfig {
@@ -534,6 +538,7 @@ impl Default for ManagerConfig {
             promote_interval: Duration::from_millis(500),
             claim_page_size: 100,
             registry_key: "xnai:groups".to_owned(),
+            health: HealthThresholds::default(),
         }
     }
 }
@@ -624,6 +629,13 @@ impl ManagerConfig {
         self
     }
 
+    /// Sets [`health`](Self::health).
+    #[must_use]
+    pub fn with_health_thresholds(mut self, thresholds: HealthThresholds) -> Self {
+        self.health = thresholds;
+        self
+    }
+
     /// Sets [`registry_key`](Self::registry_key).
     #[must_use]
     pub fn with_registry_key(mut self, key: impl Into<String>) -> Self {
@@ -673,7 +685,7 @@ impl ManagerConfig {
         if self.default_max_len == Some(0) {
             return Err(StreamError::config("default_max_len must be at least 1"));
         }
-        Ok(())
+        self.health.validate()
     }
 }
 

@@ -34,6 +34,7 @@ mod error;
 mod manager;
 mod message;
 mod names;
+pub mod observe;
 pub mod runner;
 
 pub use api::{StreamManager, StreamManagerExt};
@@ -44,7 +45,8 @@ pub use config::{
 };
 pub use error::{BoxError, Result, StreamError};
 pub use manager::{
-    ConsumerHealth, GroupHealth, HealthReport, Manager, PruneReport, Stats, StreamHealth,
+    ConsumerHealth, GroupHealth, HealthReport, HealthStatus, HealthThresholds, Manager,
+    PruneReport, Readiness, Stats, StreamHealth,
 };
 pub use message::{DeadLetter, Delivery, MessageStatus, RawFields, RetryOptions, StreamMessage};
 pub use names::{

@@ -166,6 +166,14 @@ pub struct StreamMessage {
     /// written by other producers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mid: Option<String>,
+    /// The sender's W3C Trace Context `traceparent`
+    /// (`00-<trace id>-<span id>-<flags>`), kept through retries and
+    /// dead-letter moves. Sends write it with the `otel` feature when the
+    /// current span has an OpenTelemetry context; a runner continues the
+    /// trace with [`observe::set_remote_parent`](crate::observe::set_remote_parent).
+    /// Only valid values are kept: an invalid one is read as `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
     /// Provenance, for entries of a dead-letter stream.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dead_letter: Option<DeadLetter>,
@@ -192,6 +200,7 @@ impl StreamMessage {
             status: MessageStatus::Pending,
             error: None,
             mid: None,
+            traceparent: None,
             dead_letter: None,
             delivery: None,
             raw: None,
@@ -214,7 +223,7 @@ impl StreamMessage {
 
     /// The message as a JSON object (the spec's `to_dict`), with the keys
     /// `id`, `stream`, `data`, `timestamp`, `retry_count`, `status`, `error`,
-    /// plus `mid` and `dead_letter` when set.
+    /// plus `mid`, `traceparent` and `dead_letter` when set.
     pub fn to_json(&self) -> Value {
         // A struct of strings, integers and JSON values always serializes.
         serde_json::to_value(self).unwrap_or(Value::Null)

@@ -192,6 +192,7 @@ pub fn validate_namespace(namespace: &str) -> Result<()> {
 /// assert_eq!(keys.retry_ready("xnai:agent_bus", "g"), "t1:xnai:retry:{xnai:agent_bus}:ready:g");
 /// assert_eq!(keys.dlq("xnai:agent_bus"), "t1:{xnai:dlq}");
 /// assert_eq!(keys.registry(), "t1:{xnai:groups}");
+/// assert_eq!(keys.probe(), "t1:xnai:probe:{}");
 ///
 /// let bare = KeyLayout::new(None, &DlqConfig::default(), &RetryConfig::default(), "xnai:groups").unwrap();
 /// assert_eq!(bare.stream("xnai:agent_bus"), "xnai:agent_bus");
@@ -303,6 +304,14 @@ impl KeyLayout {
     /// The key that maps group names to their configuration.
     pub fn registry(&self) -> &str {
         &self.registry
+    }
+
+    /// The key readiness probes write a short-lived value at:
+    /// `[ns:]xnai:probe:{}`. No other key of any layout can be it: its
+    /// hash tag is empty, and every other key's is a stream name (never
+    /// empty) or has none, and stream names have no braces.
+    pub fn probe(&self) -> String {
+        format!("{}xnai:probe:{{}}", self.prefix)
     }
 
     /// Why `stream` cannot be used as a stream name for `use_`, if it cannot:
@@ -452,6 +461,7 @@ mod tests {
             ("ready", keys.retry_ready(stream, group)),
             ("dlq", keys.dlq(stream)),
             ("registry", keys.registry().to_owned()),
+            ("probe", keys.probe()),
         ];
         kinds
             .into_iter()
@@ -564,7 +574,7 @@ mod tests {
                         // keys, plus the stream for stream-owned ones, plus
                         // the group for retry keys.
                         let owner = match kind.as_str() {
-                            "registry" => format!("{ns:?}"),
+                            "registry" | "probe" => format!("{ns:?}"),
                             "dlq" if !per_stream => format!("{ns:?}"),
                             "stream" | "dlq" => format!("{ns:?}/{stream}"),
                             _ => format!("{ns:?}/{stream}/{group}"),

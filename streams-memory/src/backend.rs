@@ -8,7 +8,8 @@ use async_trait::async_trait;
 use streams_core::backend::{
     Ack, Add, AutoClaim, AutoClaimPage, Capabilities, ConsumerInfo, ConsumerRef, ConsumerRemoval,
     CreateGroup, EntryId, GroupInfo, GroupRegistry, KeyEntries, Lease, Move, MoveOutcome,
-    PendingEntry, PendingQuery, Promotion, RangeQuery, ReadGroup, ScheduleKeys, ServerInfo, Trim,
+    PendingEntry, PendingQuery, Probe, Promotion, RangeQuery, ReadGroup, ScheduleKeys, ServerInfo,
+    Trim,
 };
 use streams_core::{Entry, Result, StreamBackend};
 
@@ -118,6 +119,13 @@ impl StreamBackend for MemoryBackend {
 
     async fn ping(&self) -> Result<()> {
         Ok(())
+    }
+
+    async fn write_probe(&self, probe: Probe<'_>) -> Result<()> {
+        self.with_state(|ks, now| {
+            ks.set_expiring(probe.key, probe.ttl, now.tick);
+            Ok(())
+        })
     }
 
     async fn create_group(&self, create: CreateGroup<'_>) -> Result<bool> {

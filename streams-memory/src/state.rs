@@ -1,5 +1,6 @@
 //! The data model: one keyspace whose keys hold a stream, a schedule (a
-//! sorted set in Redis) or a hash, and the type checks Redis makes on it.
+//! sorted set in Redis), a hash or a short-lived string (a readiness
+//! probe), and the type checks Redis makes on it.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -127,11 +128,17 @@ pub(crate) enum Value {
     Stream(Stream),
     Schedule(Schedule),
     Hash(BTreeMap<String, String>),
+    /// A string with an expiry (`SET key value PX ttl`); gone once expired.
+    /// No command reads its value, so only the expiry is kept.
+    Expiring {
+        expires: Tick,
+    },
 }
 
 const STREAM: &str = "stream";
 const SCHEDULE: &str = "sorted set";
 const HASH: &str = "hash";
+const STRING: &str = "string";
 
 impl Value {
     fn kind(&self) -> &'static str {
@@ -139,7 +146,14 @@ impl Value {
             Self::Stream(_) => STREAM,
             Self::Schedule(_) => SCHEDULE,
             Self::Hash(_) => HASH,
+            Self::Expiring { .. } => STRING,
         }
+    }
+
+    /// Whether the value has expired: Redis treats such a key as missing
+    /// from then on.
+    fn expired(&self) -> bool {
+        matches!(self, Self::Expiring { expires, .. } if *expires <= Tick::now())
     }
 }
 
@@ -159,6 +173,7 @@ macro_rules! accessors {
             match self.keys.get(key) {
                 None => Ok(None),
                 Some(Value::$variant(v)) => Ok(Some(v)),
+                Some(other) if other.expired() => Ok(None),
                 Some(other) => Err(wrong_type(key, other, $kind)),
             }
         }
@@ -168,11 +183,13 @@ macro_rules! accessors {
             match self.keys.get_mut(key) {
                 None => Ok(None),
                 Some(Value::$variant(v)) => Ok(Some(v)),
+                Some(other) if other.expired() => Ok(None),
                 Some(other) => Err(wrong_type(key, other, $kind)),
             }
         }
 
         pub(crate) fn $entry(&mut self, key: &str) -> Result<&mut $ty, Error> {
+            self.purge_expired(key);
             let value = self
                 .keys
                 .entry(key.to_owned())
@@ -223,7 +240,22 @@ impl Keyspace {
 
     /// Deletes a key of any kind; whether it existed.
     pub(crate) fn delete(&mut self, key: &str) -> bool {
-        self.keys.remove(key).is_some()
+        self.keys.remove(key).is_some_and(|v| !v.expired())
+    }
+
+    /// Removes `key` if its value has expired.
+    fn purge_expired(&mut self, key: &str) {
+        if self.keys.get(key).is_some_and(Value::expired) {
+            self.keys.remove(key);
+        }
+    }
+
+    /// `SET key value PX ttl`: replaces whatever `key` held with a string
+    /// that expires after `ttl` (at least 1 ms).
+    pub(crate) fn set_expiring(&mut self, key: &str, ttl: Duration, now: Tick) {
+        let expires = now.plus(ttl.max(Duration::from_millis(1)));
+        self.keys
+            .insert(key.to_owned(), Value::Expiring { expires });
     }
 
     /// Removes a schedule that has become empty: Redis deletes empty sorted
@@ -284,7 +316,7 @@ impl Keyspace {
         }
     }
 
-    /// Numbers of streams, schedules and hashes.
+    /// Numbers of streams, schedules and hashes (strings are not counted).
     pub(crate) fn counts(&self) -> (usize, usize, usize) {
         self.keys
             .values()
@@ -292,6 +324,7 @@ impl Keyspace {
                 Value::Stream(_) => (st + 1, sc, h),
                 Value::Schedule(_) => (st, sc + 1, h),
                 Value::Hash(_) => (st, sc, h + 1),
+                Value::Expiring { .. } => (st, sc, h),
             })
     }
 

@@ -11,7 +11,8 @@ use redis::{Client, Cmd, Value};
 use streams_core::backend::{
     Ack, Add, AutoClaim, AutoClaimPage, Capabilities, ConsumerInfo, ConsumerRef, ConsumerRemoval,
     CreateGroup, Entry, EntryId, GroupInfo, GroupRegistry, KeyEntries, Lease, Move, MoveOutcome,
-    PendingEntry, PendingQuery, Promotion, RangeQuery, ReadGroup, ScheduleKeys, ServerInfo, Trim,
+    PendingEntry, PendingQuery, Probe, Promotion, RangeQuery, ReadGroup, ScheduleKeys, ServerInfo,
+    Trim,
 };
 use streams_core::{Result, StreamBackend};
 
@@ -283,6 +284,22 @@ impl StreamBackend for RedisBackend {
             Ok(())
         } else {
             Err(bad_reply("PING", "the answer is not PONG"))
+        }
+    }
+
+    /// `SET key value PX ttl`: refused with `OOM` by a server out of memory
+    /// under `noeviction`, and with `READONLY` by a replica.
+    async fn write_probe(&self, probe: Probe<'_>) -> Result<()> {
+        let ttl_ms = u64::try_from(probe.ttl.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(probe.key).arg(probe.value).arg("PX").arg(ttl_ms);
+        let ok = reply::bytes("SET", self.raw(&cmd, self.op("SET")).await?)?;
+        if ok.as_ref() == b"OK" {
+            Ok(())
+        } else {
+            Err(bad_reply("SET", "the answer is not OK"))
         }
     }
 

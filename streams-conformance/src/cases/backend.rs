@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use streams_core::backend::{
     Ack, Add, AutoClaim, ConsumerRef, ConsumerRemoval, CreateGroup, Cursor, EntryId, KeyEntries,
-    Lease, Move, MoveOutcome, MoveTarget, PendingEntry, PendingQuery, RangeQuery, ReadGroup,
+    Lease, Move, MoveOutcome, MoveTarget, PendingEntry, PendingQuery, Probe, RangeQuery, ReadGroup,
     ScheduleKeys, StartAt,
 };
 use streams_core::{Entry, Fields, StreamError};
@@ -899,4 +899,42 @@ pub async fn create_group_after_id(ctx: &TestContext) {
     assert!(backend.destroy_group(&key, "g").await.unwrap());
     assert!(!backend.destroy_group(&key, "g").await.unwrap());
     assert!(backend.groups(&key).await.unwrap().is_empty());
+}
+
+/// A probe write replaces whatever its key held (a stream, here) with a
+/// short-lived value that other primitives refuse as a wrong type; once it
+/// expires the key is gone, and can hold a stream again. A zero time to
+/// live is taken as the shortest there is.
+pub async fn write_probe_expires(ctx: &TestContext) {
+    let b = ctx.backend();
+    let fresh = ctx.key("probe-fresh");
+    let over = ctx.key("probe-over-stream");
+    b.add(Add::new(over.clone(), entry_fields(0)))
+        .await
+        .unwrap();
+    for key in [&fresh, &over] {
+        b.write_probe(Probe::new(key, "ready?", Duration::from_millis(300)))
+            .await
+            .unwrap();
+        assert_err!(b.len(key).await, StreamError::Backend { .. });
+    }
+    // Writing again replaces the value and its expiry.
+    b.write_probe(Probe::new(&fresh, "again", Duration::from_millis(300)))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for key in [&fresh, &over] {
+        assert_eq!(b.len(key).await.unwrap(), 0, "{key} expired");
+        assert!(b.groups(key).await.unwrap().is_empty());
+    }
+    b.add(Add::new(fresh.clone(), entry_fields(1)))
+        .await
+        .unwrap();
+    assert_eq!(b.len(&fresh).await.unwrap(), 1);
+    let probe = ctx.keys().probe();
+    b.write_probe(Probe::new(&probe, "zero", Duration::ZERO))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_eq!(b.len(&probe).await.unwrap(), 0);
 }

@@ -6,7 +6,7 @@ use bytes::Bytes;
 use streams_core::backend::Add;
 use streams_core::{Fields, MessageStatus, StreamMessage};
 
-use crate::support::{TestContext, entries, fields, ids, pending_all, read_n};
+use crate::support::{TestContext, entries, field, fields, ids, pending_all, read_n};
 
 async fn add_raw(ctx: &TestContext, stream: &str, f: Fields) -> String {
     ctx.backend()
@@ -212,5 +212,83 @@ pub async fn malformed_entry_is_not_retried(ctx: &TestContext) {
         pending_all(&ctx.backend(), &ctx.key("s"), "g")
             .await
             .is_empty()
+    );
+}
+
+/// A W3C `traceparent` in an entry is read into the message and kept,
+/// unchanged, by its retry copy and its dead-letter entry; an invalid one
+/// is ignored, without making the message malformed and without being
+/// copied. A send with no OpenTelemetry context (no `otel` feature, or no
+/// trace) writes none.
+pub async fn traceparent_is_kept_through_copies(ctx: &TestContext) {
+    const TRACE: &[u8] = b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let m = ctx.manager_with(
+        ctx.config("a")
+            .with_dlq(streams_core::DlqConfig::default().with_retry_backoff(Duration::ZERO)),
+    );
+    ctx.create_group(&m, "g", &["s"]).await;
+    add_raw(
+        ctx,
+        "s",
+        fields(&[("data", b"{\"k\":1}"), ("traceparent", TRACE)]),
+    )
+    .await;
+    add_raw(
+        ctx,
+        "s",
+        fields(&[("data", b"{\"k\":2}"), ("traceparent", b"00-oops")]),
+    )
+    .await;
+    let sent = m
+        .send_message("s", serde_json::json!({"k": 3}), None)
+        .await
+        .unwrap();
+    let got = read_n(&m, "g", 3, Duration::from_secs(5)).await;
+    let trace = std::str::from_utf8(TRACE).unwrap();
+    assert_eq!(got[0].traceparent.as_deref(), Some(trace));
+    assert_eq!(
+        got[1].traceparent, None,
+        "an invalid traceparent is ignored"
+    );
+    assert_eq!(got[1].status, MessageStatus::Pending);
+    assert!(!got[1].is_malformed());
+    assert_eq!(got[2].id, sent);
+    assert_eq!(got[2].traceparent, None);
+    let backend = ctx.backend();
+    let stored = entries(&backend, &ctx.key("s")).await;
+    assert_eq!(field(&stored[2].fields, "traceparent"), None);
+
+    // Both copies of the traced message keep it; the invalid one is dropped.
+    assert!(m.retry_message(&got[0]).await.unwrap());
+    assert!(m.retry_message(&got[1]).await.unwrap());
+    m.promote_due_retries(Some("g")).await.unwrap();
+    let ready = entries(&backend, &m.keys().retry_ready("s", "g")).await;
+    assert_eq!(ready.len(), 2);
+    let traces: Vec<_> = ready
+        .iter()
+        .map(|e| field(&e.fields, "traceparent"))
+        .collect();
+    assert!(
+        traces.contains(&Some(TRACE)) && traces.contains(&None),
+        "{traces:?}"
+    );
+    let mut copies = read_n(&m, "g", 2, Duration::from_secs(5)).await;
+    copies.sort_by_key(|c| c.data["k"].as_i64());
+    assert_eq!(copies[0].retry_count, 1);
+    assert_eq!(copies[0].traceparent.as_deref(), Some(trace));
+    assert_eq!(copies[1].traceparent, None);
+    m.send_to_dlq(&copies[0], "gave up", Some("g"))
+        .await
+        .unwrap();
+    let dead = m.dead_letters(10).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].traceparent.as_deref(), Some(trace));
+    let dlq = entries(&backend, &m.keys().dlq("s")).await;
+    assert_eq!(field(&dlq[0].fields, "traceparent"), Some(TRACE));
+    assert_eq!(
+        m.acknowledge_many(&[got[2].clone(), copies[1].clone()], "g")
+            .await
+            .unwrap(),
+        2
     );
 }

@@ -144,6 +144,7 @@ macro_rules! __for_each_case {
                 malformed_entries_arrive_failed,
                 malformed_entry_dead_letters_with_raw_fields,
                 malformed_entry_is_not_retried,
+                traceparent_is_kept_through_copies [RetrySchedule],
             }
             trim {
                 send_trims_to_max_len,
@@ -153,6 +154,8 @@ macro_rules! __for_each_case {
             health {
                 health_reports_groups [GroupLag, ConsumerListing, RetrySchedule],
                 health_reports_missing_group,
+                readiness_is_one_write,
+                health_status_follows_thresholds [GroupLag],
             }
             subscribe {
                 subscribe_yields_messages_and_ends_on_close,
@@ -187,6 +190,7 @@ macro_rules! __for_each_case {
                 promote_due_moves_only_due_entries [RetrySchedule],
                 delete_consumer_keeps_pending_work [ConsumerListing],
                 ack_with_delete_removes_entries,
+                write_probe_expires,
             }
         );
     };

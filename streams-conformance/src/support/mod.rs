@@ -33,8 +33,12 @@ pub enum Fault {
     Fail(fn() -> streams_core::StreamError),
 }
 
-/// A backend with one primitive (by its [`Call::operation`] name) delayed
-/// or failed; everything else passes through.
+/// The operation name that makes [`Meddle`] apply its fault to every call.
+pub const ANY: &str = "*";
+
+/// A backend with one primitive (by its [`Call::operation`] name, or every
+/// primitive with [`ANY`]) delayed, failed or counted; everything else
+/// passes through.
 #[derive(Debug)]
 pub struct Meddle {
     inner: DynBackend,
@@ -65,7 +69,7 @@ impl BackendLayer for Meddle {
         call: Call<'a>,
         op: BoxFuture<'a, streams_core::Result<T>>,
     ) -> BoxFuture<'a, streams_core::Result<T>> {
-        if call.operation != self.operation {
+        if self.operation != ANY && call.operation != self.operation {
             return op;
         }
         match &self.fault {

@@ -13,7 +13,7 @@ use futures::future::BoxFuture;
 use super::{
     Ack, Add, AutoClaim, AutoClaimPage, Capabilities, ConsumerInfo, ConsumerRef, ConsumerRemoval,
     CreateGroup, Entry, EntryId, GroupInfo, GroupRegistry, KeyEntries, Lease, Move, MoveOutcome,
-    PendingEntry, PendingQuery, Promotion, RangeQuery, ReadGroup, ScheduleKeys, ServerInfo,
+    PendingEntry, PendingQuery, Probe, Promotion, RangeQuery, ReadGroup, ScheduleKeys, ServerInfo,
     StreamBackend, Trim,
 };
 use crate::error::Result;
@@ -158,6 +158,11 @@ impl<L: BackendLayer> StreamBackend for Layered<L> {
         self.0
             .around(Call::new("ping"), self.0.inner().ping())
             .await
+    }
+
+    async fn write_probe(&self, probe: Probe<'_>) -> Result<()> {
+        let call = Call::new("write_probe").on_key(probe.key);
+        self.0.around(call, self.0.inner().write_probe(probe)).await
     }
 
     async fn create_group(&self, create: CreateGroup<'_>) -> Result<bool> {

@@ -33,7 +33,7 @@ pub use registry::GroupRegistry;
 pub use types::{
     Ack, Add, AutoClaim, AutoClaimPage, ConsumerInfo, ConsumerRef, ConsumerRemoval, CreateGroup,
     DeliveredEntry, Entry, Fields, GroupInfo, KeyEntries, Lease, Move, MoveOutcome, MoveTarget,
-    PendingEntry, PendingQuery, Promotion, RangeQuery, ReadGroup, ScheduleKeys, ServerInfo,
+    PendingEntry, PendingQuery, Probe, Promotion, RangeQuery, ReadGroup, ScheduleKeys, ServerInfo,
     StartAt, Trim,
 };
 
@@ -81,6 +81,18 @@ pub trait StreamBackend: GroupRegistry + Send + Sync + Debug + 'static {
     /// # Contract
     /// `health_reports_groups`.
     async fn ping(&self) -> Result<()>;
+
+    /// Writes `probe.value` at `probe.key`, replacing whatever the key held,
+    /// to expire after `probe.ttl` (at least 1 ms): one round trip that
+    /// fails when the server refuses writes (out of memory with
+    /// `noeviction`, a read-only replica), which a ping would not notice.
+    /// Until it expires the key holds a value of its own kind, which other
+    /// primitives refuse as a wrong type; then it is gone. Readiness checks
+    /// use it.
+    ///
+    /// # Contract
+    /// `write_probe_expires`, `readiness_is_one_write`.
+    async fn write_probe(&self, probe: Probe<'_>) -> Result<()>;
 
     /// Creates a group on a stream (creating the stream if it is missing).
     /// Returns `false` if the group already existed (not an error).
@@ -345,6 +357,9 @@ macro_rules! forward_backend {
             }
             async fn ping(&self) -> Result<()> {
                 (**self).ping().await
+            }
+            async fn write_probe(&self, probe: Probe<'_>) -> Result<()> {
+                (**self).write_probe(probe).await
             }
             async fn create_group(&self, create: CreateGroup<'_>) -> Result<bool> {
                 (**self).create_group(create).await

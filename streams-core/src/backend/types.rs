@@ -630,6 +630,25 @@ impl Promotion {
     }
 }
 
+/// A probe write: a short-lived value that shows the server accepts writes.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct Probe<'a> {
+    /// The key written (the layout's [`probe`](crate::KeyLayout::probe) key).
+    pub key: &'a str,
+    /// The value written; readers of the key see who probed.
+    pub value: &'a str,
+    /// How long the value lives; at least 1 ms is used.
+    pub ttl: Duration,
+}
+
+impl<'a> Probe<'a> {
+    /// Writes `value` at `key` for `ttl`.
+    pub fn new(key: &'a str, value: &'a str, ttl: Duration) -> Self {
+        Self { key, value, ttl }
+    }
+}
+
 /// One consumer of a group on one stream.
 #[derive(Debug, Clone, Copy)]
 #[non_exhaustive]

@@ -4,10 +4,10 @@ use std::collections::BTreeMap;
 
 use super::Manager;
 use super::dlq::check_group;
-use super::stats::Counters;
 use crate::backend::{Ack, EntryId, Lease, StreamBackend};
 use crate::error::{Result, StreamError};
 use crate::message::{Delivery, StreamMessage};
+use crate::observe::{Count, Labels};
 
 impl<B: StreamBackend> Manager<B> {
     /// The key a message was read from in `group`: the stream, or the group's
@@ -28,6 +28,7 @@ impl<B: StreamBackend> Manager<B> {
     /// # Errors
     /// [`StreamError::GroupNotFound`], [`StreamError::WrongGroup`],
     /// [`StreamError::InvalidName`], connection errors.
+    #[tracing::instrument(level = "debug", skip_all, fields(stream = %message.stream, group = group_name, consumer = message.delivery.as_ref().map(|d| d.consumer.as_str()), id = %message.id))]
     pub async fn acknowledge(&self, message: &StreamMessage, group_name: &str) -> Result<bool> {
         Ok(self
             .acknowledge_many(std::slice::from_ref(message), group_name)
@@ -41,31 +42,39 @@ impl<B: StreamBackend> Manager<B> {
     /// # Errors
     /// [`StreamError::GroupNotFound`], [`StreamError::WrongGroup`],
     /// [`StreamError::InvalidName`], connection errors.
+    #[tracing::instrument(level = "debug", skip_all, fields(group = group_name, count = messages.len()))]
     pub async fn acknowledge_many(
         &self,
         messages: &[StreamMessage],
         group_name: &str,
     ) -> Result<u64> {
         self.ready().await?;
-        self.group(group_name).await?;
+        let group = self.group(group_name).await?;
         for m in messages {
             check_group(m, group_name)?;
         }
-        let mut by_key: BTreeMap<(String, bool), Vec<EntryId>> = BTreeMap::new();
+        // Each key holds one stream's entries (or its retries) for this group.
+        let mut by_key: BTreeMap<(String, bool), (&str, Vec<EntryId>)> = BTreeMap::new();
         for m in messages {
             by_key
                 .entry(self.read_key(m, group_name))
-                .or_default()
+                .or_insert_with(|| (m.stream.as_str(), Vec::new()))
+                .1
                 .push(EntryId::from(m.id.as_str()));
         }
         let mut acked = 0;
-        for ((key, from_retry), ids) in by_key {
-            acked += self
+        for ((key, from_retry), (stream, ids)) in by_key {
+            let n = self
                 .backend()
                 .ack(Ack::new(&key, group_name, &ids).deleting(from_retry))
                 .await?;
+            self.count(
+                Count::Acked,
+                Labels::delivery(stream, group_name, &group.consumer),
+                n,
+            );
+            acked += n;
         }
-        Counters::add(&self.inner.counters.acknowledged, acked);
         Ok(acked)
     }
 
@@ -87,6 +96,7 @@ impl<B: StreamBackend> Manager<B> {
     ///
     /// # Errors
     /// [`StreamError::NotDelivered`], connection errors.
+    #[tracing::instrument(level = "debug", skip_all, fields(stream = %message.stream, group = message.group(), consumer = message.delivery.as_ref().map(|d| d.consumer.as_str()), id = %message.id))]
     pub async fn touch(&self, message: &StreamMessage) -> Result<bool> {
         self.ready().await?;
         let delivery = Self::delivery_of(message, "touched")?;
@@ -104,6 +114,7 @@ impl<B: StreamBackend> Manager<B> {
     ///
     /// # Errors
     /// [`StreamError::NotDelivered`], connection errors.
+    #[tracing::instrument(level = "debug", skip_all, fields(count = messages.len()))]
     pub async fn touch_many(&self, messages: &[StreamMessage]) -> Result<u64> {
         self.ready().await?;
         let mut by_key: BTreeMap<(String, String, String), Vec<EntryId>> = BTreeMap::new();
@@ -128,27 +139,33 @@ impl<B: StreamBackend> Manager<B> {
     ///
     /// # Errors
     /// [`StreamError::NotDelivered`], connection errors.
+    #[tracing::instrument(level = "debug", skip_all, fields(count = messages.len()))]
     pub async fn release(&self, messages: &[StreamMessage]) -> Result<u64> {
         self.ready().await?;
-        type Held = (Vec<EntryId>, Vec<u64>);
-        let mut by_key: BTreeMap<(String, String, String), Held> = BTreeMap::new();
+        type Held<'m> = (&'m str, Vec<EntryId>, Vec<u64>);
+        let mut by_key: BTreeMap<(String, String, String), Held<'_>> = BTreeMap::new();
         for m in messages {
             let delivery = Self::delivery_of(m, "released")?;
             let (key, _) = self.read_key(m, &delivery.group);
-            let (ids, deliveries) = by_key
+            let (_, ids, deliveries) = by_key
                 .entry((key, delivery.group.clone(), delivery.consumer.clone()))
-                .or_default();
+                .or_insert_with(|| (m.stream.as_str(), Vec::new(), Vec::new()));
             ids.push(EntryId::from(m.id.as_str()));
             deliveries.push(delivery.deliveries);
         }
         let mut released = 0;
-        for ((key, group, consumer), (ids, deliveries)) in by_key {
+        for ((key, group, consumer), (stream, ids, deliveries)) in by_key {
             // With the counts the messages were delivered with, handing the
             // same delivery back twice gives back one delivery.
             let lease = Lease::new(&key, &group, &consumer, &ids).with_deliveries(&deliveries);
-            released += self.backend().hand_back(lease).await?.len() as u64;
+            let n = self.backend().hand_back(lease).await?.len() as u64;
+            self.count(
+                Count::HandedBack,
+                Labels::delivery(stream, &group, &consumer),
+                n,
+            );
+            released += n;
         }
-        Counters::add(&self.inner.counters.handed_back, released);
         Ok(released)
     }
 }

@@ -8,10 +8,10 @@ use serde::{Deserialize, Serialize};
 
 use super::Manager;
 use super::read::PROMOTE_LIMIT;
-use super::stats::Counters;
 use crate::backend::{ConsumerRef, ConsumerRemoval, Feature, StreamBackend, Trim};
 use crate::error::{Result, StreamError};
 use crate::names::StreamUse;
+use crate::observe::{Count, Labels};
 
 /// What [`prune_consumers`](crate::StreamManager::prune_consumers) did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -31,6 +31,7 @@ impl<B: StreamBackend> Manager<B> {
     ///
     /// # Errors
     /// [`StreamError::GroupNotFound`], connection errors.
+    #[tracing::instrument(level = "debug", skip_all, fields(group = group_name))]
     pub async fn promote_due_retries(&self, group_name: Option<&str>) -> Result<u64> {
         self.ready().await?;
         self.require(Feature::RetrySchedule, "promote_due_retries")?;
@@ -65,6 +66,7 @@ impl<B: StreamBackend> Manager<B> {
     ///
     /// # Errors
     /// [`StreamError::GroupNotFound`], [`StreamError::Unsupported`], connection errors.
+    #[tracing::instrument(level = "debug", skip_all, fields(group = group_name))]
     pub async fn prune_consumers(&self, group_name: &str, idle: Duration) -> Result<PruneReport> {
         self.ready().await?;
         self.require(Feature::ConsumerListing, "prune_consumers")?;
@@ -105,8 +107,9 @@ impl<B: StreamBackend> Manager<B> {
                 report.removed.push(name);
             }
         }
-        Counters::add(
-            &self.inner.counters.consumers_pruned,
+        self.count(
+            Count::ConsumersPruned,
+            Labels::group(group_name),
             report.removed.len() as u64,
         );
         Ok(report)
@@ -117,6 +120,7 @@ impl<B: StreamBackend> Manager<B> {
     ///
     /// # Errors
     /// [`StreamError::InvalidName`], [`StreamError::Config`], connection errors.
+    #[tracing::instrument(level = "debug", skip_all, fields(stream = stream.as_ref(), max_len))]
     pub async fn trim_stream(&self, stream: impl AsRef<str>, max_len: u64) -> Result<u64> {
         let stream = stream.as_ref();
         self.keys().check_stream(stream, StreamUse::Read)?;

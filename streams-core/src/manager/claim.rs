@@ -2,12 +2,12 @@
 
 use std::time::Duration;
 
-use super::stats::Counters;
 use super::{Group, Manager};
 use crate::backend::{Ack, AutoClaim, Cursor, Feature, KeyEntries, StreamBackend};
 use crate::config::RetryPolicy;
 use crate::error::{Result, StreamError};
 use crate::message::{Delivery, StreamMessage};
+use crate::observe::{Count, Labels};
 
 /// Where a claim goes on: a key of the group (by its place in
 /// `Group::all_keys`) and a cursor in it.
@@ -46,6 +46,7 @@ impl<B: StreamBackend> Manager<B> {
     /// # Errors
     /// [`StreamError::GroupNotFound`], [`StreamError::InvalidName`],
     /// [`StreamError::Unsupported`], connection errors.
+    #[tracing::instrument(level = "debug", skip_all, fields(group = group_name))]
     pub async fn claim_pending_messages(
         &self,
         group_name: &str,
@@ -69,7 +70,10 @@ impl<B: StreamBackend> Manager<B> {
         }
         let (claimed, next) = pass;
         group.lock_read().claim_from = next;
-        Counters::add(&self.inner.counters.claimed, claimed.len() as u64);
+        for m in &claimed {
+            let labels = Labels::delivery(&m.stream, &group.config.name, &group.consumer);
+            self.count(Count::Claimed, labels, 1);
+        }
         Ok(claimed)
     }
 
@@ -104,8 +108,9 @@ impl<B: StreamBackend> Manager<B> {
                     self.backend()
                         .ack(Ack::new(key, name, &page.deleted))
                         .await?;
-                    Counters::add(
-                        &self.inner.counters.pending_deleted,
+                    self.count(
+                        Count::PendingDeleted,
+                        Labels::stream_group(self.logical_stream(group, key), name),
                         page.deleted.len() as u64,
                     );
                 }
@@ -154,6 +159,7 @@ impl<B: StreamBackend> Manager<B> {
             return Ok(messages);
         }
         let policy = self.policy_of(group);
+        let name = group.config.name.as_str();
         let mut keep = Vec::with_capacity(messages.len());
         for msg in messages {
             if is_poison(&msg, &policy) {
@@ -174,7 +180,8 @@ impl<B: StreamBackend> Manager<B> {
                     .await
                 {
                     Ok(_) => {
-                        Counters::add(&self.inner.counters.poison, 1);
+                        let labels = Labels::delivery(&msg.stream, name, &group.consumer);
+                        self.count(Count::Poison, labels, 1);
                         continue;
                     }
                     // Another consumer took it meanwhile: it is not ours to handle.
@@ -190,7 +197,8 @@ impl<B: StreamBackend> Manager<B> {
                             error = %e,
                             "could not dead-letter a poison message; it stays pending"
                         );
-                        Counters::add(&self.inner.counters.poison_dlq_failures, 1);
+                        let labels = Labels::delivery(&msg.stream, name, &group.consumer);
+                        self.count(Count::PoisonDlqFailed, labels, 1);
                         continue;
                     }
                 }

@@ -3,13 +3,13 @@
 use std::collections::BTreeSet;
 
 use super::Manager;
-use super::stats::Counters;
 use crate::backend::{
     Add, EntryId, Move, MoveOutcome, MoveTarget, RangeQuery, StreamBackend, Trim,
 };
 use crate::codec::{dlq_fields, now_rfc3339};
 use crate::error::{Result, StreamError};
 use crate::message::{DeadLetter, StreamMessage};
+use crate::observe::{Count, Labels};
 
 impl<B: StreamBackend> Manager<B> {
     /// Writes a message to the dead-letter queue with its provenance.
@@ -19,6 +19,7 @@ impl<B: StreamBackend> Manager<B> {
     /// [`StreamError::DlqDisabled`], [`StreamError::NotOwner`],
     /// [`StreamError::WrongGroup`], [`StreamError::GroupNotFound`],
     /// connection errors.
+    #[tracing::instrument(level = "debug", skip_all, fields(stream = %message.stream, group = group_name, consumer = message.delivery.as_ref().map(|d| d.consumer.as_str()), id = %message.id))]
     pub async fn send_to_dlq(
         &self,
         message: &StreamMessage,
@@ -54,6 +55,7 @@ impl<B: StreamBackend> Manager<B> {
             deliveries: delivery.map(|d| d.deliveries),
         };
         let fields = dlq_fields(message, &dead);
+        let counted_consumer = consumer.clone().unwrap_or_default();
         let key = self.keys().dlq(&message.stream);
         let trim = vec![
             Trim::MaxLen {
@@ -88,9 +90,15 @@ impl<B: StreamBackend> Manager<B> {
                     .unwrap_or_else(|| EntryId::from(""))
             }
         };
-        let c = &self.inner.counters;
-        Counters::add(&c.dead_lettered, 1);
-        Counters::add(&c.failed, 1);
+        self.count(
+            Count::DeadLettered,
+            Labels::delivery(
+                &message.stream,
+                group_name.unwrap_or_default(),
+                &counted_consumer,
+            ),
+            1,
+        );
         Ok(id.into_string())
     }
 }
@@ -154,6 +162,7 @@ impl<B: StreamBackend> Manager<B> {
     ///
     /// # Errors
     /// Connection errors, [`StreamError::Closed`].
+    #[tracing::instrument(level = "debug", skip_all, fields(count))]
     pub async fn dead_letters(&self, count: usize) -> Result<Vec<StreamMessage>> {
         self.ready().await?;
         let mut out = Vec::new();

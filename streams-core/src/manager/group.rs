@@ -8,11 +8,11 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
 use super::Manager;
-use super::stats::Counters;
 use crate::backend::{CreateGroup, EntryId, ScheduleKeys, StartAt, StreamBackend};
 use crate::config::ConsumerGroupConfig;
 use crate::error::{Result, StreamError};
 use crate::names::{StreamUse, validate_name};
+use crate::observe::{Count, Labels};
 
 /// The registry field of a deleted group's mark.
 const DELETED_AT: &str = "deleted_at";
@@ -307,6 +307,7 @@ impl<B: StreamBackend> Manager<B> {
     ///
     /// # Errors
     /// [`StreamError::InvalidName`], [`StreamError::Config`], backend errors.
+    #[tracing::instrument(level = "debug", skip_all, fields(group = %config.name))]
     pub async fn create_consumer_group(&self, config: &ConsumerGroupConfig) -> Result<()> {
         self.ready().await?;
         let group = self.build_group(config.clone())?;
@@ -347,6 +348,7 @@ impl<B: StreamBackend> Manager<B> {
     ///
     /// # Errors
     /// [`StreamError::GroupNotFound`], connection errors.
+    #[tracing::instrument(level = "debug", skip_all, fields(group = group_name))]
     pub async fn delete_consumer_group(&self, group_name: &str) -> Result<bool> {
         self.ready().await?;
         let group = self.group(group_name).await?;
@@ -430,7 +432,7 @@ impl<B: StreamBackend> Manager<B> {
             }
             _ => {}
         }
-        Counters::add(&self.inner.counters.groups_recreated, 1);
+        self.count(Count::GroupRecreated, Labels::group(name), 1);
         Ok(())
     }
 
@@ -504,6 +506,7 @@ impl<B: StreamBackend> Manager<B> {
     ///
     /// # Errors
     /// [`StreamError::GroupNotFound`], connection errors.
+    #[tracing::instrument(level = "debug", skip_all, fields(group = name))]
     pub async fn group_config(&self, name: &str) -> Result<ConsumerGroupConfig> {
         self.ready().await?;
         Ok(self.group(name).await?.config.clone())
@@ -513,6 +516,7 @@ impl<B: StreamBackend> Manager<B> {
     ///
     /// # Errors
     /// Connection errors, [`StreamError::Decode`] for an unreadable entry.
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn registered_groups(&self) -> Result<Vec<ConsumerGroupConfig>> {
         self.ready().await?;
         let mut out = Vec::new();
@@ -543,7 +547,7 @@ impl<B: StreamBackend> Manager<B> {
             (None, None) => {}
         }
         if error.is_some() {
-            Counters::add(&self.inner.counters.promote_failures, 1);
+            self.count(Count::PromoteFailed, Labels::group(&group.config.name), 1);
         }
         st.promote_error = error;
     }

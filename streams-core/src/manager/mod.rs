@@ -7,21 +7,25 @@ mod dlq;
 mod group;
 mod health;
 mod read;
+mod readiness;
 mod retry;
 mod send;
 mod stats;
+mod status;
 mod subscribe;
 
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 pub use admin::PruneReport;
 pub use claim::MAX_DELIVERIES_EXCEEDED;
 pub use health::{ConsumerHealth, GroupHealth, HealthReport, StreamHealth};
+pub use readiness::Readiness;
 pub use stats::Stats;
+pub use status::{HealthStatus, HealthThresholds};
 
 use crate::backend::{Feature, ServerInfo, StreamBackend};
 use crate::config::ManagerConfig;
@@ -97,6 +101,8 @@ struct Inner<B> {
     counters: Counters,
     /// The dead-letter length last read, reported by `get_stats` once closed.
     last_dlq_len: AtomicU64,
+    /// The dead-letter length at the last health check, for its growth rate.
+    dlq_sample: Mutex<Option<status::DlqSample>>,
 }
 
 impl<B: StreamBackend> Manager<B> {
@@ -138,6 +144,7 @@ impl<B: StreamBackend> Manager<B> {
                 closed: AtomicBool::new(false),
                 counters: Counters::default(),
                 last_dlq_len: AtomicU64::new(0),
+                dlq_sample: Mutex::new(None),
                 config,
             }),
         })
@@ -205,6 +212,7 @@ impl<B: StreamBackend> Manager<B> {
     ///
     /// # Errors
     /// [`StreamError::Unsupported`], connection errors, [`StreamError::Closed`].
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn initialize(&self) -> Result<()> {
         self.ensure_open()?;
         self.inner
@@ -236,6 +244,7 @@ impl<B: StreamBackend> Manager<B> {
     ///
     /// # Errors
     /// Errors from the backend while releasing connections.
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn close(&self) -> Result<()> {
         if self.inner.closed.swap(true, Ordering::AcqRel) {
             return Ok(());

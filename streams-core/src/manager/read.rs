@@ -6,7 +6,6 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::group::{Backlog, Held};
-use super::stats::Counters;
 use super::{Group, Manager, until};
 use crate::backend::{
     Ack, Entry, Feature, KeyEntries, Lease, PendingQuery, ReadGroup, StreamBackend,
@@ -14,6 +13,7 @@ use crate::backend::{
 use crate::codec;
 use crate::error::{Result, StreamError};
 use crate::message::{Delivery, MessageStatus, StreamMessage};
+use crate::observe::{Count, Labels};
 
 /// The longest one backend read blocks; a longer block is several reads.
 const MAX_BLOCK_SLICE: Duration = Duration::from_secs(3600);
@@ -40,6 +40,7 @@ impl<B: StreamBackend> Manager<B> {
     ///
     /// # Errors
     /// [`StreamError::GroupNotFound`], [`StreamError::InvalidName`], connection errors.
+    #[tracing::instrument(level = "debug", skip_all, fields(group = group_name))]
     pub async fn read_messages(
         &self,
         group_name: &str,
@@ -119,7 +120,7 @@ impl<B: StreamBackend> Manager<B> {
             .promote_due(&group.schedules, PROMOTE_LIMIT)
             .await?;
         let promoted: u64 = results.iter().map(|p| p.promoted).sum();
-        Counters::add(&self.inner.counters.promoted, promoted);
+        self.count(Count::Promoted, Labels::group(&group.config.name), promoted);
         let errors: Vec<String> = results
             .iter()
             .zip(&group.schedules)
@@ -263,7 +264,12 @@ impl<B: StreamBackend> Manager<B> {
                 .backend()
                 .ack(Ack::new(key, &group.config.name, &reply.deleted))
                 .await?;
-            Counters::add(&self.inner.counters.pending_deleted, n);
+            let stream = self.logical_stream(group, key);
+            self.count(
+                Count::PendingDeleted,
+                Labels::stream_group(stream, &group.config.name),
+                n,
+            );
         }
         let messages = self.deliver(group, vec![reply], false);
         self.screen_poison(group, messages).await
@@ -290,12 +296,11 @@ impl<B: StreamBackend> Manager<B> {
         live: bool,
     ) -> Vec<StreamMessage> {
         let mut out = Vec::with_capacity(replies.iter().map(|r| r.entries.len()).sum());
-        let mut malformed = 0;
         for reply in replies {
-            let (logical, from_retry) = match group.source_of(&reply.key) {
-                Some((s, from_retry)) => (s.logical.as_str(), from_retry),
-                None => (self.keys().logical(&reply.key).unwrap_or(&reply.key), false),
-            };
+            let logical = self.logical_stream(group, &reply.key);
+            let from_retry = group.source_of(&reply.key).is_some_and(|(_, r)| r);
+            let mut malformed = 0;
+            let before = out.len();
             if live && !from_retry {
                 if let Some(last) = reply.entries.last() {
                     group
@@ -317,9 +322,21 @@ impl<B: StreamBackend> Manager<B> {
                 });
                 out.push(msg);
             }
+            let name = group.config.name.as_str();
+            let read = (out.len() - before) as u64;
+            let labels = Labels::delivery(logical, name, &group.consumer);
+            self.count(Count::Read, labels, read);
+            self.count(Count::Malformed, labels, malformed);
         }
-        Counters::add(&self.inner.counters.read, out.len() as u64);
-        Counters::add(&self.inner.counters.malformed, malformed);
         out
+    }
+
+    /// The logical stream of a key of `group`: the stream it belongs to, for
+    /// ready streams too.
+    pub(crate) fn logical_stream<'a>(&'a self, group: &'a Group, key: &'a str) -> &'a str {
+        match group.source_of(key) {
+            Some((s, _)) => s.logical.as_str(),
+            None => self.keys().logical(key).unwrap_or(key),
+        }
     }
 }

@@ -4,20 +4,21 @@ use std::time::{Duration, Instant};
 
 use super::Manager;
 use super::dlq::moved_or_refused;
-use super::stats::Counters;
 use crate::backend::{EntryId, Feature, Fields, Move, MoveTarget, StreamBackend};
 use crate::codec::{envelope_fields, field, payload_of, random_u64};
 use crate::config::RetryPolicy;
 use crate::error::{Result, StreamError};
 use crate::message::{RetryOptions, StreamMessage};
+use crate::observe::{Count, Labels};
 
 /// The fields of the envelope, which a retry copy writes afresh.
-const ENVELOPE: [&str; 5] = [
+const ENVELOPE: [&str; 6] = [
     field::DATA,
     field::TS,
     field::RETRY_COUNT,
     field::MID,
     field::ERROR,
+    field::TRACEPARENT,
 ];
 
 /// Fields another producer added beyond the envelope: the retry copy keeps
@@ -75,6 +76,7 @@ impl<B: StreamBackend> Manager<B> {
     ///
     /// # Errors
     /// As [`retry_message`](Self::retry_message).
+    #[tracing::instrument(level = "debug", skip_all, fields(stream = %message.stream, group = message.group(), consumer = message.delivery.as_ref().map(|d| d.consumer.as_str()), id = %message.id))]
     pub async fn retry_with(&self, message: &StreamMessage, options: RetryOptions) -> Result<bool> {
         let error = options.error.as_deref().or(message.error.as_deref());
         self.ready().await?;
@@ -114,6 +116,7 @@ impl<B: StreamBackend> Manager<B> {
             message.retry_count.saturating_add(1),
             message.mid.as_deref(),
             error,
+            message.traceparent.as_deref(),
         );
         fields.extend(extra_fields(message));
         let (read_key, from_retry) = self.read_key(message, &group.config.name);
@@ -141,9 +144,8 @@ impl<B: StreamBackend> Manager<B> {
             let mut st = group.lock_read();
             st.next_due = Some(st.next_due.map_or(due, |d| d.min(due)));
         }
-        let c = &self.inner.counters;
-        Counters::add(&c.retried, 1);
-        Counters::add(&c.failed, 1);
+        let labels = Labels::delivery(&message.stream, &group.config.name, &delivery.consumer);
+        self.count(Count::Retried, labels, 1);
         Ok(true)
     }
 }

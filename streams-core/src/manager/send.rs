@@ -4,11 +4,12 @@ use bytes::Bytes;
 use serde_json::Value;
 
 use super::Manager;
-use super::stats::Counters;
 use crate::backend::{Add, StreamBackend, Trim};
 use crate::codec::{MAX_PAYLOAD_DEPTH, depth, envelope_fields, json_type, new_mid, now_rfc3339};
 use crate::error::{Result, StreamError};
 use crate::names::StreamUse;
+use crate::observe::current_traceparent;
+use crate::observe::{Count, Labels};
 
 impl<B: StreamBackend> Manager<B> {
     /// Encodes a payload, refusing what is not a JSON object, nests deeper
@@ -55,6 +56,7 @@ impl<B: StreamBackend> Manager<B> {
     /// [`StreamError::InvalidName`], [`StreamError::PayloadNotObject`],
     /// [`StreamError::PayloadTooDeep`], [`StreamError::PayloadTooLarge`],
     /// connection errors.
+    #[tracing::instrument(level = "debug", skip_all, fields(stream = stream.as_ref()))]
     pub async fn send_message(
         &self,
         stream: impl AsRef<str>,
@@ -69,11 +71,19 @@ impl<B: StreamBackend> Manager<B> {
         let mid = new_mid();
         let mut add = Add::new(
             self.keys().stream(stream),
-            envelope_fields(payload, &now_rfc3339(), 0, Some(&mid), None),
+            envelope_fields(
+                payload,
+                &now_rfc3339(),
+                0,
+                Some(&mid),
+                None,
+                current_traceparent().as_deref(),
+            ),
         );
         add.trim = trim;
         let id = self.backend().add(add).await?;
-        Counters::add(&self.inner.counters.sent, 1);
+        tracing::debug!(id = %id.as_str(), "sent");
+        self.count(Count::Sent, Labels::stream(stream), 1);
         Ok(id.into_string())
     }
 
@@ -82,6 +92,7 @@ impl<B: StreamBackend> Manager<B> {
     ///
     /// # Errors
     /// As [`send_message`](Self::send_message); nothing is sent if any payload is refused.
+    #[tracing::instrument(level = "debug", skip_all, fields(stream = stream.as_ref(), count = items.len()))]
     pub async fn send_batch(
         &self,
         stream: impl AsRef<str>,
@@ -93,13 +104,21 @@ impl<B: StreamBackend> Manager<B> {
         let trim = self.send_trim(max_len)?;
         let key = self.keys().stream(stream);
         let ts = now_rfc3339();
+        let traceparent = current_traceparent();
         let adds = items
             .iter()
             .map(|data| {
                 let payload = self.encode_payload(data)?;
                 let mut add = Add::new(
                     key.clone(),
-                    envelope_fields(payload, &ts, 0, Some(&new_mid()), None),
+                    envelope_fields(
+                        payload,
+                        &ts,
+                        0,
+                        Some(&new_mid()),
+                        None,
+                        traceparent.as_deref(),
+                    ),
                 );
                 add.trim.clone_from(&trim);
                 Ok(add)
@@ -110,7 +129,7 @@ impl<B: StreamBackend> Manager<B> {
         }
         self.ready().await?;
         let ids = self.backend().add_batch(adds).await?;
-        Counters::add(&self.inner.counters.sent, ids.len() as u64);
+        self.count(Count::Sent, Labels::stream(stream), ids.len() as u64);
         Ok(ids.into_iter().map(|id| id.into_string()).collect())
     }
 }

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::Manager;
 use crate::backend::StreamBackend;
 use crate::error::Result;
+use crate::observe::{self, Count, Labels};
 
 /// What a manager has done, plus the dead-letter queue's length.
 ///
@@ -95,10 +96,41 @@ pub(crate) struct Counters {
 }
 
 impl Counters {
-    pub(crate) fn add(counter: &AtomicU64, n: u64) {
-        if n > 0 {
-            counter.fetch_add(n, Ordering::Relaxed);
+    /// The counter of `count`.
+    fn of(&self, count: Count) -> &AtomicU64 {
+        match count {
+            Count::Sent => &self.sent,
+            Count::Read => &self.read,
+            Count::Acked => &self.acknowledged,
+            Count::Retried => &self.retried,
+            Count::DeadLettered => &self.dead_lettered,
+            Count::Claimed => &self.claimed,
+            Count::HandedBack => &self.handed_back,
+            Count::Poison => &self.poison,
+            Count::PoisonDlqFailed => &self.poison_dlq_failures,
+            Count::Malformed => &self.malformed,
+            Count::PendingDeleted => &self.pending_deleted,
+            Count::GroupRecreated => &self.groups_recreated,
+            Count::Promoted => &self.promoted,
+            Count::PromoteFailed => &self.promote_failures,
+            Count::ConsumersPruned => &self.consumers_pruned,
         }
+    }
+}
+
+impl<B: StreamBackend> Manager<B> {
+    /// Counts `n` events of kind `count`: in this manager's [`Stats`], and
+    /// as a metric with `labels` (see [`observe`](crate::observe)).
+    pub(crate) fn count(&self, count: Count, labels: Labels<'_>, n: u64) {
+        if n == 0 {
+            return;
+        }
+        let c = &self.inner.counters;
+        c.of(count).fetch_add(n, Ordering::Relaxed);
+        if matches!(count, Count::Retried | Count::DeadLettered) {
+            c.failed.fetch_add(n, Ordering::Relaxed);
+        }
+        observe::emit(count, labels, n);
     }
 }
 
@@ -108,6 +140,7 @@ impl<B: StreamBackend> Manager<B> {
     ///
     /// # Errors
     /// Connection errors while reading the dead-letter length.
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn get_stats(&self) -> Result<Stats> {
         if self.is_closed() {
             return Ok(self.snapshot(self.inner.last_dlq_len.load(Ordering::Relaxed)));

@@ -11,6 +11,7 @@ use tokio::time::Instant;
 use super::engine::Ctx;
 use crate::api::StreamManager;
 use crate::message::StreamMessage;
+use crate::observe;
 
 /// Attempts at sending one batch before its messages are left pending
 /// (they are redelivered or claimed later: at-least-once).
@@ -64,6 +65,8 @@ where
                 // Not pending any more: another consumer settled them.
                 ctx.counts.add_lost(asked.saturating_sub(acked));
                 for m in buf.iter() {
+                    let consumer = m.delivery.as_ref().map_or("", |d| d.consumer.as_str());
+                    observe::record_end_to_end(m, &ctx.group, consumer);
                     ctx.settled(m);
                 }
                 buf.clear();

@@ -15,6 +15,7 @@ use super::{ConsumeOptions, ConsumeSummary, Handler, acks, handle};
 use crate::api::StreamManager;
 use crate::error::{Result, StreamError};
 use crate::message::{Delivery, StreamMessage};
+use crate::observe;
 
 /// Shortest lease renewal and claim intervals, whatever `claim_idle` is.
 const MIN_TICK: Duration = Duration::from_millis(50);
@@ -440,7 +441,8 @@ where
     }
 }
 
-/// Claims abandoned work, promotes due retries, prunes stale consumers.
+/// Claims abandoned work, promotes due retries, prunes stale consumers,
+/// refreshes the group's gauges.
 async fn chores<M, T, H>(
     ctx: Arc<Ctx<M, T, H>>,
     claim_every: Duration,
@@ -459,6 +461,7 @@ async fn chores<M, T, H>(
     let mut promote = ticker(ctx.options.promote_interval);
     let mut prune = ticker(ctx.options.prune_interval);
     prune.reset();
+    let mut gauges = ticker(ctx.options.gauge_interval);
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
@@ -467,6 +470,12 @@ async fn chores<M, T, H>(
                 if let Err(e) = ctx.manager.promote_due_retries(Some(&ctx.group)).await {
                     ctx.counts.add_error();
                     tracing::warn!(group = %ctx.group, error = %e, "promoting due retries failed");
+                }
+            }
+            _ = gauges.tick() => {
+                if let Err(e) = observe::record_group_gauges(&ctx.manager, &ctx.group).await {
+                    ctx.counts.add_error();
+                    tracing::warn!(group = %ctx.group, error = %e, "reading the group's gauges failed");
                 }
             }
             _ = prune.tick() => {

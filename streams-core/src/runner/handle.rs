@@ -4,6 +4,8 @@
 use std::any::Any;
 use std::panic::AssertUnwindSafe;
 
+use std::time::Instant;
+
 use futures::FutureExt;
 use serde_json::Value;
 use tokio::sync::mpsc;
@@ -14,6 +16,7 @@ use super::{Handler, Job, Outcome};
 use crate::api::StreamManager;
 use crate::error::StreamError;
 use crate::message::{RetryOptions, StreamMessage};
+use crate::observe;
 
 /// The dead-letter reason of a payload that does not fit the handler's type.
 pub(crate) const PAYLOAD_MISMATCH: &str = "payload does not fit the handler's type";
@@ -39,6 +42,9 @@ pub(super) async fn handle<M, T, H>(
         retry_count = message.retry_count,
         deliveries = delivery.map_or(0, |d| d.deliveries),
     );
+    // The sender's trace continues here (feature `otel`); this must happen
+    // before the span is first entered.
+    observe::set_remote_parent(&span, message.traceparent.as_deref());
     run(ctx, message, acks).instrument(span).await;
 }
 
@@ -68,6 +74,7 @@ async fn run<M, T, H>(
         data,
         message: message.clone(),
     };
+    let started = Instant::now();
     let call = AssertUnwindSafe(ctx.handler.call(job)).catch_unwind();
     let limit = ctx.options.hard_timeout;
     let timed = async {
@@ -86,18 +93,41 @@ async fn run<M, T, H>(
         }
     };
     ctx.counts.add_processed(1);
-    let outcome = match result {
+    let (outcome, label) = match result {
         None => {
             ctx.counts.add_timed_out(1);
             let limit = limit.map(humantime::format_duration);
-            Err(format!(
+            let why = format!(
                 "handler timed out after {}",
                 limit.map_or_else(String::new, |l| l.to_string())
-            ))
+            );
+            (Err(why), "timed_out")
         }
-        Some(Err(panic)) => Err(format!("handler panicked: {}", panic_text(&*panic))),
-        Some(Ok(outcome)) => outcome,
+        Some(Err(panic)) => (
+            Err(format!("handler panicked: {}", panic_text(&*panic))),
+            "panicked",
+        ),
+        Some(Ok(Ok(outcome))) => {
+            let label = match &outcome {
+                Outcome::Ack => "ack",
+                Outcome::Retry { .. } => "retry",
+                Outcome::DeadLetter { .. } => "dead_letter",
+            };
+            (Ok(outcome), label)
+        }
+        Some(Ok(Err(error))) => (Err(error), "failed"),
     };
+    let consumer = message
+        .delivery
+        .as_ref()
+        .map_or("", |d| d.consumer.as_str());
+    observe::record_handler(
+        &message.stream,
+        &ctx.group,
+        consumer,
+        label,
+        started.elapsed(),
+    );
     match outcome {
         Ok(Outcome::Ack) => {
             if acks.send(message.clone()).is_err() {
