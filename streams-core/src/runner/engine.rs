@@ -20,6 +20,9 @@ use crate::observe;
 /// Shortest lease renewal and claim intervals, whatever `claim_idle` is.
 const MIN_TICK: Duration = Duration::from_millis(50);
 
+/// Shortest read wait: a zero `poll` would spin while the group is idle.
+const MIN_POLL: Duration = Duration::from_millis(10);
+
 /// Longest wait between attempts after a failed read.
 const MAX_READ_BACKOFF: Duration = Duration::from_secs(5);
 
@@ -298,7 +301,7 @@ where
         if batch.is_empty() {
             match ctx
                 .manager
-                .read_messages(&ctx.group, Some(free), Some(ctx.options.poll))
+                .read_messages(&ctx.group, Some(free), Some(ctx.options.poll.max(MIN_POLL)))
                 .await
             {
                 Ok(read) => {

@@ -160,7 +160,7 @@ pub struct ConsumeOptions {
     /// Most handlers running at once. Default 1.
     pub concurrency: usize,
     /// Longest one read waits for new messages; shutdown is noticed at
-    /// least this often. Default 1 s.
+    /// least this often. Default 1 s (at least 10 ms).
     pub poll: Duration,
     /// Most acknowledgements sent in one call. Default 100.
     pub ack_batch: usize,
