@@ -43,7 +43,10 @@ pub use config::{
 };
 pub use error::{BoxError, Result, StreamError};
 pub use manager::{
-    ConsumerHealth, GroupHealth, HealthReport, Manager, PruneReport, Stats, StreamHealth,
+    ConsumerHealth, DlqCursor, DlqFilter, DlqPage, DlqProgress, DlqPurge, DlqQuery, DlqReplay,
+    DlqSelection, DlqStats, EntryState, GroupHealth, HealthReport, Manager, PeekQuery,
+    PendingFilter, PendingInfo, PruneReport, PurgeReport, PurgedEntry, ReplayDuplicate, ReplayItem,
+    ReplayReport, ReplaySkip, SkipReason, Stats, StreamHealth, StreamInfo,
 };
 pub use message::{DeadLetter, Delivery, MessageStatus, RawFields, RetryOptions, StreamMessage};
 pub use names::{

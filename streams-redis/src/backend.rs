@@ -11,7 +11,8 @@ use redis::{Client, Cmd, Value};
 use streams_core::backend::{
     Ack, Add, AutoClaim, AutoClaimPage, Capabilities, ConsumerInfo, ConsumerRef, ConsumerRemoval,
     CreateGroup, Entry, EntryId, GroupInfo, GroupRegistry, KeyEntries, Lease, Move, MoveOutcome,
-    PendingEntry, PendingQuery, Promotion, RangeQuery, ReadGroup, ScheduleKeys, ServerInfo, Trim,
+    PendingEntry, PendingQuery, Promotion, RangeQuery, ReadGroup, ScheduleKeys, ServerInfo,
+    Transfer, TransferOutcome, Trim,
 };
 use streams_core::{Result, StreamBackend};
 
@@ -374,6 +375,18 @@ impl StreamBackend for RedisBackend {
 
     async fn range(&self, query: RangeQuery<'_>) -> Result<Vec<Entry>> {
         commands::range(self, query).await
+    }
+
+    async fn transfer(&self, transfer: Transfer) -> Result<TransferOutcome> {
+        scripts::transfer(self, &transfer).await
+    }
+
+    async fn delete_entries(&self, key: &str, ids: &[EntryId]) -> Result<Vec<EntryId>> {
+        commands::delete_entries(self, key, ids).await
+    }
+
+    async fn stream_keys(&self, prefix: &str) -> Result<Vec<String>> {
+        commands::stream_keys(self, prefix).await
     }
 
     async fn groups(&self, key: &str) -> Result<Vec<GroupInfo>> {

@@ -6,18 +6,20 @@ use super::Manager;
 use super::dlq::moved_or_refused;
 use super::stats::Counters;
 use crate::backend::{EntryId, Feature, Fields, Move, MoveTarget, StreamBackend};
-use crate::codec::{envelope_fields, field, payload_of, random_u64};
+use crate::codec::{envelope_fields, field, payload_of, push_history, random_u64};
 use crate::config::RetryPolicy;
 use crate::error::{Result, StreamError};
 use crate::message::{RetryOptions, StreamMessage};
 
 /// The fields of the envelope, which a retry copy writes afresh.
-const ENVELOPE: [&str; 5] = [
+pub(crate) const ENVELOPE: [&str; 7] = [
     field::DATA,
     field::TS,
     field::RETRY_COUNT,
     field::MID,
     field::ERROR,
+    field::REPLAYED_FROM,
+    field::REPLAY_COUNT,
 ];
 
 /// Fields another producer added beyond the envelope: the retry copy keeps
@@ -114,6 +116,11 @@ impl<B: StreamBackend> Manager<B> {
             message.retry_count.saturating_add(1),
             message.mid.as_deref(),
             error,
+        );
+        push_history(
+            &mut fields,
+            message.replayed_from.as_deref(),
+            message.replay_count,
         );
         fields.extend(extra_fields(message));
         let (read_key, from_retry) = self.read_key(message, &group.config.name);
