@@ -299,6 +299,20 @@ impl DlqSelection {
         }
     }
 
+    /// Narrows the selection to the entries dead-lettered from `stream`
+    /// (with the per-stream layout, ids are then looked for in that
+    /// stream's dead-letter stream only).
+    #[must_use]
+    pub fn in_stream(self, stream: impl Into<String>) -> Self {
+        match self {
+            Self::Ids { ids, .. } => Self::Ids {
+                ids,
+                stream: Some(stream.into()),
+            },
+            Self::Matching(filter) => Self::Matching(filter.with_stream(stream)),
+        }
+    }
+
     /// Every entry that passes `filter`.
     pub fn matching(filter: DlqFilter) -> Self {
         Self::Matching(filter)
