@@ -246,10 +246,10 @@ async fn list(args: ListArgs, target: &Target) -> Result<u8, Failure> {
             m.id.clone(),
             or_dash(d.map(|d| &d.origin_stream)),
             or_dash(d.and_then(|d| d.group.as_ref())),
-            clip(&or_dash(d.map(|d| &d.reason)), 40),
+            clip(&or_dash(d.map(|d| &d.reason)), 30),
             or_dash(d.map(|d| &d.failed_at)),
             m.retry_count.to_string(),
-            clip(&data_text(m), 40),
+            clip(&data_text(m), 30),
         ]);
     }
     out.table(&t)?;

@@ -78,7 +78,17 @@ pub(crate) async fn health(target: &Target, out: Out) -> Result<u8, Failure> {
         Err(e) if e.unreachable => {
             let problem = format!("backend unreachable: {}", e.message());
             if out.json {
-                out.json(&json!({ "healthy": false, "status": "unhealthy", "backend": "redis", "problems": [problem] }))?;
+                out.json(&json!({
+                    "healthy": false,
+                    "status": "unhealthy",
+                    "backend": "redis",
+                    "server_version": null,
+                    "latency_ms": null,
+                    "consumer_id": crate::target::CLI_CONSUMER,
+                    "groups": [],
+                    "dlq_entries": 0,
+                    "problems": [problem],
+                }))?;
             } else {
                 out.line("status: unhealthy")?;
                 out.line(format!("problem: {problem}"))?;
