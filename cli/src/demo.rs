@@ -15,6 +15,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use clap::Args;
+
+use crate::target::Target;
 use serde_json::json;
 use xnai_streams::{
     ConsumerGroupConfig, DlqConfig, Manager, ManagerConfig, MemoryBackend, RedisBackend, Result,
@@ -24,21 +26,16 @@ use xnai_streams::{
 const GROUP: &str = "agent_wavefront";
 const OVERSEER_GROUP: &str = "mc_overseer";
 
-/// Options of `xnai-streams demo`.
+/// Options of `xnai-streams demo` (with the global --redis, to run on
+/// Redis, and --namespace, default a new one per run).
 #[derive(Debug, Args)]
 pub(crate) struct DemoArgs {
-    /// Run against this Redis server instead of the in-process backend.
-    #[arg(long, value_name = "URL")]
-    redis: Option<String>,
     /// Number of tasks to publish.
     #[arg(long, default_value_t = 24, value_parser = clap::value_parser!(u32).range(4..=10_000))]
     tasks: u32,
     /// Number of agents (one of them stops mid-work).
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(2..=32))]
     agents: u32,
-    /// Key namespace, so the demo never touches other data (default: a new one per run).
-    #[arg(long)]
-    namespace: Option<String>,
     /// Print only the summary.
     #[arg(long)]
     quiet: bool,
@@ -74,12 +71,14 @@ impl Printer {
     }
 }
 
-pub(crate) async fn run(args: DemoArgs) -> Result<()> {
-    let namespace = args
+/// Runs the demo: in-process, or on the server `--redis` names (only when
+/// given on the command line: `REDIS_URL` alone does not move the demo).
+pub(crate) async fn run(args: DemoArgs, target: &Target) -> Result<()> {
+    let namespace = target
         .namespace
         .clone()
         .unwrap_or_else(|| format!("xnai-demo-{}", std::process::id()));
-    match args.redis.clone() {
+    match target.redis.clone() {
         Some(url) => {
             let backend = RedisBackend::connect(&url).await?;
             println!(

@@ -38,7 +38,7 @@
 //!
 //! # Cases
 //!
-//! 126 cases in 18 areas, plus `capabilities::skipped_cases_are_declared`.
+//! 144 cases in 21 areas, plus `capabilities::skipped_cases_are_declared`.
 //! A case may need backend features (see [`Feature`]); on a backend without
 //! them it is skipped, with the reason printed, and counted. Run one with `cargo test -p <backend> --test conformance <area>::<case>`.
 //!
@@ -110,6 +110,20 @@
 //! | dlq | `dlq_trims_by_age` | DLQ entries older than `max_retention` are trimmed |
 //! | dlq | `dlq_per_stream_layout` | the per-stream layout writes `<prefix>:{<stream>}`; `dlq_entries` counts all |
 //! | dlq | `dlq_of_retry_copy_cleans_ready_stream` | dead-lettering a retry copy removes it from the retry stream |
+//! | dlq_ops | `dlq_list_filters_and_pages` | `dlq_list` filters by stream, group, reason text and failure time, oldest first, in pages whose cursor ends |
+//! | dlq_ops | `dlq_show_finds_one_entry` | `dlq_show` finds a dead letter by id with payload and provenance; `None` for an unknown id, `InvalidId` for an unreadable one |
+//! | dlq_ops | `dlq_stats_count_by_reason` | `dlq_stats` counts in total, by reason, stream and group, with the oldest and newest failure; filters apply |
+//! | dlq_ops | `dlq_replay_returns_to_the_original_group` | a replay reaches the original group only (its ready stream), with the stored payload, `mid`, a fresh retry budget, `replayed_from` and `replay_count` |
+//! | dlq_ops | `dlq_replay_is_idempotent` | a second run and concurrent runs replay nothing twice; entries sharing a `mid` are replayed once, the rest reported as duplicates |
+//! | dlq_ops | `dlq_replay_dry_run_writes_nothing` | a dry run lists what would be replayed and changes nothing |
+//! | dlq_ops | `dlq_replay_respects_rate_limit` | a rate limit spaces the moves (six at 10/s take half a second); progress is reported; 0 is `Config` |
+//! | dlq_ops | `dlq_purge_reports_what_it_removed` | purges by id, filter and age report each entry removed and ids not found; a dry run removes nothing |
+//! | dlq_ops | `dlq_entries_without_group` | an entry without a group replays only to a named, registered target group that reads its stream; else it is skipped with the reason |
+//! | dlq_ops | `dlq_ops_per_stream_layout` | with per-stream dead-letter streams, listing, paging, counting, replaying and purging cover them all, or one |
+//! | inspect | `list_streams_hides_internal_keys` | `list_streams` lists the namespace's streams with lengths and groups, and no retry, dead-letter or registry key |
+//! | inspect | `list_pending_shows_holders` | `list_pending` lists pending entries with holder, deliveries, retries, by consumer, stream, idle time and limit |
+//! | inspect | `peek_reads_without_consuming` | `peek_messages` reads oldest or newest first and after an id, and delivers nothing |
+//! | inspect | `group_view_tells_new_pending_done` | `group_view` tells new, pending (with holder) and done entries, also for groups that start late |
 //! | stats | `stats_match_operations` | every counter of `get_stats` matches the operations done |
 //! | stats | `get_stats_lists_consumer_groups` | `consumer_groups` lists the groups a manager knows, sorted |
 //! | registry | `group_found_by_name_from_second_manager` | a second manager finds a group by name, with its config, and reads it |
@@ -170,6 +184,10 @@
 //! | backend | `delete_consumer_keeps_pending_work` | a consumer with pending entries is never deleted |
 //! | backend | `ack_with_delete_removes_entries` | `ack` with `delete` acknowledges and deletes the entries |
 //! | backend | `write_probe_expires` | a probe write replaces its key with a short-lived value of another type, gone after its time to live |
+//! | entries | `range_reads_newest_first` | `range` newest first returns the last entries within bounds; unreadable bounds are `InvalidId` |
+//! | entries | `transfer_moves_only_existing_entries` | `transfer` copies and deletes in one step only an entry that exists; a second run writes nothing |
+//! | entries | `delete_entries_removes_only_given_ids` | `delete_entries` deletes the given ids, reports those that existed, leaves pending lists, refuses unreadable ids whole |
+//! | entries | `stream_keys_lists_streams_under_prefix` | `stream_keys` lists stream keys under a literal prefix, sorted, without other types |
 
 pub mod cases;
 pub mod support;

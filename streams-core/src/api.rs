@@ -15,7 +15,11 @@ use serde_json::Value;
 use crate::Manager;
 use crate::config::ConsumerGroupConfig;
 use crate::error::{Result, StreamError};
-use crate::manager::{GroupHealth, HealthReport, PruneReport, Readiness, Stats};
+use crate::manager::{
+    DlqFilter, DlqPage, DlqPurge, DlqQuery, DlqReplay, DlqStats, EntryState, GroupHealth,
+    HealthReport, PeekQuery, PendingFilter, PendingInfo, PruneReport, PurgeReport, Readiness,
+    ReplayReport, Stats, StreamInfo,
+};
 use crate::message::{RetryOptions, StreamMessage};
 
 /// The stream manager API (the spec's `RedisStreamManager` methods), complete:
@@ -273,6 +277,141 @@ pub trait StreamManager: Send + Sync + Debug {
     /// # Errors
     /// Connection errors, [`StreamError::Closed`].
     async fn dead_letters(&self, count: usize) -> Result<Vec<StreamMessage>>;
+
+    /// A page of the dead-letter queue, oldest first, with the entries that
+    /// pass the query's filter (origin stream, group, reason text, when
+    /// they failed) and a cursor for the next page. Each entry is decoded
+    /// with its provenance in [`StreamMessage::dead_letter`]; its `id` is
+    /// the dead-letter entry's id.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> streams_core::Result<()> {
+    /// # let manager = streams_core::Manager::new(streams_memory::MemoryBackend::new(), Default::default())?;
+    /// use streams_core::{DlqFilter, DlqQuery, StreamManager};
+    ///
+    /// let mut query = DlqQuery::new().with_filter(DlqFilter::new().with_reason("timeout"));
+    /// loop {
+    ///     let page = manager.dlq_list(&query).await?;
+    ///     for entry in &page.entries {
+    ///         println!("{} {:?}", entry.id, entry.dead_letter);
+    ///     }
+    ///     let Some(next) = page.next else { break };
+    ///     query = query.after(next);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`StreamError::Config`] for a limit of 0, [`StreamError::InvalidId`]
+    /// for a cursor the backend cannot read, connection errors.
+    async fn dlq_list(&self, query: &DlqQuery) -> Result<DlqPage>;
+
+    /// The dead-letter entry `id`, decoded, if there is one. With the
+    /// per-stream layout, `stream` names the origin stream whose
+    /// dead-letter stream holds it; without, the first dead-letter stream
+    /// holding the id.
+    ///
+    /// # Errors
+    /// [`StreamError::InvalidId`], connection errors.
+    async fn dlq_show(&self, id: &str, stream: Option<&str>) -> Result<Option<StreamMessage>>;
+
+    /// The dead letters that pass `filter`, counted in total, by reason, by
+    /// origin stream and by group.
+    ///
+    /// # Errors
+    /// Connection errors.
+    async fn dlq_stats(&self, filter: &DlqFilter) -> Result<DlqStats>;
+
+    /// Replays dead letters, each to the group that dead-lettered it (or the
+    /// request's target group, for entries dead-lettered without one): into
+    /// that group's ready stream for the origin stream, never onto the
+    /// stream itself, so no other group sees it again. The copy keeps its
+    /// payload bytes and `mid`, starts a fresh retry budget (`retry_count`
+    /// 0), and records `replayed_from` (the dead-letter id) and
+    /// `replay_count` (one more than before).
+    ///
+    /// Each entry is moved in one atomic step that copies it and deletes
+    /// the dead letter only if it still exists, so running a replay twice
+    /// replays nothing twice. Entries that share a `mid` and a target are
+    /// replayed once (the newest); the others, and entries whose message is
+    /// still waiting in the ready stream from an earlier replay, are
+    /// reported as duplicates and left in the queue. Entries that cannot be
+    /// replayed (no group, a group not registered, a group that does not
+    /// read the stream, a malformed message) are reported as skipped; the
+    /// call goes on. A dry run reports and changes nothing; a rate limit
+    /// spaces the moves.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> streams_core::Result<()> {
+    /// # let manager = streams_core::Manager::new(streams_memory::MemoryBackend::new(), Default::default())?;
+    /// use streams_core::{DlqFilter, DlqReplay, DlqSelection, StreamManager};
+    ///
+    /// let timeouts = DlqSelection::matching(DlqFilter::new().with_reason("timeout"));
+    /// let plan = manager.dlq_replay(&DlqReplay::new(timeouts.clone()).dry_run(true)).await?;
+    /// println!("would replay {}", plan.would_replay.len());
+    /// let done = manager.dlq_replay(&DlqReplay::new(timeouts).with_rate_limit(100)).await?;
+    /// assert_eq!(done.replayed.len(), plan.would_replay.len());
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`StreamError::Config`] for a rate limit of 0,
+    /// [`StreamError::InvalidName`] for a bad target group,
+    /// [`StreamError::InvalidId`], connection errors (what was replayed
+    /// before stays replayed).
+    async fn dlq_replay(&self, request: &DlqReplay) -> Result<ReplayReport>;
+
+    /// Removes dead letters: by id, by filter, or by age
+    /// ([`DlqFilter::older_than`](crate::DlqFilter::older_than)); reports
+    /// what it removed (or, in a dry run, would remove).
+    ///
+    /// # Errors
+    /// [`StreamError::InvalidId`], connection errors (what was removed
+    /// before stays removed).
+    async fn dlq_purge(&self, request: &DlqPurge) -> Result<PurgeReport>;
+
+    /// The streams in this manager's namespace (every stream of the server
+    /// without one), with their lengths and groups. The keys this library
+    /// keeps for itself (retry schedules and ready streams, dead-letter
+    /// streams, the registry) are left out.
+    ///
+    /// # Errors
+    /// Connection errors.
+    async fn list_streams(&self) -> Result<Vec<StreamInfo>>;
+
+    /// A group's pending entries, over its streams and then its retries,
+    /// with the consumer holding each, its idle time and deliveries.
+    ///
+    /// # Errors
+    /// [`StreamError::GroupNotFound`], [`StreamError::Config`] for a limit
+    /// of 0 or a stream the group does not read, connection errors.
+    async fn list_pending(&self, filter: &PendingFilter) -> Result<Vec<PendingInfo>>;
+
+    /// Entries of a stream read without any group: nothing is delivered,
+    /// nobody's work is taken. For following a stream (`after` the last id
+    /// seen) and looking at its newest entries.
+    ///
+    /// # Errors
+    /// [`StreamError::InvalidName`], [`StreamError::InvalidId`] for an
+    /// `after` the backend cannot read, [`StreamError::Config`] for a count
+    /// of 0, connection errors.
+    async fn peek_messages(&self, query: &PeekQuery) -> Result<Vec<StreamMessage>>;
+
+    /// What a group has done with entries of one of its streams: new (not
+    /// yet delivered), pending (with the consumer holding it), or done.
+    /// `ids` are entries of `stream` in the stream's order, as
+    /// [`peek_messages`](Self::peek_messages) returns them; one state per id.
+    ///
+    /// # Errors
+    /// [`StreamError::GroupNotFound`], [`StreamError::Config`] for a stream
+    /// the group does not read, [`StreamError::NoGroup`] when the group is
+    /// missing on the stream, [`StreamError::InvalidId`], connection errors.
+    async fn group_view(
+        &self,
+        group_name: &str,
+        stream: &str,
+        ids: &[String],
+    ) -> Result<Vec<EntryState>>;
 
     /// Counters of this manager plus the dead-letter queue's length. The
     /// counters count what this manager did since it was created, not what
@@ -574,6 +713,60 @@ macro_rules! delegate_manager {
             async fn dead_letters(&self, count: usize) -> $crate::Result<Vec<$crate::StreamMessage>> {
                 let $this = self;
                 $target.dead_letters(count).await
+            }
+            async fn dlq_list(&self, query: &$crate::DlqQuery) -> $crate::Result<$crate::DlqPage> {
+                let $this = self;
+                $target.dlq_list(query).await
+            }
+            async fn dlq_show(
+                &self,
+                id: &str,
+                stream: Option<&str>,
+            ) -> $crate::Result<Option<$crate::StreamMessage>> {
+                let $this = self;
+                $target.dlq_show(id, stream).await
+            }
+            async fn dlq_stats(&self, filter: &$crate::DlqFilter) -> $crate::Result<$crate::DlqStats> {
+                let $this = self;
+                $target.dlq_stats(filter).await
+            }
+            async fn dlq_replay(
+                &self,
+                request: &$crate::DlqReplay,
+            ) -> $crate::Result<$crate::ReplayReport> {
+                let $this = self;
+                $target.dlq_replay(request).await
+            }
+            async fn dlq_purge(&self, request: &$crate::DlqPurge) -> $crate::Result<$crate::PurgeReport> {
+                let $this = self;
+                $target.dlq_purge(request).await
+            }
+            async fn list_streams(&self) -> $crate::Result<Vec<$crate::StreamInfo>> {
+                let $this = self;
+                $target.list_streams().await
+            }
+            async fn list_pending(
+                &self,
+                filter: &$crate::PendingFilter,
+            ) -> $crate::Result<Vec<$crate::PendingInfo>> {
+                let $this = self;
+                $target.list_pending(filter).await
+            }
+            async fn peek_messages(
+                &self,
+                query: &$crate::PeekQuery,
+            ) -> $crate::Result<Vec<$crate::StreamMessage>> {
+                let $this = self;
+                $target.peek_messages(query).await
+            }
+            async fn group_view(
+                &self,
+                group_name: &str,
+                stream: &str,
+                ids: &[String],
+            ) -> $crate::Result<Vec<$crate::EntryState>> {
+                let $this = self;
+                $target.group_view(group_name, stream, ids).await
             }
             async fn get_stats(&self) -> $crate::Result<$crate::Stats> {
                 let $this = self;

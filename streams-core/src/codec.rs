@@ -10,6 +10,8 @@
 //! | `mid` | the producer's message id |
 //! | `error` | last error text (retries and DLQ) |
 //! | `traceparent` | the sender's W3C trace context, when it had one |
+//! | `replayed_from` | the dead-letter entry a replayed message came from |
+//! | `replay_count` | how many times it was replayed from the DLQ; absent means 0 |
 //!
 //! Dead-letter entries add `origin_stream`, `origin_id`, `group`, `consumer`,
 //! `reason`, `failed_at`, `deliveries`, and, for entries that did not follow
@@ -44,6 +46,10 @@ pub mod field {
     pub const ERROR: &str = "error";
     /// The sender's W3C Trace Context `traceparent`.
     pub const TRACEPARENT: &str = "traceparent";
+    /// Replays: the dead-letter entry id the message was last replayed from.
+    pub const REPLAYED_FROM: &str = "replayed_from";
+    /// Replays: how many times the message was replayed from the DLQ.
+    pub const REPLAY_COUNT: &str = "replay_count";
     /// DLQ: source stream.
     pub const ORIGIN_STREAM: &str = "origin_stream";
     /// DLQ: source entry id.
@@ -155,6 +161,17 @@ pub(crate) fn envelope_fields(
     fields
 }
 
+/// Appends a message's replay history (`replayed_from`, `replay_count`),
+/// when it has one: retry and dead-letter copies keep it.
+pub(crate) fn push_history(fields: &mut Fields, replayed_from: Option<&str>, replay_count: u32) {
+    if let Some(from) = replayed_from {
+        put(fields, field::REPLAYED_FROM, from.to_owned());
+    }
+    if replay_count > 0 {
+        put(fields, field::REPLAY_COUNT, replay_count.to_string());
+    }
+}
+
 /// The most levels of nesting a payload may have (the payload object is
 /// level 1): readers decode up to this depth and refuse deeper JSON.
 pub const MAX_PAYLOAD_DEPTH: usize = 127;
@@ -211,6 +228,7 @@ pub(crate) fn dlq_fields(msg: &StreamMessage, dead: &DeadLetter) -> Fields {
         Some(msg.error.as_deref().unwrap_or(&dead.reason)),
         msg.traceparent.as_deref(),
     );
+    push_history(&mut fields, msg.replayed_from.as_deref(), msg.replay_count);
     put(
         &mut fields,
         field::ORIGIN_STREAM,
@@ -324,6 +342,14 @@ fn decode_envelope(msg: &mut StreamMessage, fields: &[(Bytes, Bytes)]) {
                     .filter(|s| valid_traceparent(s))
                     .map(str::to_owned);
             }
+            b"replayed_from" => msg.replayed_from = string("replayed_from", v, &mut problems),
+            b"replay_count" => match text(v).ok().and_then(|s| s.parse::<u32>().ok()) {
+                Some(n) => msg.replay_count = n,
+                None => problems.push(format!(
+                    "`replay_count` is not a non-negative integer: {:?}",
+                    lossy(v)
+                )),
+            },
             b"origin_stream" => dead.origin_stream = string("origin_stream", v, &mut problems),
             b"origin_id" => dead.origin_id = string("origin_id", v, &mut problems),
             b"group" => dead.group = string("group", v, &mut problems),
@@ -439,6 +465,57 @@ mod tests {
         let error = msg.error.as_deref().unwrap();
         assert!(error.contains(needle), "{error:?}");
         assert_eq!(msg.raw.as_ref().unwrap().fields(), &fields[..]);
+    }
+
+    #[test]
+    fn replay_history_round_trips_and_is_checked() {
+        let mut fields = envelope_fields(Bytes::from_static(b"{}"), "t", 0, Some("m1"), None, None);
+        push_history(&mut fields, Some("9-0"), 2);
+        let msg = decode("s", "5-1", &fields);
+        assert_eq!(msg.replayed_from.as_deref(), Some("9-0"));
+        assert_eq!(msg.replay_count, 2);
+        assert_eq!(msg.status, MessageStatus::Pending);
+        assert!(msg.raw.is_none(), "history fields are part of the envelope");
+        let json = msg.to_json();
+        assert_eq!(
+            (
+                json["replayed_from"].as_str(),
+                json["replay_count"].as_u64()
+            ),
+            (Some("9-0"), Some(2))
+        );
+
+        let mut dead = msg;
+        dead.id = "5-1".into();
+        let provenance = DeadLetter {
+            origin_stream: "s".into(),
+            origin_id: "5-1".into(),
+            group: None,
+            consumer: None,
+            reason: "r".into(),
+            failed_at: "t".into(),
+            deliveries: None,
+        };
+        let back = decode("dlq", "6-0", &dlq_fields(&dead, &provenance));
+        assert_eq!(
+            (back.replayed_from.as_deref(), back.replay_count),
+            (Some("9-0"), 2)
+        );
+
+        let plain = decode(
+            "s",
+            "5-1",
+            &envelope_fields(Bytes::from_static(b"{}"), "t", 0, None, None, None),
+        );
+        assert_eq!(
+            (plain.replayed_from.as_deref(), plain.replay_count),
+            (None, 0)
+        );
+        assert!(plain.to_json().get("replay_count").is_none());
+        assert_malformed(
+            &f(&[("data", b"{}"), ("replay_count", b"-1")]),
+            "replay_count",
+        );
     }
 
     #[test]

@@ -89,6 +89,15 @@ pub enum StreamError {
         reason: &'static str,
     },
 
+    /// An entry id or cursor given by a caller that the backend cannot read.
+    #[error("invalid entry id {id:?}: {reason}")]
+    InvalidId {
+        /// The id as given.
+        id: String,
+        /// What the backend expects instead.
+        reason: String,
+    },
+
     /// The encoded payload is larger than `ManagerConfig::max_message_bytes`.
     #[error("payload of {size} bytes exceeds the limit of {limit} bytes")]
     PayloadTooLarge {

@@ -45,8 +45,11 @@ pub use config::{
 };
 pub use error::{BoxError, Result, StreamError};
 pub use manager::{
-    ConsumerHealth, GroupHealth, HealthReport, HealthStatus, HealthThresholds, Manager,
-    PruneReport, Readiness, Stats, StreamHealth,
+    ConsumerHealth, DlqCursor, DlqFilter, DlqPage, DlqProgress, DlqPurge, DlqQuery, DlqReplay,
+    DlqSelection, DlqStats, EntryState, GroupHealth, HealthReport, HealthStatus, HealthThresholds,
+    Manager, PeekQuery, PendingFilter, PendingInfo, PruneReport, PurgeReport, PurgedEntry,
+    Readiness, ReplayDuplicate, ReplayItem, ReplayReport, ReplaySkip, SkipReason, Stats,
+    StreamHealth, StreamInfo,
 };
 pub use message::{DeadLetter, Delivery, MessageStatus, RawFields, RetryOptions, StreamMessage};
 pub use names::{

@@ -108,6 +108,10 @@ pub struct DeadLetter {
     pub deliveries: Option<u64>,
 }
 
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
 /// The fields of an entry exactly as stored, kept for entries that do not
 /// follow the envelope format, so a dead-letter move can carry them verbatim.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -177,6 +181,17 @@ pub struct StreamMessage {
     /// Provenance, for entries of a dead-letter stream.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dead_letter: Option<DeadLetter>,
+    /// For a message replayed from the dead-letter queue: the id of the
+    /// dead-letter entry it was last replayed from. Kept through retries
+    /// and dead-letter moves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replayed_from: Option<String>,
+    /// How many times the message has been replayed from the dead-letter
+    /// queue (0: never). Each replay starts a fresh retry budget
+    /// (`retry_count` 0), so this is what tells a message that keeps coming
+    /// back.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub replay_count: u32,
     /// How the message was delivered, if it came through a consumer group.
     #[serde(skip)]
     pub delivery: Option<Delivery>,
@@ -202,6 +217,8 @@ impl StreamMessage {
             mid: None,
             traceparent: None,
             dead_letter: None,
+            replayed_from: None,
+            replay_count: 0,
             delivery: None,
             raw: None,
             payload: None,
@@ -223,7 +240,8 @@ impl StreamMessage {
 
     /// The message as a JSON object (the spec's `to_dict`), with the keys
     /// `id`, `stream`, `data`, `timestamp`, `retry_count`, `status`, `error`,
-    /// plus `mid`, `traceparent` and `dead_letter` when set.
+    /// plus `mid`, `traceparent`, `dead_letter`, `replayed_from` and
+    /// `replay_count` when set.
     pub fn to_json(&self) -> Value {
         // A struct of strings, integers and JSON values always serializes.
         serde_json::to_value(self).unwrap_or(Value::Null)

@@ -296,6 +296,40 @@ impl KeyLayout {
         }
     }
 
+    /// The beginning every per-stream dead-letter key shares
+    /// (`[ns:]<dlq_prefix>:{`), to find them all by prefix.
+    ///
+    /// ```
+    /// use streams_core::{DlqConfig, DlqLayout, KeyLayout, RetryConfig};
+    ///
+    /// let dlq = DlqConfig::default().with_layout(DlqLayout::PerStream);
+    /// let keys = KeyLayout::new(Some("t1"), &dlq, &RetryConfig::default(), "xnai:groups").unwrap();
+    /// assert_eq!(keys.dlq_key_prefix(), "t1:xnai:dlq:{");
+    /// assert!(keys.dlq("s").starts_with(&keys.dlq_key_prefix()));
+    /// ```
+    pub fn dlq_key_prefix(&self) -> String {
+        format!("{}{}:{{", self.prefix, self.dlq_prefix)
+    }
+
+    /// The key without this layout's namespace prefix (`ns:`), as shown to
+    /// people; a key outside the namespace is returned as it is.
+    pub fn unnamespaced<'k>(&self, key: &'k str) -> &'k str {
+        key.strip_prefix(self.prefix.as_str()).unwrap_or(key)
+    }
+
+    /// The common beginning of every key of this layout (`ns:`, or empty
+    /// without a namespace): where to look for its streams.
+    pub fn namespace_prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// Whether a logical stream name is one of the layout's own (the
+    /// registry, or the shared dead-letter stream) rather than a stream of
+    /// messages.
+    pub fn is_internal(&self, stream: &str) -> bool {
+        stream == self.registry_name || (self.dlq_is_shared() && stream == self.dlq_prefix)
+    }
+
     /// Whether every source stream shares the one dead-letter stream.
     pub fn dlq_is_shared(&self) -> bool {
         self.dlq_layout == DlqLayout::Shared

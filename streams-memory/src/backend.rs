@@ -9,7 +9,7 @@ use streams_core::backend::{
     Ack, Add, AutoClaim, AutoClaimPage, Capabilities, ConsumerInfo, ConsumerRef, ConsumerRemoval,
     CreateGroup, EntryId, GroupInfo, GroupRegistry, KeyEntries, Lease, Move, MoveOutcome,
     PendingEntry, PendingQuery, Probe, Promotion, RangeQuery, ReadGroup, ScheduleKeys, ServerInfo,
-    Trim,
+    Transfer, TransferOutcome, Trim,
 };
 use streams_core::{Entry, Result, StreamBackend};
 
@@ -293,10 +293,24 @@ impl StreamBackend for MemoryBackend {
         self.with_state(|ks, _| {
             let interval = StreamId::interval(&query.start, &query.end)?;
             Ok(match (ks.stream(query.key)?, interval) {
-                (Some(stream), Some(interval)) => stream.range(interval, query.count),
+                (Some(stream), Some(interval)) => {
+                    stream.range(interval, query.count, query.newest_first)
+                }
                 _ => Vec::new(),
             })
         })
+    }
+
+    async fn transfer(&self, transfer: Transfer) -> Result<TransferOutcome> {
+        self.with_state(|ks, now| ks.transfer(transfer, now))
+    }
+
+    async fn delete_entries(&self, key: &str, ids: &[EntryId]) -> Result<Vec<EntryId>> {
+        self.with_state(|ks, _| ks.delete_entries(key, ids))
+    }
+
+    async fn stream_keys(&self, prefix: &str) -> Result<Vec<String>> {
+        self.with_state(|ks, _| Ok(ks.stream_keys(prefix)))
     }
 
     async fn groups(&self, key: &str) -> Result<Vec<GroupInfo>> {

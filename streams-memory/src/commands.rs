@@ -3,7 +3,9 @@
 //! acknowledgement, atomic moves and the promotion of due retries.
 
 use streams_core::EntryId;
-use streams_core::backend::{KeyEntries, Move, MoveOutcome, MoveTarget, Promotion, StartAt};
+use streams_core::backend::{
+    KeyEntries, Move, MoveOutcome, MoveTarget, Promotion, StartAt, Transfer, TransferOutcome,
+};
 
 use crate::error::Error;
 use crate::group::Group;
@@ -164,6 +166,43 @@ impl Keyspace {
             }
         }
         Ok(MoveOutcome::Moved { new_id })
+    }
+
+    /// Adds the copy to the target and deletes the source entry, if the
+    /// source entry exists. Nothing changes when it fails.
+    pub(crate) fn transfer(&mut self, t: Transfer, now: Now) -> Result<TransferOutcome, Error> {
+        let id = StreamId::of(&t.id)?;
+        let exists = self
+            .stream(&t.source)?
+            .is_some_and(|s| s.entries.contains_key(&id));
+        if !exists {
+            return Ok(TransferOutcome::Missing);
+        }
+        let new_id = self.add_entry(&t.target, t.fields, &[], now)?;
+        if let Some(source) = self.stream_mut(&t.source)? {
+            source.entries.remove(&id);
+        }
+        Ok(TransferOutcome::Transferred {
+            new_id: EntryId::from(new_id.to_string()),
+        })
+    }
+
+    /// `XDEL`: the ids that existed, in the order given.
+    pub(crate) fn delete_entries(
+        &mut self,
+        key: &str,
+        ids: &[EntryId],
+    ) -> Result<Vec<EntryId>, Error> {
+        let parsed = parse_ids(ids)?;
+        let Some(stream) = self.stream_mut(key)? else {
+            return Ok(Vec::new());
+        };
+        Ok(ids
+            .iter()
+            .zip(parsed)
+            .filter(|(_, id)| stream.entries.remove(id).is_some())
+            .map(|(given, _)| given.clone())
+            .collect())
     }
 
     /// Moves up to `limit` due items of `schedule`, earliest first, to the
@@ -412,7 +451,7 @@ mod tests {
             ks.stream("dlq")
                 .unwrap()
                 .unwrap()
-                .range((StreamId::MIN, StreamId::MAX), 10)[0]
+                .range((StreamId::MIN, StreamId::MAX), 10, false)[0]
                 .id,
             new_id
         );
@@ -456,11 +495,11 @@ mod tests {
         assert_eq!(p.promoted, 1);
         let left = p.next_due_in.unwrap();
         assert!(left > Duration::from_secs(29) && left <= Duration::from_secs(30));
-        let ready = ks
-            .stream("ready")
-            .unwrap()
-            .unwrap()
-            .range((StreamId::MIN, StreamId::MAX), 10);
+        let ready =
+            ks.stream("ready")
+                .unwrap()
+                .unwrap()
+                .range((StreamId::MIN, StreamId::MAX), 10, false);
         let order: Vec<_> = ready.iter().map(|e| e.fields.clone()).collect();
         assert_eq!(order, [fields("first"), fields("second"), fields("third")]);
         assert_eq!(

@@ -47,6 +47,10 @@ impl From<Error> for StreamError {
     fn from(e: Error) -> Self {
         match e {
             Error::NoGroup { stream, group } => Self::NoGroup { stream, group },
+            Error::InvalidId { id } => Self::InvalidId {
+                id,
+                reason: "a stream entry id is `<ms>-<seq>` or `<ms>`, in decimal".to_owned(),
+            },
             other => Self::backend(BACKEND, other),
         }
     }

@@ -75,13 +75,20 @@ impl Stream {
         })
     }
 
-    /// `XRANGE` over `[lo, hi]`.
-    pub(crate) fn range(&self, (lo, hi): (StreamId, StreamId), count: usize) -> Vec<Entry> {
-        self.entries
-            .range(lo..=hi)
-            .take(count)
-            .map(|(id, fields)| Entry::new(id.to_string(), fields.clone()))
-            .collect()
+    /// `XRANGE` over `[lo, hi]` (`XREVRANGE` with `newest_first`).
+    pub(crate) fn range(
+        &self,
+        (lo, hi): (StreamId, StreamId),
+        count: usize,
+        newest_first: bool,
+    ) -> Vec<Entry> {
+        let entry = |(id, fields): (&StreamId, &Fields)| Entry::new(id.to_string(), fields.clone());
+        let range = self.entries.range(lo..=hi);
+        if newest_first {
+            range.rev().take(count).map(entry).collect()
+        } else {
+            range.take(count).map(entry).collect()
+        }
     }
 }
 
@@ -316,6 +323,18 @@ impl Keyspace {
         }
     }
 
+    /// The keys holding streams that start with `prefix`, sorted.
+    pub(crate) fn stream_keys(&self, prefix: &str) -> Vec<String> {
+        let mut keys: Vec<String> = self
+            .keys
+            .iter()
+            .filter(|(k, v)| k.starts_with(prefix) && matches!(v, Value::Stream(_)))
+            .map(|(k, _)| k.clone())
+            .collect();
+        keys.sort();
+        keys
+    }
+
     /// Numbers of streams, schedules and hashes (strings are not counted).
     pub(crate) fn counts(&self) -> (usize, usize, usize) {
         self.keys
@@ -483,7 +502,7 @@ mod tests {
             ks.add_entry("s", fields(v), &trim, Now::read()).unwrap();
         }
         let s = ks.stream("s").unwrap().unwrap();
-        let kept: Vec<_> = s.range((StreamId::MIN, StreamId::MAX), 10);
+        let kept: Vec<_> = s.range((StreamId::MIN, StreamId::MAX), 10, false);
         assert_eq!(kept.len(), 2);
         assert_eq!(kept[0].fields, fields("b"));
         assert_eq!(ks.take_wakes().len(), 1);

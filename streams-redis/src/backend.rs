@@ -12,7 +12,7 @@ use streams_core::backend::{
     Ack, Add, AutoClaim, AutoClaimPage, Capabilities, ConsumerInfo, ConsumerRef, ConsumerRemoval,
     CreateGroup, Entry, EntryId, GroupInfo, GroupRegistry, KeyEntries, Lease, Move, MoveOutcome,
     PendingEntry, PendingQuery, Probe, Promotion, RangeQuery, ReadGroup, ScheduleKeys, ServerInfo,
-    Trim,
+    Transfer, TransferOutcome, Trim,
 };
 use streams_core::{Result, StreamBackend};
 
@@ -391,6 +391,18 @@ impl StreamBackend for RedisBackend {
 
     async fn range(&self, query: RangeQuery<'_>) -> Result<Vec<Entry>> {
         commands::range(self, query).await
+    }
+
+    async fn transfer(&self, transfer: Transfer) -> Result<TransferOutcome> {
+        scripts::transfer(self, &transfer).await
+    }
+
+    async fn delete_entries(&self, key: &str, ids: &[EntryId]) -> Result<Vec<EntryId>> {
+        commands::delete_entries(self, key, ids).await
+    }
+
+    async fn stream_keys(&self, prefix: &str) -> Result<Vec<String>> {
+        commands::stream_keys(self, prefix).await
     }
 
     async fn groups(&self, key: &str) -> Result<Vec<GroupInfo>> {

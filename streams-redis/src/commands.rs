@@ -47,13 +47,44 @@ pub(crate) fn push_fields(cmd: &mut Cmd, fields: &Fields) {
     }
 }
 
-/// A range bound as `XRANGE` and `XPENDING` take it.
-fn bound(b: &Bound<EntryId>, unbounded: &str) -> String {
-    match b {
-        Bound::Unbounded => unbounded.to_owned(),
-        Bound::Included(id) => id.as_str().to_owned(),
-        Bound::Excluded(id) => format!("({id}"),
+/// An entry id given by a caller, checked as the server reads ids
+/// (`<ms>-<seq>`, or `<ms>` alone, in decimal), so that nothing else (`-`,
+/// `+`, `$`) reaches a command as an id; returns the id in full
+/// (`<ms>-<seq>`, the sequence 0 when it was left out).
+pub(crate) fn check_id(id: &EntryId) -> Result<String> {
+    let text = id.as_str();
+    let decimal = |s: &str| {
+        (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| s.parse::<u64>().ok())
+            .flatten()
+    };
+    let parsed = match text.split_once('-') {
+        Some((ms, seq)) => decimal(ms).zip(decimal(seq)),
+        None => decimal(text).map(|ms| (ms, 0)),
+    };
+    match parsed {
+        Some((ms, seq)) => Ok(format!("{ms}-{seq}")),
+        None => Err(StreamError::InvalidId {
+            id: text.to_owned(),
+            reason: "a stream entry id is `<ms>-<seq>` or `<ms>`, in decimal".to_owned(),
+        }),
     }
+}
+
+/// A range bound as `XRANGE` and `XPENDING` take it (an id alone stays as
+/// given: `<ms>` means the whole millisecond at either end).
+fn bound(b: &Bound<EntryId>, unbounded: &str) -> Result<String> {
+    Ok(match b {
+        Bound::Unbounded => unbounded.to_owned(),
+        Bound::Included(id) => {
+            check_id(id)?;
+            id.as_str().to_owned()
+        }
+        Bound::Excluded(id) => {
+            check_id(id)?;
+            format!("({id}")
+        }
+    })
 }
 
 /// Refuses a server older than [`MIN_VERSION`].
@@ -248,8 +279,8 @@ pub(crate) async fn pending(
     if let Some(idle) = query.min_idle {
         cmd.arg("IDLE").arg(ms(idle));
     }
-    cmd.arg(bound(&query.start, "-"))
-        .arg(bound(&query.end, "+"))
+    cmd.arg(bound(&query.start, "-")?)
+        .arg(bound(&query.end, "+")?)
         .arg(scripts::count_arg(query.count));
     if let Some(consumer) = query.consumer {
         cmd.arg(consumer);
@@ -277,18 +308,85 @@ pub(crate) async fn pending(
         .collect()
 }
 
-/// `XRANGE`.
+/// `XRANGE`, or `XREVRANGE` for the newest first.
 pub(crate) async fn range(b: &RedisBackend, query: RangeQuery<'_>) -> Result<Vec<Entry>> {
+    let start = bound(&query.start, "-")?;
+    let end = bound(&query.end, "+")?;
     if query.count == 0 {
         return Ok(Vec::new());
     }
-    let mut cmd = redis::cmd("XRANGE");
+    let (name, first, last) = if query.newest_first {
+        ("XREVRANGE", end, start)
+    } else {
+        ("XRANGE", start, end)
+    };
+    let mut cmd = redis::cmd(name);
     cmd.arg(query.key)
-        .arg(bound(&query.start, "-"))
-        .arg(bound(&query.end, "+"))
+        .arg(first)
+        .arg(last)
         .arg("COUNT")
         .arg(scripts::count_arg(query.count));
-    reply::entries("XRANGE", b.raw(&cmd, b.op("XRANGE")).await?)
+    reply::entries(name, b.raw(&cmd, b.op(name)).await?)
+}
+
+/// `XDEL` of each id, pipelined: the ids that existed.
+pub(crate) async fn delete_entries(
+    b: &RedisBackend,
+    key: &str,
+    ids: &[EntryId],
+) -> Result<Vec<EntryId>> {
+    let full = ids.iter().map(check_id).collect::<Result<Vec<_>>>()?;
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut pipe = redis::pipe();
+    for id in &full {
+        let mut cmd = redis::cmd("XDEL");
+        cmd.arg(key).arg(id);
+        pipe.add_command(cmd);
+    }
+    let replies = b.pipeline(&pipe, b.op("XDEL")).await?;
+    if replies.len() != ids.len() {
+        return Err(bad_reply("XDEL", "one reply per id expected"));
+    }
+    let mut deleted = Vec::new();
+    for (id, v) in ids.iter().zip(replies) {
+        if reply::int("XDEL", v)? > 0 {
+            deleted.push(id.clone());
+        }
+    }
+    Ok(deleted)
+}
+
+/// `SCAN ... MATCH <prefix>* TYPE stream`, every page, sorted.
+pub(crate) async fn stream_keys(b: &RedisBackend, prefix: &str) -> Result<Vec<String>> {
+    let pattern = format!("{}*", glob_escape(prefix));
+    let mut cursor = "0".to_owned();
+    let mut keys = std::collections::BTreeSet::new();
+    loop {
+        let mut scan = redis::cmd("SCAN");
+        scan.arg(&cursor)
+            .arg("MATCH")
+            .arg(&pattern)
+            .arg("COUNT")
+            .arg(1000)
+            .arg("TYPE")
+            .arg("stream");
+        let (next, page): (String, Vec<Vec<u8>>) =
+            redis::from_redis_value(b.raw(&scan, b.op("SCAN")).await?)
+                .map_err(|e| bad_reply("SCAN", e.to_string()))?;
+        for key in page {
+            // Keys this library writes are UTF-8; another program's binary
+            // key cannot be a stream name here.
+            if let Ok(key) = String::from_utf8(key) {
+                keys.insert(key);
+            }
+        }
+        if next == "0" {
+            return Ok(keys.into_iter().collect());
+        }
+        cursor = next;
+    }
 }
 
 /// `XINFO GROUPS`; a missing stream has none.
@@ -389,8 +487,42 @@ mod tests {
             matches!(&e, StreamError::Unsupported { reason, .. } if reason.contains("6.2.14") && reason.contains("7.0.0")),
             "{e}"
         );
-        assert_eq!(bound(&Bound::Excluded(EntryId::from("1-0")), "-"), "(1-0");
-        assert_eq!(bound(&Bound::Unbounded, "+"), "+");
+        assert_eq!(
+            bound(&Bound::Excluded(EntryId::from("1-0")), "-").unwrap(),
+            "(1-0"
+        );
+        assert_eq!(bound(&Bound::Unbounded, "+").unwrap(), "+");
+        assert_eq!(
+            bound(&Bound::Included(EntryId::from("17")), "-").unwrap(),
+            "17"
+        );
+    }
+
+    #[test]
+    fn ids_are_checked_as_the_server_reads_them() {
+        assert_eq!(check_id(&EntryId::from("1700-3")).unwrap(), "1700-3");
+        assert_eq!(check_id(&EntryId::from("1700")).unwrap(), "1700-0");
+        for bad in [
+            "",
+            "-",
+            "+",
+            "$",
+            "1-",
+            "-1",
+            "1-x",
+            "a-1",
+            "1-2-3",
+            " 1",
+            "99999999999999999999",
+        ] {
+            assert!(
+                matches!(
+                    check_id(&EntryId::from(bad)),
+                    Err(StreamError::InvalidId { .. })
+                ),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

@@ -13,7 +13,7 @@ use redis::{Cmd, Script, ScriptInvocation, Value};
 use streams_core::backend::{
     Add, AutoClaim, AutoClaimPage, ConsumerRef, ConsumerRemoval, Cursor, DeliveredEntry, Entry,
     EntryId, Fields, KeyEntries, Lease, Move, MoveOutcome, MoveTarget, Promotion, ReadGroup,
-    ScheduleKeys, Trim,
+    ScheduleKeys, Transfer, TransferOutcome, Trim,
 };
 use streams_core::{Result, StreamError};
 
@@ -68,6 +68,10 @@ pub(crate) static CREATE_GROUP: LazyLock<Script> =
 /// `XACK` then `XDEL`, atomically.
 pub(crate) static ACK_DELETE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("scripts/ack_delete.lua")));
+
+/// Adds a copy of an entry to another stream and deletes it, if it exists.
+pub(crate) static TRANSFER: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("scripts/transfer.lua")));
 
 /// Deletes a consumer unless it holds pending entries.
 pub(crate) static DELETE_CONSUMER: LazyLock<Script> =
@@ -200,6 +204,20 @@ pub(crate) async fn move_entry(b: &RedisBackend, mv: &Move) -> Result<MoveOutcom
         (Some("not_pending"), None) => Ok(MoveOutcome::NotPending),
         (Some("owned_by"), Some(owner)) => Ok(MoveOutcome::OwnedBy(owner)),
         _ => Err(bad_reply(WHAT, "unknown outcome")),
+    }
+}
+
+/// The existence-checked transfer; see `scripts/transfer.lua`.
+pub(crate) async fn transfer(b: &RedisBackend, t: &Transfer) -> Result<TransferOutcome> {
+    let id = crate::commands::check_id(&t.id)?;
+    let mut inv = TRANSFER.prepare_invoke();
+    inv.key(&t.source).key(&t.target).arg(id);
+    push_invocation_fields(&mut inv, &t.fields);
+    match b.script(&inv, b.op("EVALSHA transfer")).await? {
+        Value::Nil => Ok(TransferOutcome::Missing),
+        v => Ok(TransferOutcome::Transferred {
+            new_id: EntryId::from(reply::string("transfer", v)?),
+        }),
     }
 }
 
@@ -495,6 +513,7 @@ mod tests {
             &*READ_GROUP,
             &*CREATE_GROUP,
             &*ACK_DELETE,
+            &*TRANSFER,
         ] {
             assert_eq!(s.get_hash().len(), 40);
         }

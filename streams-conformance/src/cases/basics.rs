@@ -149,6 +149,44 @@ pub async fn dyn_manager_runs_the_whole_api(ctx: &TestContext) {
     let dead = m.dead_letters(10).await.unwrap();
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].dead_letter.as_ref().unwrap().reason, "bad");
+    let page = m.dlq_list(&streams_core::DlqQuery::new()).await.unwrap();
+    assert_eq!(ids(&page.entries), ids(&dead));
+    let shown = m.dlq_show(&dead[0].id, None).await.unwrap().unwrap();
+    assert_eq!(shown.data["k"], 4);
+    let counted = m.dlq_stats(&streams_core::DlqFilter::new()).await.unwrap();
+    assert_eq!(counted.by_reason["bad"], 1);
+    let everything = streams_core::DlqSelection::all();
+    let plan = m
+        .dlq_replay(&streams_core::DlqReplay::new(everything.clone()).dry_run(true))
+        .await
+        .unwrap();
+    assert_eq!(plan.would_replay.len(), 1);
+    let purge = m
+        .dlq_purge(&streams_core::DlqPurge::new(everything).dry_run(true))
+        .await
+        .unwrap();
+    assert_eq!(purge.would_remove.len(), 1);
+    let streams = m.list_streams().await.unwrap();
+    assert_eq!(
+        streams.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
+        ["s"]
+    );
+    let held = m
+        .list_pending(&streams_core::PendingFilter::new("g"))
+        .await
+        .unwrap();
+    assert!(held.is_empty(), "every message was settled: {held:?}");
+    let peeked = m
+        .peek_messages(
+            &streams_core::PeekQuery::new("s")
+                .newest_first()
+                .with_count(1),
+        )
+        .await
+        .unwrap();
+    assert_eq!(ids(&peeked), [sent[3].clone()]);
+    let view = m.group_view("g", "s", &sent).await.unwrap();
+    assert_eq!(view, vec![streams_core::EntryState::Done; 4]);
     assert_eq!(m.group_config("g").await.unwrap().streams, ["s"]);
     assert_eq!(m.registered_groups().await.unwrap().len(), 1);
     assert_eq!(m.promote_due_retries(Some("g")).await.unwrap(), 0);

@@ -10,9 +10,12 @@ pub mod basics;
 pub mod claim;
 pub mod decode;
 pub mod dlq;
+pub mod dlq_ops;
+pub mod entries;
 pub mod errors;
 pub mod groups;
 pub mod health;
+pub mod inspect;
 pub mod lease;
 pub mod poison;
 pub mod read;
@@ -114,6 +117,24 @@ macro_rules! __for_each_case {
                 dlq_per_stream_layout,
                 dlq_of_retry_copy_cleans_ready_stream [RetrySchedule],
             }
+            dlq_ops {
+                dlq_list_filters_and_pages,
+                dlq_show_finds_one_entry,
+                dlq_stats_count_by_reason,
+                dlq_replay_returns_to_the_original_group [RetrySchedule],
+                dlq_replay_is_idempotent [RetrySchedule],
+                dlq_replay_dry_run_writes_nothing,
+                dlq_replay_respects_rate_limit,
+                dlq_purge_reports_what_it_removed,
+                dlq_entries_without_group,
+                dlq_ops_per_stream_layout,
+            }
+            inspect {
+                list_streams_hides_internal_keys [RetrySchedule],
+                list_pending_shows_holders [RetrySchedule],
+                peek_reads_without_consuming,
+                group_view_tells_new_pending_done,
+            }
             stats {
                 stats_match_operations [ExplicitClaims, RetrySchedule],
                 get_stats_lists_consumer_groups,
@@ -191,6 +212,12 @@ macro_rules! __for_each_case {
                 delete_consumer_keeps_pending_work [ConsumerListing],
                 ack_with_delete_removes_entries,
                 write_probe_expires,
+            }
+            entries {
+                range_reads_newest_first,
+                transfer_moves_only_existing_entries,
+                delete_entries_removes_only_given_ids,
+                stream_keys_lists_streams_under_prefix,
             }
         );
     };

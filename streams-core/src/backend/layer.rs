@@ -14,7 +14,7 @@ use super::{
     Ack, Add, AutoClaim, AutoClaimPage, Capabilities, ConsumerInfo, ConsumerRef, ConsumerRemoval,
     CreateGroup, Entry, EntryId, GroupInfo, GroupRegistry, KeyEntries, Lease, Move, MoveOutcome,
     PendingEntry, PendingQuery, Probe, Promotion, RangeQuery, ReadGroup, ScheduleKeys, ServerInfo,
-    StreamBackend, Trim,
+    StreamBackend, Transfer, TransferOutcome, Trim,
 };
 use crate::error::Result;
 
@@ -295,6 +295,26 @@ impl<L: BackendLayer> StreamBackend for Layered<L> {
         let call = Call::new("range").on_key(query.key);
         let op = self.0.inner().range(query.clone());
         self.0.around(call, op).await
+    }
+
+    async fn transfer(&self, transfer: Transfer) -> Result<TransferOutcome> {
+        let key = transfer.source.clone();
+        let op = self.0.inner().transfer(transfer);
+        self.0.around(Call::new("transfer").on_key(&key), op).await
+    }
+
+    async fn delete_entries(&self, key: &str, ids: &[EntryId]) -> Result<Vec<EntryId>> {
+        let op = self.0.inner().delete_entries(key, ids);
+        self.0
+            .around(Call::new("delete_entries").on_key(key), op)
+            .await
+    }
+
+    async fn stream_keys(&self, prefix: &str) -> Result<Vec<String>> {
+        let op = self.0.inner().stream_keys(prefix);
+        self.0
+            .around(Call::new("stream_keys").on_key(prefix), op)
+            .await
     }
 
     async fn groups(&self, key: &str) -> Result<Vec<GroupInfo>> {

@@ -34,7 +34,7 @@ pub use types::{
     Ack, Add, AutoClaim, AutoClaimPage, ConsumerInfo, ConsumerRef, ConsumerRemoval, CreateGroup,
     DeliveredEntry, Entry, Fields, GroupInfo, KeyEntries, Lease, Move, MoveOutcome, MoveTarget,
     PendingEntry, PendingQuery, Probe, Promotion, RangeQuery, ReadGroup, ScheduleKeys, ServerInfo,
-    StartAt, Trim,
+    StartAt, Transfer, TransferOutcome, Trim,
 };
 
 /// The primitives of a stream transport.
@@ -278,11 +278,50 @@ pub trait StreamBackend: GroupRegistry + Send + Sync + Debug + 'static {
     async fn len(&self, key: &str) -> Result<u64>;
 
     /// Entries of a stream within bounds, at most `count`, in the stream's
-    /// order, without any group.
+    /// order (newest first with [`RangeQuery::newest_first`]), without any
+    /// group. A missing stream has none.
+    ///
+    /// # Errors
+    /// [`StreamError::InvalidId`](crate::StreamError::InvalidId) for a
+    /// bound the backend cannot read.
     ///
     /// # Contract
-    /// `range_reads_without_group`.
+    /// `range_reads_without_group`, `range_reads_newest_first`.
     async fn range(&self, query: RangeQuery<'_>) -> Result<Vec<Entry>>;
+
+    /// Atomically adds an entry with the transfer's fields to its target
+    /// stream and deletes the source entry, only if the source entry
+    /// exists: run twice, the second does nothing and reports
+    /// [`TransferOutcome::Missing`]. The source is a plain stream (no group
+    /// is involved); a missing source stream means a missing entry.
+    ///
+    /// # Errors
+    /// [`StreamError::InvalidId`](crate::StreamError::InvalidId) for an id
+    /// the backend cannot read; a target key holding another type fails and
+    /// changes nothing.
+    ///
+    /// # Contract
+    /// `transfer_moves_only_existing_entries`.
+    async fn transfer(&self, transfer: Transfer) -> Result<TransferOutcome>;
+
+    /// Deletes entries of a stream by id (Redis `XDEL`), without touching
+    /// any group's pending list; returns the ids that existed and were
+    /// deleted, in the order given. A missing stream deletes nothing.
+    ///
+    /// # Errors
+    /// [`StreamError::InvalidId`](crate::StreamError::InvalidId) for an id
+    /// the backend cannot read (nothing is deleted then).
+    ///
+    /// # Contract
+    /// `delete_entries_removes_only_given_ids`.
+    async fn delete_entries(&self, key: &str, ids: &[EntryId]) -> Result<Vec<EntryId>>;
+
+    /// The keys that hold streams and start with `prefix` (all streams for
+    /// an empty prefix), sorted. Keys of other types are left out.
+    ///
+    /// # Contract
+    /// `stream_keys_lists_streams_under_prefix`.
+    async fn stream_keys(&self, prefix: &str) -> Result<Vec<String>>;
 
     /// The groups of a stream (empty if it does not exist).
     ///
@@ -418,6 +457,15 @@ macro_rules! forward_backend {
             }
             async fn range(&self, query: RangeQuery<'_>) -> Result<Vec<Entry>> {
                 (**self).range(query).await
+            }
+            async fn transfer(&self, transfer: Transfer) -> Result<TransferOutcome> {
+                (**self).transfer(transfer).await
+            }
+            async fn delete_entries(&self, key: &str, ids: &[EntryId]) -> Result<Vec<EntryId>> {
+                (**self).delete_entries(key, ids).await
+            }
+            async fn stream_keys(&self, prefix: &str) -> Result<Vec<String>> {
+                (**self).stream_keys(prefix).await
             }
             async fn groups(&self, key: &str) -> Result<Vec<GroupInfo>> {
                 (**self).groups(key).await

@@ -460,6 +460,9 @@ pub struct RangeQuery<'a> {
     pub end: Bound<EntryId>,
     /// Most entries returned.
     pub count: usize,
+    /// Newest first: the last `count` entries within the bounds, from the
+    /// newest down (Redis `XREVRANGE`). Default: oldest first.
+    pub newest_first: bool,
 }
 
 impl<'a> RangeQuery<'a> {
@@ -470,7 +473,15 @@ impl<'a> RangeQuery<'a> {
             start: Bound::Unbounded,
             end: Bound::Unbounded,
             count,
+            newest_first: false,
         }
+    }
+
+    /// Returns the newest entries within the bounds first.
+    #[must_use]
+    pub fn newest_first(mut self) -> Self {
+        self.newest_first = true;
+        self
     }
 
     /// Only ids within the bounds.
@@ -576,6 +587,52 @@ pub enum MoveOutcome {
     NotPending,
     /// Nothing was written: the entry is pending for another consumer.
     OwnedBy(String),
+}
+
+/// An atomic "add a copy of an entry to another stream, then delete the
+/// entry", done only if the entry still exists. Nothing about groups: the
+/// source is read as a plain stream (a dead-letter stream, say).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Transfer {
+    /// The stream key the entry is taken from.
+    pub source: String,
+    /// The entry id on `source`.
+    pub id: EntryId,
+    /// The stream key the copy is added to (created if missing).
+    pub target: String,
+    /// The copy's fields.
+    pub fields: Fields,
+}
+
+impl Transfer {
+    /// Moves entry `id` of `source` to `target` as a new entry with `fields`.
+    pub fn new(
+        source: impl Into<String>,
+        id: EntryId,
+        target: impl Into<String>,
+        fields: Fields,
+    ) -> Self {
+        Self {
+            source: source.into(),
+            id,
+            target: target.into(),
+            fields,
+        }
+    }
+}
+
+/// What a [`Transfer`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TransferOutcome {
+    /// The copy was added and the source entry deleted, in one step.
+    Transferred {
+        /// The id of the copy on the target stream.
+        new_id: EntryId,
+    },
+    /// Nothing was written: the source entry does not exist (any more).
+    Missing,
 }
 
 /// A group's retry schedule and the ready stream its due entries go to.

@@ -265,7 +265,7 @@ impl<B: StreamBackend> Manager<B> {
     }
 
     /// The registry entry of `name`, if there is one.
-    async fn registered(&self, name: &str) -> Result<Option<Registered>> {
+    pub(crate) async fn registered(&self, name: &str) -> Result<Option<Registered>> {
         match self
             .backend()
             .registry_get(self.keys().registry(), name)

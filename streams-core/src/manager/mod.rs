@@ -4,8 +4,10 @@ mod ack;
 mod admin;
 mod claim;
 mod dlq;
+mod dlq_ops;
 mod group;
 mod health;
+mod inspect;
 mod read;
 mod readiness;
 mod retry;
@@ -22,7 +24,13 @@ use std::time::{Duration, Instant};
 
 pub use admin::PruneReport;
 pub use claim::MAX_DELIVERIES_EXCEEDED;
+pub use dlq_ops::{
+    DlqCursor, DlqFilter, DlqPage, DlqProgress, DlqPurge, DlqQuery, DlqReplay, DlqSelection,
+    DlqStats, PurgeReport, PurgedEntry, ReplayDuplicate, ReplayItem, ReplayReport, ReplaySkip,
+    SkipReason,
+};
 pub use health::{ConsumerHealth, GroupHealth, HealthReport, StreamHealth};
+pub use inspect::{EntryState, PeekQuery, PendingFilter, PendingInfo, StreamInfo};
 pub use readiness::Readiness;
 pub use stats::Stats;
 pub use status::{HealthStatus, HealthThresholds};

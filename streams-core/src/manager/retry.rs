@@ -5,20 +5,22 @@ use std::time::{Duration, Instant};
 use super::Manager;
 use super::dlq::moved_or_refused;
 use crate::backend::{EntryId, Feature, Fields, Move, MoveTarget, StreamBackend};
-use crate::codec::{envelope_fields, field, payload_of, random_u64};
+use crate::codec::{envelope_fields, field, payload_of, push_history, random_u64};
 use crate::config::RetryPolicy;
 use crate::error::{Result, StreamError};
 use crate::message::{RetryOptions, StreamMessage};
 use crate::observe::{Count, Labels};
 
 /// The fields of the envelope, which a retry copy writes afresh.
-const ENVELOPE: [&str; 6] = [
+pub(crate) const ENVELOPE: [&str; 8] = [
     field::DATA,
     field::TS,
     field::RETRY_COUNT,
     field::MID,
     field::ERROR,
     field::TRACEPARENT,
+    field::REPLAYED_FROM,
+    field::REPLAY_COUNT,
 ];
 
 /// Fields another producer added beyond the envelope: the retry copy keeps
@@ -117,6 +119,11 @@ impl<B: StreamBackend> Manager<B> {
             message.mid.as_deref(),
             error,
             message.traceparent.as_deref(),
+        );
+        push_history(
+            &mut fields,
+            message.replayed_from.as_deref(),
+            message.replay_count,
         );
         fields.extend(extra_fields(message));
         let (read_key, from_retry) = self.read_key(message, &group.config.name);

@@ -1,0 +1,152 @@
+//! `xnai-streams send`: one message from fields or JSON, or many from a
+//! file of JSON lines.
+
+use std::io::Read;
+use std::path::PathBuf;
+
+use clap::Args;
+use serde_json::{Map, Value};
+
+use crate::output::{Failure, Out, progress};
+use crate::target::Target;
+
+/// Messages per round trip when sending a file.
+const BATCH: usize = 100;
+
+/// Options of `xnai-streams send`.
+#[derive(Debug, Args)]
+pub(crate) struct SendArgs {
+    /// The stream to send to.
+    stream: String,
+    /// The payload as fields: `key=value` (a string) or `key:=<json>` (any
+    /// JSON value: `n:=3`, `tags:='["a","b"]'`).
+    #[arg(value_name = "FIELD", conflicts_with_all = ["json", "file"])]
+    fields: Vec<String>,
+    /// The payload as a JSON object.
+    #[arg(long, value_name = "JSON", conflicts_with = "file")]
+    json: Option<String>,
+    /// A file of JSON objects, one per line (`-` for standard input); every
+    /// line is checked before anything is sent.
+    #[arg(long, value_name = "FILE")]
+    file: Option<PathBuf>,
+    /// Trim the stream to about this many entries.
+    #[arg(long, value_name = "N")]
+    max_len: Option<u64>,
+}
+
+/// Parses `key=value` and `key:=<json>` fields into a JSON object.
+fn parse_fields(fields: &[String]) -> Result<Map<String, Value>, Failure> {
+    let mut map = Map::new();
+    for field in fields {
+        let Some((key, value)) = field.split_once('=') else {
+            return Err(Failure::new(format!(
+                "malformed field `{field}`: expected key=value or key:=<json>"
+            )));
+        };
+        let (key, value) = match key.strip_suffix(':') {
+            Some(key) => {
+                let value = serde_json::from_str(value)
+                    .map_err(|e| Failure::new(format!("invalid JSON in field `{field}`: {e}")))?;
+                (key, value)
+            }
+            None => (key, Value::String(value.to_owned())),
+        };
+        if key.is_empty() {
+            return Err(Failure::new(format!(
+                "malformed field `{field}`: the key is empty"
+            )));
+        }
+        if map.insert(key.to_owned(), value).is_some() {
+            return Err(Failure::new(format!("field `{key}` is given twice")));
+        }
+    }
+    Ok(map)
+}
+
+/// A JSON object, or why not.
+fn object(text: &str, what: &str) -> Result<Value, Failure> {
+    let value: Value = serde_json::from_str(text)
+        .map_err(|e| Failure::new(format!("invalid JSON {what}: {e}")))?;
+    if !value.is_object() {
+        return Err(Failure::new(format!("{what} is not a JSON object")));
+    }
+    Ok(value)
+}
+
+/// The payloads of a file of JSON lines; blank lines are skipped.
+fn read_lines(path: &PathBuf) -> Result<Vec<Value>, Failure> {
+    let mut text = String::new();
+    let read = if path.as_os_str() == "-" {
+        std::io::stdin().read_to_string(&mut text)
+    } else {
+        std::fs::File::open(path).and_then(|mut f| f.read_to_string(&mut text))
+    };
+    read.map_err(|e| Failure::new(format!("cannot read `{}`: {e}", path.display())))?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, line)| !line.trim().is_empty())
+        .map(|(n, line)| object(line, &format!("on line {} of `{}`", n + 1, path.display())))
+        .collect()
+}
+
+pub(crate) async fn run(args: SendArgs, target: &Target) -> Result<u8, Failure> {
+    let out = Out::new(false);
+    let payloads = match (&args.file, &args.json) {
+        (Some(path), _) => read_lines(path)?,
+        (None, Some(text)) => vec![object(text, "payload")?],
+        (None, None) if args.fields.is_empty() => {
+            return Err(Failure::new(
+                "nothing to send: give key=value fields, --json '{...}' or --file",
+            ));
+        }
+        (None, None) => vec![Value::Object(parse_fields(&args.fields)?)],
+    };
+    let manager = target.manager().await?;
+    let mut ids = Vec::with_capacity(payloads.len());
+    if payloads.len() == 1 {
+        let payload = payloads.into_iter().next().unwrap_or_default();
+        ids.push(
+            manager
+                .send_message(&args.stream, payload, args.max_len)
+                .await?,
+        );
+    } else {
+        let bar = progress(payloads.len() as u64, "sending");
+        for chunk in payloads.chunks(BATCH) {
+            let sent = manager
+                .send_batch(&args.stream, chunk.to_vec(), args.max_len)
+                .await?;
+            bar.inc(sent.len() as u64);
+            ids.extend(sent);
+        }
+        bar.finish_and_clear();
+    }
+    manager.close().await?;
+    // One id per line, in order: easy to read and to script.
+    for id in &ids {
+        out.line(id)?;
+    }
+    Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_become_an_object() {
+        let fields: Vec<String> = ["agent=cline-1", "n:=3", "tags:=[\"a\"]", "eq=a=b"]
+            .map(String::from)
+            .to_vec();
+        let map = parse_fields(&fields).unwrap();
+        assert_eq!(
+            Value::Object(map),
+            serde_json::json!({"agent": "cline-1", "n": 3, "tags": ["a"], "eq": "a=b"})
+        );
+        for bad in ["novalue", "=x", ":=1", "n:=nope"] {
+            assert!(parse_fields(&[bad.to_owned()]).is_err(), "{bad}");
+        }
+        let twice = ["a=1".to_owned(), "a=2".to_owned()];
+        assert!(parse_fields(&twice).is_err());
+    }
+}

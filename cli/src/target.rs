@@ -1,0 +1,84 @@
+//! Which Redis and namespace a command works on.
+
+use clap::{Args, ValueEnum};
+use xnai_streams::{
+    DlqConfig, DlqLayout, Manager, ManagerConfig, RedisBackend, RedisStreamManager,
+};
+
+use crate::output::Failure;
+
+/// Where `--redis` falls back to.
+const DEFAULT_URL: &str = "redis://127.0.0.1:6379";
+
+/// The consumer name the operator's commands use in a group (`claim`).
+pub(crate) const CLI_CONSUMER: &str = "xnai-streams-cli";
+
+/// Options that pick the server and the data, for every command.
+#[derive(Debug, Args)]
+pub(crate) struct Target {
+    /// Redis server URL. Default: REDIS_URL, then redis://127.0.0.1:6379
+    /// (`demo` runs in-process unless this is given).
+    #[arg(long, global = true, value_name = "URL")]
+    pub(crate) redis: Option<String>,
+    /// Key namespace: the prefix the managers of the application use
+    /// (`ManagerConfig::namespace`). Default: none.
+    #[arg(long, global = true, value_name = "NS")]
+    pub(crate) namespace: Option<String>,
+    /// The dead-letter layout the application uses.
+    #[arg(long, global = true, value_enum, default_value_t = Layout::Shared)]
+    pub(crate) dlq_layout: Layout,
+}
+
+/// `DlqLayout`, as a command-line value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Layout {
+    /// One dead-letter stream for every stream (`xnai:dlq`).
+    Shared,
+    /// One dead-letter stream per stream (`xnai:dlq:{<stream>}`).
+    PerStream,
+}
+
+impl Target {
+    /// The server's URL: `--redis`, else `REDIS_URL`, else the default.
+    pub(crate) fn url(&self) -> String {
+        self.redis
+            .clone()
+            .or_else(|| {
+                std::env::var("REDIS_URL")
+                    .ok()
+                    .filter(|u| !u.trim().is_empty())
+            })
+            .unwrap_or_else(|| DEFAULT_URL.to_owned())
+    }
+
+    /// The manager configuration of the operator's commands.
+    pub(crate) fn config(&self, consumer: &str) -> ManagerConfig {
+        let layout = match self.dlq_layout {
+            Layout::Shared => DlqLayout::Shared,
+            Layout::PerStream => DlqLayout::PerStream,
+        };
+        let config = ManagerConfig::default()
+            .with_consumer_id(consumer)
+            .with_dlq(DlqConfig::default().with_layout(layout));
+        match &self.namespace {
+            Some(ns) => config.with_namespace(ns.clone()),
+            None => config,
+        }
+    }
+
+    /// A manager on the server, initialized, for `consumer`.
+    pub(crate) async fn manager_as(&self, consumer: &str) -> Result<RedisStreamManager, Failure> {
+        let config = self.config(consumer);
+        // Bad names fail before anything is contacted.
+        config.validate()?;
+        let backend = RedisBackend::connect(&self.url()).await?;
+        let manager = Manager::new(backend, config)?;
+        manager.initialize().await?;
+        Ok(manager)
+    }
+
+    /// A manager on the server, initialized.
+    pub(crate) async fn manager(&self) -> Result<RedisStreamManager, Failure> {
+        self.manager_as(CLI_CONSUMER).await
+    }
+}
