@@ -1,25 +1,24 @@
 //! `xnai-streams stats` and `xnai-streams health`.
 
 use serde_json::json;
-use xnai_streams::{DlqFilter, HealthReport};
+use xnai_streams::{DlqFilter, HealthReport, HealthStatus};
 
 use crate::output::{Failure, Out, table};
 use crate::target::Target;
 
-/// The exit code of a health report: 0 healthy, 1 degraded, 2 unhealthy.
-/// The report says healthy or not; a report with a three-valued status
-/// maps it here, and nowhere else.
+/// The exit code of a health report: 0 healthy, 1 degraded, 2 unhealthy
+/// (a status added later counts as unhealthy).
 pub(crate) fn exit_code(report: &HealthReport) -> u8 {
-    if report.healthy { 0 } else { 2 }
+    match report.status {
+        HealthStatus::Healthy => 0,
+        HealthStatus::Degraded => 1,
+        _ => 2,
+    }
 }
 
 /// The word for a report's state.
 fn status(report: &HealthReport) -> &'static str {
-    match exit_code(report) {
-        0 => "healthy",
-        1 => "degraded",
-        _ => "unhealthy",
-    }
+    report.status.as_str()
 }
 
 pub(crate) async fn stats(target: &Target, out: Out) -> Result<u8, Failure> {

@@ -297,6 +297,24 @@ fn health_exit_code_tells_the_state() {
         (Some(true), Some("healthy"))
     );
 
+    // Work abandoned past the claim idle time: degraded, still working.
+    let slow = xnai_streams::ConsumerGroupConfig::new("abandoned", ["t"])
+        .with_claim_idle(std::time::Duration::from_millis(100));
+    ns.run(m.create_consumer_group(&slow)).unwrap();
+    ns.run(m.send_message("t", serde_json::json!({"n": 1}), None))
+        .unwrap();
+    let held = ns
+        .run(m.read_messages("abandoned", None, Some(std::time::Duration::from_secs(1))))
+        .unwrap();
+    assert_eq!(held.len(), 1);
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    ns.cmd()
+        .arg("health")
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("status: degraded"));
+    ns.run(m.acknowledge(&held[0], "abandoned")).unwrap();
+
     // The group disappears from its stream: reads would fail until recovered.
     let key = m.keys().stream("s");
     ns.run(m.backend().destroy_group(&key, "g")).unwrap();
