@@ -12,6 +12,7 @@ mod stats;
 mod streams;
 mod tail;
 mod target;
+mod work;
 
 use std::process::ExitCode;
 
@@ -80,6 +81,10 @@ enum Command {
     /// messages go to the dead-letter queue, the others are handed back,
     /// claimable at once by the group's workers.
     Claim(claim::ClaimArgs),
+    /// Work for a group: run a command for each message (its JSON on
+    /// stdin) and settle the message by the command's exit status, with
+    /// leases, retries, the dead-letter queue and graceful shutdown.
+    Work(work::WorkArgs),
 }
 
 async fn run(cli: Cli) -> Result<u8, Failure> {
@@ -96,6 +101,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Health(format) => stats::health(&target, format.out()).await,
         Command::Dlq(command) => dlq::run(command, &target).await,
         Command::Claim(args) => claim::run(args, &target).await,
+        Command::Work(args) => work::run(args, &target).await,
     }
 }
 
