@@ -1,6 +1,8 @@
 //! `xnai-streams work`: a command per message, settled by its exit status,
 //! as a real process on the test Redis, stopped with SIGTERM.
 
+#![allow(clippy::unwrap_used, reason = "test helpers")]
+
 mod common;
 
 use std::process::{Child, Stdio};
