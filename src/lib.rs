@@ -68,10 +68,10 @@ pub use streams_core::{
     DlqStats, Entry, EntryId, EntryState, Fields, GroupHealth, GroupStart, HealthReport,
     HealthStatus, HealthThresholds, KeyLayout, MAX_DELIVERIES_EXCEEDED, MAX_NAME_BYTES,
     MAX_PAYLOAD_DEPTH, Manager, ManagerConfig, MessageStatus, PeekQuery, PendingFilter,
-    PendingInfo, PruneReport, PurgeReport, PurgedEntry, RawFields, Readiness, ReplayDuplicate,
-    ReplayItem, ReplayReport, ReplaySkip, Result, RetryConfig, RetryOptions, RetryPolicy,
-    SkipReason, Stats, StreamBackend, StreamError, StreamHealth, StreamInfo, StreamManager,
-    StreamManagerExt, StreamMessage, StreamType, StreamUse, field, validate_name,
+    PendingInfo, PruneReport, PurgeReport, PurgedEntry, RawFields, Readiness, Refusal,
+    ReplayDuplicate, ReplayItem, ReplayReport, ReplaySkip, Result, RetryConfig, RetryOptions,
+    RetryPolicy, SkipReason, Stats, StreamBackend, StreamError, StreamHealth, StreamInfo,
+    StreamManager, StreamManagerExt, StreamMessage, StreamType, StreamUse, field, validate_name,
     validate_namespace,
 };
 pub use streams_core::{backend, observe, runner};

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use clap::Args;
 use serde_json::{Value, json};
-use xnai_streams::StreamMessage;
+use xnai_streams::{RedisStreamManager, StreamError, StreamMessage};
 
 use crate::output::{Failure, Format, clip, parse_duration, table};
 use crate::target::{CLI_CONSUMER, Target};
@@ -30,7 +30,7 @@ pub(crate) struct ClaimArgs {
     format: Format,
 }
 
-fn claimed_json(message: &StreamMessage) -> Value {
+pub(crate) fn claimed_json(message: &StreamMessage) -> Value {
     let mut value = message.to_json();
     if let (Some(map), Some(d)) = (value.as_object_mut(), &message.delivery) {
         map.insert("deliveries".to_owned(), json!(d.deliveries));
@@ -38,19 +38,23 @@ fn claimed_json(message: &StreamMessage) -> Value {
     value
 }
 
-pub(crate) async fn run(args: ClaimArgs, target: &Target) -> Result<u8, Failure> {
-    let out = args.format.out();
-    let manager = target.manager_as(&args.consumer).await?;
+/// Claims the group's entries idle at least `idle` (default: the group's
+/// `claim_idle`) as `manager`'s consumer, claim after claim until nothing
+/// new comes, and hands each back at once, without counting this delivery,
+/// for the group's workers to claim; poison messages go to the dead-letter
+/// queue on the way. Returns what was claimed and handed back. Nothing is
+/// handled here.
+pub(crate) async fn claim_and_hand_back(
+    manager: &RedisStreamManager,
+    group: &str,
+    idle: Option<Duration>,
+) -> Result<Vec<StreamMessage>, StreamError> {
     // Each claim takes at most one entry whose consumer died holding it
     // and goes on after it the next time: claim until nothing new comes.
-    // This command handles nothing: what it claims goes back at once,
-    // without counting this delivery, for the group's workers to claim.
     let mut claimed: Vec<StreamMessage> = Vec::new();
     let mut seen = HashSet::new();
     for _ in 0..MAX_ROUNDS {
-        let round = manager
-            .claim_pending_messages(&args.group, args.idle)
-            .await?;
+        let round = manager.claim_pending_messages(group, idle).await?;
         if round.is_empty() {
             break;
         }
@@ -64,6 +68,13 @@ pub(crate) async fn run(args: ClaimArgs, target: &Target) -> Result<u8, Failure>
         }
         claimed.extend(fresh);
     }
+    Ok(claimed)
+}
+
+pub(crate) async fn run(args: ClaimArgs, target: &Target) -> Result<u8, Failure> {
+    let out = args.format.out();
+    let manager = target.manager_as(&args.consumer).await?;
+    let claimed = claim_and_hand_back(&manager, &args.group, args.idle).await?;
     let stats = manager.get_stats().await?;
     manager.close().await?;
     if out.json {

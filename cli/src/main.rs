@@ -3,6 +3,7 @@
 
 mod claim;
 mod consumers;
+mod dashboard;
 mod demo;
 mod dlq;
 mod groups;
@@ -81,6 +82,10 @@ enum Command {
     /// messages go to the dead-letter queue, the others are handed back,
     /// claimable at once by the group's workers.
     Claim(claim::ClaimArgs),
+    /// Serve a web dashboard of the streams, groups and dead-letter queue
+    /// (and a JSON API, /metrics and /healthz), read-only unless
+    /// --allow-writes is given. Ctrl-C stops it.
+    Dashboard(dashboard::DashboardArgs),
     /// Work for a group: run a command for each message (its JSON on
     /// stdin) and settle the message by the command's exit status, with
     /// leases, retries, the dead-letter queue and graceful shutdown.
@@ -102,6 +107,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Dlq(command) => dlq::run(command, &target).await,
         Command::Claim(args) => claim::run(args, &target).await,
         Command::Work(args) => work::run(args, &target).await,
+        Command::Dashboard(args) => dashboard::run(args, &target).await,
     }
 }
 

@@ -2,7 +2,7 @@
 
 use clap::{Args, ValueEnum};
 use xnai_streams::{
-    DlqConfig, DlqLayout, Manager, ManagerConfig, RedisBackend, RedisStreamManager,
+    DlqConfig, DlqLayout, Manager, ManagerConfig, RedisBackend, RedisConfig, RedisStreamManager,
 };
 
 use crate::output::Failure;
@@ -13,8 +13,9 @@ const DEFAULT_URL: &str = "redis://127.0.0.1:6379";
 /// The consumer name the operator's commands use in a group (`claim`).
 pub(crate) const CLI_CONSUMER: &str = "xnai-streams-cli";
 
-/// Options that pick the server and the data, for every command.
-#[derive(Debug, Args)]
+/// Options that pick the server and the data, for every command. `Debug`
+/// shows the URL without its password.
+#[derive(Args)]
 pub(crate) struct Target {
     /// Redis server URL. Default: REDIS_URL, then redis://127.0.0.1:6379
     /// (`demo` runs in-process unless this is given).
@@ -36,6 +37,22 @@ pub(crate) enum Layout {
     Shared,
     /// One dead-letter stream per stream (`xnai:dlq:{<stream>}`).
     PerStream,
+}
+
+impl std::fmt::Debug for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Target")
+            .field(
+                "redis",
+                &self
+                    .redis
+                    .as_ref()
+                    .map(|url| RedisConfig::new(url.as_str()).redacted_url()),
+            )
+            .field("namespace", &self.namespace)
+            .field("dlq_layout", &self.dlq_layout)
+            .finish()
+    }
 }
 
 impl Target {
@@ -80,5 +97,22 @@ impl Target {
     /// A manager on the server, initialized.
     pub(crate) async fn manager(&self) -> Result<RedisStreamManager, Failure> {
         self.manager_as(CLI_CONSUMER).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_hides_the_password() {
+        let target = Target {
+            redis: Some("redis://app:hunter2-secret@db:6379".to_owned()),
+            namespace: Some("t1".to_owned()),
+            dlq_layout: Layout::Shared,
+        };
+        let shown = format!("{target:?}");
+        assert!(!shown.contains("hunter2-secret"), "{shown}");
+        assert!(shown.contains("redis://app:***@db:6379"), "{shown}");
     }
 }

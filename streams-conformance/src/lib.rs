@@ -38,7 +38,7 @@
 //!
 //! # Cases
 //!
-//! 144 cases in 21 areas, plus `capabilities::skipped_cases_are_declared`.
+//! 149 cases in 21 areas, plus `capabilities::skipped_cases_are_declared`.
 //! A case may need backend features (see [`Feature`]); on a backend without
 //! them it is skipped, with the reason printed, and counted. Run one with `cargo test -p <backend> --test conformance <area>::<case>`.
 //!
@@ -103,6 +103,8 @@
 //! | retry | `promote_due_retries_without_a_reader` | `promote_due_retries` moves due retries without any reader of the group |
 //! | retry | `group_retry_policy_applies` | a group's own retry policy applies whichever manager retries |
 //! | retry | `retry_with_sets_error_and_delay` | `retry_with` records the error and is due after the given delay; the limit holds |
+//! | retry | `retry_many_schedules_each` | `retry_many` reports each outcome in order: scheduled, past the limit (left pending), refused; one refused does not stop the others |
+//! | retry | `ready_retries_are_read_while_the_stream_is_busy` | a retry another process promoted is read within about the promote interval while the stream is busy; one this manager promoted, by its next read |
 //! | dlq | `dlq_move_acks_original` | a DLQ entry carries payload and provenance; the original is acknowledged |
 //! | dlq | `dlq_without_group_keeps_original_pending` | without a group, the DLQ entry is written and the original stays pending |
 //! | dlq | `dlq_disabled_keeps_message_pending` | a disabled DLQ gives `DlqDisabled`, writes nothing, dead-letters no poison |
@@ -110,6 +112,7 @@
 //! | dlq | `dlq_trims_by_age` | DLQ entries older than `max_retention` are trimmed |
 //! | dlq | `dlq_per_stream_layout` | the per-stream layout writes `<prefix>:{<stream>}`; `dlq_entries` counts all |
 //! | dlq | `dlq_of_retry_copy_cleans_ready_stream` | dead-lettering a retry copy removes it from the retry stream |
+//! | dlq | `dead_letter_many_moves_each` | `dead_letter_many` writes each dead letter with its provenance and reports each outcome; a refused one writes nothing; without a group the originals stay pending |
 //! | dlq_ops | `dlq_list_filters_and_pages` | `dlq_list` filters by stream, group, reason text and failure time, oldest first, in pages whose cursor ends |
 //! | dlq_ops | `dlq_show_finds_one_entry` | `dlq_show` finds a dead letter by id with payload and provenance; `None` for an unknown id, `InvalidId` for an unreadable one |
 //! | dlq_ops | `dlq_stats_count_by_reason` | `dlq_stats` counts in total, by reason, stream and group, with the oldest and newest failure; filters apply |
@@ -148,6 +151,7 @@
 //! | decode | `malformed_entry_dead_letters_with_raw_fields` | a malformed entry is dead-lettered with its raw fields intact |
 //! | decode | `malformed_entry_is_not_retried` | retrying a malformed entry fails with `Decode`; it stays pending and can be dead-lettered |
 //! | decode | `traceparent_is_kept_through_copies` | a valid `traceparent` is read and kept by retry and dead-letter copies; an invalid one is ignored; sends without a trace write none |
+//! | decode | `hostile_entries_reach_the_dlq_and_consume_goes_on` | entries written straight to the stream with `data` not UTF-8, JSON cut short, fields repeated, a 10 MB body, JSON nested 100 000 deep: the runner dead-letters each with its raw fields byte for byte and handles the next message |
 //! | trim | `send_trims_to_max_len` | sending with `max_len` keeps the stream between `max_len` and `max_len + 100` |
 //! | trim | `trim_by_max_len` | exact `MaxLen` trims keep exactly the newest entries |
 //! | trim | `stream_len_counts_entries` | `len` counts entries; 0 for a missing stream |
@@ -159,7 +163,7 @@
 //! | subscribe | `subscribe_hands_back_unyielded_messages_on_drop` | dropping a subscription makes its unyielded messages claimable at once |
 //! | subscribe | `subscribe_to_unknown_group_ends_with_error` | a subscription to an unknown group yields `GroupNotFound` and ends |
 //! | runner | `consume_handles_and_acks_everything` | every message is handled once and acked; nothing left pending |
-//! | runner | `outcomes_settle_as_asked` | retry with a delay, dead-letter with a reason, errors retry then dead-letter past the limit |
+//! | runner | `outcomes_settle_as_asked` | retry with a delay, dead-letter with a reason, errors retry then dead-letter past the limit; `on_settled` hears each |
 //! | runner | `typed_payloads_that_do_not_fit_are_dead_lettered` | a payload not fitting the handler's type goes to the DLQ, never retried |
 //! | runner | `concurrency_never_exceeds_the_limit` | no more handlers run at once than the limit, and the limit is reached |
 //! | runner | `long_handlers_keep_their_lease_until_their_process_dies` | a live long handler's message is not claimed; it is once the process dies |
@@ -184,12 +188,14 @@
 //! | backend | `delete_consumer_keeps_pending_work` | a consumer with pending entries is never deleted |
 //! | backend | `ack_with_delete_removes_entries` | `ack` with `delete` acknowledges and deletes the entries |
 //! | backend | `write_probe_expires` | a probe write replaces its key with a short-lived value of another type, gone after its time to live |
+//! | backend | `move_entries_report_each_outcome` | `move_entries` makes each move on its own and reports each outcome in order; refused moves write nothing |
 //! | entries | `range_reads_newest_first` | `range` newest first returns the last entries within bounds; unreadable bounds are `InvalidId` |
 //! | entries | `transfer_moves_only_existing_entries` | `transfer` copies and deletes in one step only an entry that exists; a second run writes nothing |
 //! | entries | `delete_entries_removes_only_given_ids` | `delete_entries` deletes the given ids, reports those that existed, leaves pending lists, refuses unreadable ids whole |
 //! | entries | `stream_keys_lists_streams_under_prefix` | `stream_keys` lists stream keys under a literal prefix, sorted, without other types |
 
 pub mod cases;
+pub mod checker;
 pub mod support;
 
 pub use streams_core::backend::Feature;

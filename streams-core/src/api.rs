@@ -200,6 +200,47 @@ pub trait StreamManager: Send + Sync + Debug {
     /// As [`retry_message`](Self::retry_message).
     async fn retry_with(&self, message: &StreamMessage, options: RetryOptions) -> Result<bool>;
 
+    /// [`retry_message`](Self::retry_message) for each message, in one
+    /// round trip where the backend can: the outcome of each, in order
+    /// (`Ok(false)` past the retry limit, an error for one refused). One
+    /// refused does not stop the others. The default retries them one
+    /// after another.
+    ///
+    /// # Errors
+    /// Connection errors that leave every outcome unknown (some retries
+    /// may have been scheduled), [`StreamError::Closed`],
+    /// [`StreamError::Unsupported`].
+    async fn retry_many(&self, messages: &[StreamMessage]) -> Result<Vec<Result<bool>>> {
+        let mut outcomes = Vec::with_capacity(messages.len());
+        for message in messages {
+            outcomes.push(self.retry_message(message).await);
+        }
+        Ok(outcomes)
+    }
+
+    /// [`send_to_dlq`](Self::send_to_dlq) for each message, with one
+    /// reason, in one round trip where the backend can: the dead-letter
+    /// entry id of each, in order, or the error that refused it (one
+    /// refused does not stop the others). The default sends them one after
+    /// another.
+    ///
+    /// # Errors
+    /// [`StreamError::DlqDisabled`], [`StreamError::GroupNotFound`],
+    /// connection errors that leave every outcome unknown (some messages
+    /// may have been dead-lettered).
+    async fn dead_letter_many(
+        &self,
+        messages: &[StreamMessage],
+        reason: &str,
+        group_name: Option<&str>,
+    ) -> Result<Vec<Result<String>>> {
+        let mut outcomes = Vec::with_capacity(messages.len());
+        for message in messages {
+            outcomes.push(self.send_to_dlq(message, reason, group_name).await);
+        }
+        Ok(outcomes)
+    }
+
     /// Claims entries of the group idle for at least `idle` (default: the
     /// group's `claim_idle`), on all its streams, and returns them: every
     /// idle entry that was handed back unhandled, and at most one whose last
@@ -422,6 +463,13 @@ pub trait StreamManager: Send + Sync + Debug {
     /// # Errors
     /// Connection errors (while reading the dead-letter length).
     async fn get_stats(&self) -> Result<Stats>;
+
+    /// This manager's counters as they are now, without a round trip:
+    /// [`get_stats`](Self::get_stats) without reading the dead-letter
+    /// queue, whose `dlq_entries` is the length last read (0 before any).
+    /// For code that watches counters move, such as the consume runner,
+    /// which reports the entries it found trimmed while pending.
+    fn counters(&self) -> Stats;
 
     /// Whether the backend can take work now, for readiness probes: one
     /// small write of a short-lived key (one round trip, nothing scanned),
@@ -674,6 +722,22 @@ macro_rules! delegate_manager {
                 let $this = self;
                 $target.retry_with(message, options).await
             }
+            async fn retry_many(
+                &self,
+                messages: &[$crate::StreamMessage],
+            ) -> $crate::Result<Vec<$crate::Result<bool>>> {
+                let $this = self;
+                $target.retry_many(messages).await
+            }
+            async fn dead_letter_many(
+                &self,
+                messages: &[$crate::StreamMessage],
+                reason: &str,
+                group_name: Option<&str>,
+            ) -> $crate::Result<Vec<$crate::Result<String>>> {
+                let $this = self;
+                $target.dead_letter_many(messages, reason, group_name).await
+            }
             async fn claim_pending_messages(
                 &self,
                 group_name: &str,
@@ -771,6 +835,10 @@ macro_rules! delegate_manager {
             async fn get_stats(&self) -> $crate::Result<$crate::Stats> {
                 let $this = self;
                 $target.get_stats().await
+            }
+            fn counters(&self) -> $crate::Stats {
+                let $this = self;
+                $target.counters()
             }
             async fn readiness(&self) -> $crate::Result<$crate::Readiness> {
                 let $this = self;

@@ -278,9 +278,14 @@ struct DeadLetterParts {
 
 /// Decodes an entry. Never panics; see [`StreamMessage::from_entry`].
 pub(crate) fn decode(stream: &str, id: &str, fields: &[(Bytes, Bytes)]) -> StreamMessage {
-    let mut msg = StreamMessage::new(stream, Map::new());
-    msg.id = id.to_owned();
-    msg.timestamp = String::new();
+    decode_owned(stream, id.to_owned(), fields.to_vec())
+}
+
+/// [`decode`], taking the entry apart: the buffers of `data`, `ts` and
+/// `mid` become the message's payload and strings as they are, and the
+/// fields are kept as `raw` without a copy when they must be.
+pub(crate) fn decode_owned(stream: &str, id: String, fields: Fields) -> StreamMessage {
+    let mut msg = StreamMessage::blank(stream, id);
     if fields
         .iter()
         .any(|(k, _)| k.as_ref() == field::DATA.as_bytes())
@@ -292,12 +297,39 @@ pub(crate) fn decode(stream: &str, id: &str, fields: &[(Bytes, Bytes)]) -> Strea
     msg
 }
 
-fn decode_envelope(msg: &mut StreamMessage, fields: &[(Bytes, Bytes)]) {
+/// Bytes known to be UTF-8 as a `String`, reusing their buffer when they
+/// own it alone.
+fn into_string(b: Bytes) -> String {
+    String::from_utf8(Vec::from(b)).unwrap_or_else(|e| lossy(e.as_bytes()))
+}
+
+/// Where the envelope's plain text fields are, when they are read as they
+/// are at the end.
+#[derive(Default)]
+struct Places {
+    data: Option<usize>,
+    ts: Option<usize>,
+    mid: Option<usize>,
+}
+
+/// Whether a field name was seen before in `fields[..i]`. Entries have a
+/// handful of fields, where a scan beats hashing.
+fn seen_before(fields: &[(Bytes, Bytes)], i: usize) -> bool {
+    const SCAN: usize = 16;
+    let name = &fields[i].0;
+    if i < SCAN {
+        return fields[..i].iter().any(|(k, _)| k == name);
+    }
+    let earlier: HashSet<&[u8]> = fields[..i].iter().map(|(k, _)| k.as_ref()).collect();
+    earlier.contains(name.as_ref())
+}
+
+fn decode_envelope(msg: &mut StreamMessage, fields: Fields) {
     let mut problems: Vec<String> = Vec::new();
     let mut dead = DeadLetterParts::default();
     let mut raw_copies = Fields::new();
     let mut extra = false;
-    let mut seen: HashSet<&[u8]> = HashSet::with_capacity(fields.len());
+    let mut places = Places::default();
     let string = |name: &str, v: &Bytes, problems: &mut Vec<String>| match text(v) {
         Ok(s) => Some(s.to_owned()),
         Err(_) => {
@@ -305,10 +337,15 @@ fn decode_envelope(msg: &mut StreamMessage, fields: &[(Bytes, Bytes)]) {
             Some(lossy(v))
         }
     };
-    for (k, v) in fields {
+    let utf8 = |name: &str, v: &Bytes, problems: &mut Vec<String>| {
+        if text(v).is_err() {
+            problems.push(format!("`{name}` is not valid UTF-8"));
+        }
+    };
+    for (i, (k, v)) in fields.iter().enumerate() {
         // Verbatim copies of a malformed entry may repeat a name, as it did.
         let copy = k.starts_with(field::RAW_PREFIX.as_bytes());
-        if !copy && !seen.insert(k.as_ref()) {
+        if !copy && seen_before(&fields, i) {
             problems.push(format!("field `{}` appears more than once", lossy(k)));
             continue;
         }
@@ -316,7 +353,7 @@ fn decode_envelope(msg: &mut StreamMessage, fields: &[(Bytes, Bytes)]) {
             b"data" => match serde_json::from_slice::<Value>(v) {
                 Ok(Value::Object(map)) => {
                     msg.data = map;
-                    msg.payload = Some(v.clone());
+                    places.data = Some(i);
                 }
                 Ok(other) => problems.push(format!(
                     "`data` is a JSON {}, not an object",
@@ -324,7 +361,10 @@ fn decode_envelope(msg: &mut StreamMessage, fields: &[(Bytes, Bytes)]) {
                 )),
                 Err(e) => problems.push(format!("`data` is not valid JSON: {e}")),
             },
-            b"ts" => msg.timestamp = string("ts", v, &mut problems).unwrap_or_default(),
+            b"ts" => {
+                utf8("ts", v, &mut problems);
+                places.ts = Some(i);
+            }
             b"retry_count" => match text(v).ok().and_then(|s| s.parse::<u32>().ok()) {
                 Some(n) => msg.retry_count = n,
                 None => problems.push(format!(
@@ -332,7 +372,10 @@ fn decode_envelope(msg: &mut StreamMessage, fields: &[(Bytes, Bytes)]) {
                     lossy(v)
                 )),
             },
-            b"mid" => msg.mid = string("mid", v, &mut problems),
+            b"mid" => {
+                utf8("mid", v, &mut problems);
+                places.mid = Some(i);
+            }
             b"error" => msg.error = string("error", v, &mut problems),
             // Trace context is a hint: an invalid value is ignored, never a
             // reason to fail the message.
@@ -383,9 +426,8 @@ fn decode_envelope(msg: &mut StreamMessage, fields: &[(Bytes, Bytes)]) {
     if !problems.is_empty() {
         msg.status = MessageStatus::Failed;
         msg.error = Some(format!("malformed entry: {}", problems.join("; ")));
-        msg.data = string_view(fields).0;
-        msg.payload = None;
-        msg.raw = Some(RawFields(fields.to_vec()));
+        msg.data = string_view(&fields).0;
+        msg.raw = Some(RawFields(fields));
         return;
     }
     msg.status = if msg.dead_letter.is_some() {
@@ -395,11 +437,29 @@ fn decode_envelope(msg: &mut StreamMessage, fields: &[(Bytes, Bytes)]) {
     } else {
         MessageStatus::Pending
     };
+    let keep_all = raw_copies.is_empty() && extra;
     if !raw_copies.is_empty() {
         msg.raw = Some(RawFields(raw_copies));
-    } else if extra {
-        // Fields beyond the envelope: keep them so a move does not drop them.
-        msg.raw = Some(RawFields(fields.to_vec()));
+    }
+    if keep_all {
+        // Fields beyond the envelope: keep them so a move does not drop
+        // them, and copy what the message shows.
+        let at = |i: Option<usize>| i.map(|i| &fields[i].1);
+        msg.payload = at(places.data).cloned();
+        msg.timestamp = at(places.ts).map(|v| lossy(v)).unwrap_or_default();
+        msg.mid = at(places.mid).map(|v| lossy(v));
+        msg.raw = Some(RawFields(fields));
+        return;
+    }
+    for (i, (_, v)) in fields.into_iter().enumerate() {
+        let i = Some(i);
+        if i == places.data {
+            msg.payload = Some(v);
+        } else if i == places.ts {
+            msg.timestamp = into_string(v);
+        } else if i == places.mid {
+            msg.mid = Some(into_string(v));
+        }
     }
 }
 
@@ -429,13 +489,13 @@ fn string_view(fields: &[(Bytes, Bytes)]) -> (Map<String, Value>, Vec<String>) {
     (data, problems)
 }
 
-fn decode_foreign(msg: &mut StreamMessage, fields: &[(Bytes, Bytes)]) {
-    let (data, problems) = string_view(fields);
+fn decode_foreign(msg: &mut StreamMessage, fields: Fields) {
+    let (data, problems) = string_view(&fields);
     msg.data = data;
     if !problems.is_empty() {
         msg.status = MessageStatus::Failed;
         msg.error = Some(format!("malformed entry: {}", problems.join("; ")));
-        msg.raw = Some(RawFields(fields.to_vec()));
+        msg.raw = Some(RawFields(fields));
     }
 }
 
@@ -712,6 +772,188 @@ mod tests {
             "]".repeat(MAX_PAYLOAD_DEPTH)
         );
         assert!(serde_json::from_str::<Value>(&over).is_err());
+    }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// A finite number that survives JSON text unchanged: integers of
+        /// every width, and floats whose shortest text parses back to them
+        /// (serde_json's default float parser may be one ulp off otherwise).
+        fn number() -> impl Strategy<Value = Value> {
+            prop_oneof![
+                any::<i64>().prop_map(Value::from),
+                any::<u64>().prop_map(Value::from),
+                any::<f64>()
+                    .prop_filter("finite, exact through JSON text", |f| {
+                        f.is_finite()
+                            && serde_json::from_str::<f64>(&serde_json::to_string(f).unwrap())
+                                .is_ok_and(|back| back == *f)
+                    })
+                    .prop_map(Value::from),
+            ]
+        }
+
+        /// Strings of any Unicode, control characters, quotes and
+        /// backslashes included.
+        fn text() -> impl Strategy<Value = String> {
+            prop_oneof![
+                any::<String>(),
+                "[\"\\\\/{}:\\[\\]\\x00-\\x1f\u{7f}\u{2028}\u{fffd}\u{1f600}a]{0,12}",
+            ]
+        }
+
+        /// Any JSON value, nested.
+        fn json() -> impl Strategy<Value = Value> {
+            let leaf = prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::Bool),
+                number(),
+                text().prop_map(Value::String),
+            ];
+            leaf.prop_recursive(8, 96, 8, |inner| {
+                prop_oneof![
+                    proptest::collection::vec(inner.clone(), 0..8).prop_map(Value::Array),
+                    proptest::collection::btree_map(text(), inner, 0..8)
+                        .prop_map(|m| Value::Object(m.into_iter().collect())),
+                ]
+            })
+        }
+
+        /// Any JSON object: a payload.
+        fn object() -> impl Strategy<Value = Map<String, Value>> {
+            proptest::collection::btree_map(text(), json(), 0..8)
+                .prop_map(|m| m.into_iter().collect())
+        }
+
+        /// Field names a decoder treats specially, and a few others, so
+        /// generated entries often repeat a name or mix the envelope with
+        /// foreign fields.
+        const NAMES: [&[u8]; 14] = [
+            b"data",
+            b"ts",
+            b"retry_count",
+            b"mid",
+            b"error",
+            b"traceparent",
+            b"replayed_from",
+            b"replay_count",
+            b"origin_stream",
+            b"deliveries",
+            b"raw:data",
+            b"raw:\xff",
+            b"agent",
+            b"",
+        ];
+
+        fn name() -> impl Strategy<Value = Bytes> {
+            prop_oneof![
+                3 => proptest::sample::select(&NAMES[..]).prop_map(Bytes::from_static),
+                1 => proptest::collection::vec(any::<u8>(), 0..8).prop_map(Bytes::from),
+            ]
+        }
+
+        /// Values: JSON objects and other JSON, numbers as text, and any bytes.
+        fn value() -> impl Strategy<Value = Bytes> {
+            prop_oneof![
+                object().prop_map(|m| Bytes::from(serde_json::to_vec(&m).unwrap())),
+                json().prop_map(|v| Bytes::from(serde_json::to_vec(&v).unwrap())),
+                any::<u32>().prop_map(|n| Bytes::from(n.to_string())),
+                proptest::collection::vec(any::<u8>(), 0..32).prop_map(Bytes::from),
+            ]
+        }
+
+        /// Any number of fields, names often repeated.
+        fn entry() -> impl Strategy<Value = Fields> {
+            proptest::collection::vec((name(), value()), 0..10)
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(512))]
+
+            /// Any JSON object goes through the envelope and comes back
+            /// equal, with its stored bytes, `ts`, `mid` and retry count.
+            #[test]
+            fn any_object_round_trips(
+                data in object(),
+                ts in text(),
+                mid in text(),
+                retry_count in any::<u32>(),
+            ) {
+                let bytes = Bytes::from(serde_json::to_vec(&data).unwrap());
+                let fields = envelope_fields(bytes.clone(), &ts, retry_count, Some(&mid), None, None);
+                let msg = decode("s", "1-0", &fields);
+                prop_assert!(!msg.is_malformed(), "{:?}", msg.error);
+                prop_assert_eq!(&msg.data, &data);
+                prop_assert_eq!(msg.payload.as_ref(), Some(&bytes));
+                prop_assert_eq!(&msg.timestamp, &ts);
+                prop_assert_eq!(msg.mid.as_deref(), Some(mid.as_str()));
+                prop_assert_eq!(msg.retry_count, retry_count);
+                prop_assert!(msg.raw.is_none());
+                // A copy carries the same bytes.
+                prop_assert_eq!(payload_of(&msg), bytes);
+            }
+
+            /// Decoding any field map never panics, and gives either a
+            /// message that follows the format or a malformed message that
+            /// keeps every stored field, byte for byte.
+            #[test]
+            fn any_fields_decode_to_a_message_or_a_malformed_one(fields in entry()) {
+                let msg = decode("s", "7-1", &fields);
+                prop_assert_eq!(&msg.id, "7-1");
+                prop_assert_eq!(&msg.stream, "s");
+                if msg.status == MessageStatus::Failed {
+                    prop_assert!(msg.is_malformed());
+                    let error = msg.error.as_deref().unwrap_or_default();
+                    prop_assert!(error.starts_with("malformed entry: "), "{}", error);
+                    prop_assert_eq!(msg.raw.as_ref().unwrap().fields(), &fields[..]);
+                    return Ok(());
+                }
+                // Well formed: no name twice (copies aside), every name
+                // UTF-8, and `data`, when there is one, a JSON object.
+                let plain: Vec<&Bytes> = fields
+                    .iter()
+                    .map(|(k, _)| k)
+                    .filter(|k| !k.starts_with(b"raw:"))
+                    .collect();
+                let unique: HashSet<&Bytes> = plain.iter().copied().collect();
+                prop_assert_eq!(unique.len(), plain.len(), "a repeated field was accepted");
+                prop_assert!(plain.iter().all(|k| std::str::from_utf8(k).is_ok()));
+                match fields.iter().find(|(k, _)| k.as_ref() == b"data") {
+                    Some((_, v)) => {
+                        let parsed: Map<String, Value> = serde_json::from_slice(v).unwrap();
+                        prop_assert_eq!(&msg.data, &parsed);
+                        prop_assert_eq!(msg.payload.as_ref(), Some(v));
+                    }
+                    None => {
+                        // Another producer's entry: every field as a string.
+                        prop_assert_eq!(msg.data.len(), fields.len());
+                        for (k, v) in &fields {
+                            let k = std::str::from_utf8(k).unwrap();
+                            let v = std::str::from_utf8(v).unwrap();
+                            prop_assert_eq!(msg.data.get(k), Some(&Value::from(v)));
+                        }
+                    }
+                }
+            }
+
+            /// Any bytes as `data`: a message exactly when they are a JSON
+            /// object, else a malformed one with its fields kept.
+            #[test]
+            fn any_data_bytes_never_panic(data in proptest::collection::vec(any::<u8>(), 0..64)) {
+                let fields = vec![
+                    (Bytes::from_static(b"data"), Bytes::from(data.clone())),
+                    (Bytes::from_static(b"ts"), Bytes::from_static(b"t")),
+                ];
+                let msg = decode("s", "1-0", &fields);
+                let object = serde_json::from_slice::<Map<String, Value>>(&data).is_ok();
+                prop_assert_eq!(msg.is_malformed(), !object);
+                if !object {
+                    prop_assert_eq!(msg.raw.as_ref().unwrap().fields(), &fields[..]);
+                }
+            }
+        }
     }
 
     #[test]

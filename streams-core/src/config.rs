@@ -231,7 +231,9 @@ pub struct DlqConfig {
     /// `false`, `send_to_dlq` fails with [`StreamError::DlqDisabled`] and the
     /// message stays pending; nothing is dropped.
     pub enabled: bool,
-    /// How long dead-letter entries are kept (trimmed by age). Default 24 h.
+    /// How long dead-letter entries are kept (trimmed by age, approximately,
+    /// by a dead-letter write at most once a second per stream, or once
+    /// per tenth of this when that is shorter). Default 24 h.
     /// Serialized as `max_retention_seconds`.
     #[serde(rename = "max_retention_seconds", with = "seconds")]
     pub max_retention: Duration,

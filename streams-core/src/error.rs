@@ -205,6 +205,46 @@ pub enum StreamError {
         message: String,
     },
 
+    /// The server refused a command for the credentials in use (a Redis
+    /// ACL answering `NOPERM`): the user may not run the command, or not on
+    /// one of its keys. Not retryable: the user's permissions must change
+    /// (`docs/security.md` lists what the library needs).
+    #[error("{backend} refused `{command}`: permission denied: {message}")]
+    PermissionDenied {
+        /// Which backend (`"redis"`).
+        backend: &'static str,
+        /// The command refused, as the server names it (`XACK`,
+        /// `XGROUP CREATE`); when the server does not say, the command or
+        /// script that was sent.
+        command: String,
+        /// The server's words, and what the library knows besides (the
+        /// commands a refused script runs).
+        message: String,
+    },
+
+    /// The server answered and refused to write: it is out of memory (Redis
+    /// over `maxmemory` under the `noeviction` policy) or read-only (a
+    /// replica). Nothing was written.
+    ///
+    /// Not [retryable](Self::is_retryable): the refusal lasts until an
+    /// operator frees memory, raises the limit or points clients at a
+    /// primary, and a send retried in a loop would only hide it. What is
+    /// already stored stays readable, and acknowledgements free nothing
+    /// but are still accepted (see `docs/architecture.md`, "Out of memory is
+    /// a refusal").
+    #[error("{backend} refused {operation}: {reason} ({message})")]
+    WriteRefused {
+        /// Which backend (`"redis"`).
+        backend: &'static str,
+        /// The command or script refused, e.g. `XADD`.
+        operation: String,
+        /// Why.
+        reason: Refusal,
+        /// What the server said, e.g. `OOM command not allowed when used
+        /// memory > 'maxmemory'.`
+        message: String,
+    },
+
     /// The manager was closed.
     #[error("the stream manager is closed")]
     Closed,
@@ -218,6 +258,19 @@ pub enum StreamError {
         #[source]
         source: BoxError,
     },
+}
+
+/// Why a server refused a write ([`StreamError::WriteRefused`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
+#[non_exhaustive]
+pub enum Refusal {
+    /// The server is out of memory (Redis: `OOM`, over `maxmemory` with
+    /// the `noeviction` policy).
+    #[error("the server is out of memory")]
+    OutOfMemory,
+    /// The server only serves reads (Redis: `READONLY`, a replica).
+    #[error("the server is read-only")]
+    ReadOnly,
 }
 
 impl StreamError {
@@ -279,6 +332,18 @@ mod tests {
             owner: Some("b".into()),
         };
         assert!(e.to_string().contains("now owned by `b`"));
+        let e = StreamError::WriteRefused {
+            backend: "redis",
+            operation: "XADD".into(),
+            reason: Refusal::OutOfMemory,
+            message: "OOM command not allowed when used memory > 'maxmemory'.".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "redis refused XADD: the server is out of memory \
+             (OOM command not allowed when used memory > 'maxmemory'.)"
+        );
+        assert!(!e.is_retryable());
         let e = StreamError::Timeout {
             operation: "XREADGROUP".into(),
             after: Duration::from_millis(1500),
@@ -291,6 +356,16 @@ mod tests {
         assert_eq!(e.to_string(), "XADD timed out after 2s 999ms");
         assert_eq!(show_duration(Duration::from_micros(3)), "<1ms");
         assert_eq!(show_duration(Duration::ZERO), "0s");
+        let e = StreamError::PermissionDenied {
+            backend: "redis",
+            command: "XACK".into(),
+            message: "this user has no permissions to run the 'xack' command".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "redis refused `XACK`: permission denied: this user has no permissions to run the 'xack' command"
+        );
+        assert!(!e.is_retryable());
     }
 
     #[test]

@@ -43,7 +43,7 @@ pub use codec::{MAX_PAYLOAD_DEPTH, field};
 pub use config::{
     ConsumerGroupConfig, DlqConfig, DlqLayout, GroupStart, ManagerConfig, RetryConfig, RetryPolicy,
 };
-pub use error::{BoxError, Result, StreamError};
+pub use error::{BoxError, Refusal, Result, StreamError};
 pub use manager::{
     ConsumerHealth, DlqCursor, DlqFilter, DlqPage, DlqProgress, DlqPurge, DlqQuery, DlqReplay,
     DlqSelection, DlqStats, EntryState, GroupHealth, HealthReport, HealthStatus, HealthThresholds,

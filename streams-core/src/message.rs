@@ -1,6 +1,7 @@
 //! Messages as users see them.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -61,13 +62,16 @@ impl fmt::Display for MessageStatus {
 
 /// How a message reached this consumer: set on messages returned by
 /// `read_messages`, `claim_pending_messages` and `subscribe`.
+///
+/// The names are shared: every message of a read holds the same two
+/// strings, not copies (`&*delivery.group` is the name as a `&str`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Delivery {
     /// The consumer group it was read through.
-    pub group: String,
+    pub group: Arc<str>,
     /// The consumer that holds it.
-    pub consumer: String,
+    pub consumer: Arc<str>,
     /// Whether it was read from the group's private retry stream rather than
     /// from the source stream itself. Acknowledgements go where it was read.
     pub from_retry: bool,
@@ -80,6 +84,38 @@ pub struct Delivery {
 }
 
 impl Delivery {
+    /// A delivery through `group` to `consumer`, the `deliveries`th of its
+    /// copy, read from the source stream ([`from_retry`](Self::from_retry)
+    /// for the group's retry stream). For messages an operator acts on
+    /// without having read them (handing back a stuck consumer's entries
+    /// with [`release`](crate::StreamManager::release), say), built from a
+    /// [`PendingInfo`](crate::PendingInfo).
+    ///
+    /// ```
+    /// use serde_json::Map;
+    /// use streams_core::{Delivery, StreamMessage};
+    ///
+    /// let mut held = StreamMessage::new("xnai:agent_bus", Map::new());
+    /// held.id = "1795645134783-0".to_owned();
+    /// held.delivery = Some(Delivery::new("agent_wavefront", "agent-2", 1));
+    /// assert_eq!(held.group(), Some("agent_wavefront"));
+    /// ```
+    pub fn new(group: impl Into<Arc<str>>, consumer: impl Into<Arc<str>>, deliveries: u64) -> Self {
+        Self {
+            group: group.into(),
+            consumer: consumer.into(),
+            from_retry: false,
+            deliveries,
+        }
+    }
+
+    /// The same delivery, read from the group's private retry stream.
+    #[must_use]
+    pub fn from_retry(mut self, from_retry: bool) -> Self {
+        self.from_retry = from_retry;
+        self
+    }
+
     /// Whether an earlier delivery of this copy ended without being settled:
     /// the message may have crashed its last consumer. The runner handles
     /// such messages alone.
@@ -207,10 +243,21 @@ impl StreamMessage {
     /// A new message for `stream`, not yet sent: no id, timestamp now.
     pub fn new(stream: impl Into<String>, data: Map<String, Value>) -> Self {
         Self {
-            id: String::new(),
             stream: stream.into(),
             data,
             timestamp: codec::now_rfc3339(),
+            ..Self::blank("", String::new())
+        }
+    }
+
+    /// A message of `stream` with id `id` and nothing else, for decoding:
+    /// no timestamp, empty `data`.
+    pub(crate) fn blank(stream: &str, id: String) -> Self {
+        Self {
+            id,
+            stream: stream.to_owned(),
+            data: Map::new(),
+            timestamp: String::new(),
             retry_count: 0,
             status: MessageStatus::Pending,
             error: None,
@@ -265,7 +312,7 @@ impl StreamMessage {
 
     /// The group this message was read through, if any.
     pub fn group(&self) -> Option<&str> {
-        self.delivery.as_ref().map(|d| d.group.as_str())
+        self.delivery.as_ref().map(|d| &*d.group)
     }
 }
 

@@ -584,6 +584,75 @@ mod tests {
                 })
         }
 
+        /// Checks that no key of `triples` belongs to two owners: distinct
+        /// (namespace, stream, group) triples never share a key, unless
+        /// both keys are one thing (the registry, the probe key, the shared
+        /// dead-letter stream, a stream of the same namespace and name).
+        fn keys_stay_apart(
+            triples: &[(Option<String>, String, String)],
+            dlq: DlqLayout,
+        ) -> Result<(), TestCaseError> {
+            let per_stream = dlq == DlqLayout::PerStream;
+            // key -> (what it is, for whom)
+            let mut owners: HashMap<String, (String, String)> = HashMap::new();
+            for (ns, stream, group) in triples {
+                let keys = layout(ns.as_deref(), dlq);
+                if keys.reserved(stream, StreamUse::Send).is_some() {
+                    continue;
+                }
+                for (kind, key) in all_keys(&keys, stream, group) {
+                    // Who a key belongs to: the namespace for shared
+                    // keys, plus the stream for stream-owned ones, plus
+                    // the group for retry keys.
+                    let owner = match kind.as_str() {
+                        "registry" | "probe" => format!("{ns:?}"),
+                        "dlq" if !per_stream => format!("{ns:?}"),
+                        "stream" | "dlq" => format!("{ns:?}/{stream}"),
+                        _ => format!("{ns:?}/{stream}/{group}"),
+                    };
+                    if let Some((k, o)) = owners.get(&key) {
+                        prop_assert!(
+                            *k == kind && *o == owner,
+                            "`{key}` is {kind} of {owner} and {k} of {o}"
+                        );
+                    }
+                    owners.insert(key, (kind, owner));
+                }
+            }
+            Ok(())
+        }
+
+        /// Hostile names: any string at all (braces, colons, control
+        /// characters, every kind of Unicode whitespace, empty, too long),
+        /// and names built of the key layout's own segments.
+        fn hostile() -> impl Strategy<Value = String> {
+            prop_oneof![
+                any::<String>(),
+                "[ab:{}\\- \t\r\n\\x00-\\x08\u{7f}\u{85}\u{a0}\u{200b}\u{2028}\u{3000}\u{feff}é日\u{1f600}]{0,6}",
+                Just(String::new()),
+                (500usize..530).prop_map(|n| "é".repeat(n / 2)),
+                (500usize..530).prop_map(|n| ":".repeat(n)),
+                (0..PREFIXES.len(), base(), 0..SUFFIXES.len())
+                    .prop_map(|(p, b, s)| format!("{}{b}{}", PREFIXES[p], SUFFIXES[s])),
+                base().prop_map(|b| format!("{{{b}}}")),
+            ]
+        }
+
+        /// A refusal is `InvalidName` of the right kind, naming the name.
+        fn refused_as(result: Result<()>, kind: &str, name: &str) -> Result<bool, TestCaseError> {
+            match result {
+                Ok(()) => Ok(false),
+                Err(StreamError::InvalidName {
+                    kind: k, name: n, ..
+                }) => {
+                    prop_assert_eq!(k, kind);
+                    prop_assert_eq!(n.as_str(), name);
+                    Ok(true)
+                }
+                Err(other) => Err(TestCaseError::fail(format!("{name:?}: {other:?}"))),
+            }
+        }
+
         proptest! {
             #![proptest_config(ProptestConfig::with_cases(2000))]
 
@@ -596,32 +665,70 @@ mod tests {
                 per_stream in any::<bool>(),
             ) {
                 let dlq = if per_stream { DlqLayout::PerStream } else { DlqLayout::Shared };
-                // key -> (what it is, for whom)
-                let mut owners: HashMap<String, (String, String)> = HashMap::new();
-                for (ns, stream, group) in &triples {
-                    let keys = layout(ns.as_deref(), dlq);
-                    if keys.reserved(stream, StreamUse::Send).is_some() {
-                        continue;
-                    }
-                    for (kind, key) in all_keys(&keys, stream, group) {
-                        // Who a key belongs to: the namespace for shared
-                        // keys, plus the stream for stream-owned ones, plus
-                        // the group for retry keys.
-                        let owner = match kind.as_str() {
-                            "registry" | "probe" => format!("{ns:?}"),
-                            "dlq" if !per_stream => format!("{ns:?}"),
-                            "stream" | "dlq" => format!("{ns:?}/{stream}"),
-                            _ => format!("{ns:?}/{stream}/{group}"),
-                        };
-                        if let Some((k, o)) = owners.get(&key) {
+                keys_stay_apart(&triples, dlq)?;
+            }
+
+            /// Any string as a namespace, stream or group name is either
+            /// refused with `InvalidName`, or accepted, and then it has none
+            /// of the characters the layout gives a meaning to, and the
+            /// keys of the accepted triples never meet.
+            #[test]
+            fn hostile_names_are_refused_or_kept_apart(
+                pool in proptest::collection::vec(hostile(), 1..6),
+                picks in proptest::collection::vec(
+                    (
+                        proptest::option::of(any::<proptest::sample::Index>()),
+                        any::<proptest::sample::Index>(),
+                        any::<proptest::sample::Index>(),
+                    ),
+                    1..12,
+                ),
+                per_stream in any::<bool>(),
+            ) {
+                let dlq = if per_stream { DlqLayout::PerStream } else { DlqLayout::Shared };
+                let mut accepted = Vec::new();
+                for (ns, stream, group) in picks {
+                    let ns = ns.map(|i| i.get(&pool).clone());
+                    let (stream, group) = (stream.get(&pool).clone(), group.get(&pool).clone());
+                    let ns_refused = match &ns {
+                        Some(ns) => {
+                            let built = KeyLayout::new(
+                                Some(ns),
+                                &DlqConfig::default().with_layout(dlq),
+                                &RetryConfig::default(),
+                                "xnai:groups",
+                            );
+                            refused_as(built.map(drop), "namespace", ns)?
+                        }
+                        None => false,
+                    };
+                    let keys = layout(None, dlq);
+                    let stream_refused =
+                        refused_as(keys.check_stream(&stream, StreamUse::Read), "stream", &stream)?;
+                    let group_refused = refused_as(validate_name("group", &group), "group", &group)?;
+                    for (name, refused) in [
+                        (ns.as_deref().unwrap_or("ns"), ns_refused),
+                        (stream.as_str(), stream_refused),
+                        (group.as_str(), group_refused),
+                    ] {
+                        if !refused {
+                            prop_assert!(!name.is_empty() && name.len() <= MAX_NAME_BYTES);
                             prop_assert!(
-                                *k == kind && *o == owner,
-                                "`{key}` is {kind} of {owner} and {k} of {o}"
+                                !name.contains(['{', '}'])
+                                    && !name.chars().any(|c| c.is_control() || c.is_whitespace()),
+                                "{:?} was accepted",
+                                name
                             );
                         }
-                        owners.insert(key, (kind, owner));
+                    }
+                    if ns.as_ref().is_some_and(|ns| ns.contains(':')) {
+                        prop_assert!(ns_refused, "a namespace with `:` was accepted");
+                    }
+                    if !(ns_refused || stream_refused || group_refused) {
+                        accepted.push((ns, stream, group));
                     }
                 }
+                keys_stay_apart(&accepted, dlq)?;
             }
 
             /// No valid stream name reaches an internal key of any layout.

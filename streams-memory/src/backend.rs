@@ -36,15 +36,15 @@ impl MemoryBackend {
     /// stream it added to, once the lock is released.
     pub(crate) fn with_state<T>(
         &self,
-        command: impl FnOnce(&mut Keyspace, Now) -> Result<T, Error>,
+        command: impl FnOnce(&mut Keyspace, &Now) -> Result<T, Error>,
     ) -> Result<T> {
         let (result, wakes) = {
             let mut ks = self.lock();
-            let result = command(&mut ks, Now::read());
+            let result = command(&mut ks, &Now::read());
             (result, ks.take_wakes())
         };
         for signal in wakes {
-            signal.notify_waiters();
+            signal.wake();
         }
         result.map_err(Into::into)
     }
@@ -68,7 +68,7 @@ impl MemoryBackend {
                 lease.deliveries,
                 idle,
                 refund,
-                now.tick,
+                now.tick(),
             ))
         })
     }
@@ -123,7 +123,7 @@ impl StreamBackend for MemoryBackend {
 
     async fn write_probe(&self, probe: Probe<'_>) -> Result<()> {
         self.with_state(|ks, now| {
-            ks.set_expiring(probe.key, probe.ttl, now.tick);
+            ks.set_expiring(probe.key, probe.ttl, now.tick());
             Ok(())
         })
     }
@@ -142,8 +142,8 @@ impl StreamBackend for MemoryBackend {
 
     async fn add(&self, add: Add) -> Result<EntryId> {
         self.with_state(|ks, now| {
-            ks.add_entry(&add.key, add.fields, &add.trim, now)
-                .map(|id| EntryId::from(id.to_string()))
+            ks.add_entry(&add.key, &add.fields, &add.trim, now)
+                .map(StreamId::to_entry_id)
         })
     }
 
@@ -160,8 +160,8 @@ impl StreamBackend for MemoryBackend {
             }
             adds.into_iter()
                 .map(|add| {
-                    ks.add_entry(&add.key, add.fields, &add.trim, now)
-                        .map(|id| EntryId::from(id.to_string()))
+                    ks.add_entry(&add.key, &add.fields, &add.trim, now)
+                        .map(StreamId::to_entry_id)
                 })
                 .collect()
         })
@@ -194,14 +194,15 @@ impl StreamBackend for MemoryBackend {
                     claim.min_idle,
                     start,
                     claim.count,
-                    now.tick,
+                    now.tick(),
                 ));
             }
             // One entry at a time, as the Redis backend's script does.
             let mut page = AutoClaimPage::default();
             let mut from = start;
             for _ in 0..claim.count {
-                let one = g.auto_claim(entries, claim.consumer, claim.min_idle, from, 1, now.tick);
+                let one =
+                    g.auto_claim(entries, claim.consumer, claim.min_idle, from, 1, now.tick());
                 let redelivered = one.entries.iter().any(|e| e.deliveries >= 2);
                 page.entries.extend(one.entries);
                 page.deleted.extend(one.deleted);
@@ -226,7 +227,7 @@ impl StreamBackend for MemoryBackend {
                     query.count,
                     query.consumer,
                     query.min_idle,
-                    now.tick,
+                    now.tick(),
                 ),
                 None => Vec::new(),
             })
@@ -238,7 +239,7 @@ impl StreamBackend for MemoryBackend {
             let ids = parse_ids(lease.ids)?;
             let (g, entries) = ks.group_mut(lease.key, lease.group)?;
             let (served, deleted) =
-                g.redeliver(entries, lease.consumer, &ids, lease.deliveries, now.tick);
+                g.redeliver(entries, lease.consumer, &ids, lease.deliveries, now.tick());
             let mut reply = KeyEntries::new(lease.key);
             reply.entries = served;
             reply.deleted = deleted;
@@ -280,7 +281,7 @@ impl StreamBackend for MemoryBackend {
 
     async fn trim(&self, key: &str, trim: Trim) -> Result<u64> {
         self.with_state(|ks, now| match ks.stream_mut(key)? {
-            Some(s) => s.trim(trim, now.ms),
+            Some(s) => s.trim(trim, now.ms()),
             None => Ok(0),
         })
     }
@@ -325,7 +326,7 @@ impl StreamBackend for MemoryBackend {
     }
 
     async fn consumers(&self, key: &str, group: &str) -> Result<Vec<ConsumerInfo>> {
-        self.with_state(|ks, now| Ok(ks.group(key, group)?.0.consumer_infos(now.tick)))
+        self.with_state(|ks, now| Ok(ks.group(key, group)?.0.consumer_infos(now.tick())))
     }
 
     async fn delete_consumer(&self, c: ConsumerRef<'_>) -> Result<ConsumerRemoval> {

@@ -12,9 +12,29 @@ use crate::group::Group;
 use crate::id::StreamId;
 use crate::state::{Keyspace, Now};
 
+/// Keys (and ids) a command handles without allocating for them.
+pub(crate) const SMALL: usize = 8;
+
 /// Parses every id of a command before it changes anything, as Redis does.
 pub(crate) fn parse_ids(ids: &[EntryId]) -> Result<Vec<StreamId>, Error> {
     ids.iter().map(StreamId::of).collect()
+}
+
+/// Parses every id, then calls `f` with them: on the stack for up to
+/// [`SMALL`] ids (an ack of one message allocates nothing).
+pub(crate) fn with_ids<T>(
+    ids: &[EntryId],
+    f: impl FnOnce(&[StreamId]) -> Result<T, Error>,
+) -> Result<T, Error> {
+    if ids.len() <= SMALL {
+        let mut parsed = [StreamId::MIN; SMALL];
+        for (slot, id) in parsed.iter_mut().zip(ids) {
+            *slot = StreamId::of(id)?;
+        }
+        f(&parsed[..ids.len()])
+    } else {
+        f(&parse_ids(ids)?)
+    }
 }
 
 impl Keyspace {
@@ -59,46 +79,87 @@ impl Keyspace {
     /// share leave the next round to the others.
     /// Every key's group is checked before anything is delivered; keys
     /// with nothing to return are left out.
+    ///
+    /// Allocates only what it returns (for up to [`SMALL`] keys).
     pub(crate) fn read_group(
         &mut self,
         group: &str,
         consumer: &str,
         keys: &[String],
         count: usize,
-        now: Now,
+        now: &Now,
     ) -> Result<Vec<KeyEntries>, Error> {
         for key in keys {
             self.group(key, group)?;
         }
-        let mut replies: Vec<KeyEntries> = keys.iter().map(KeyEntries::new).collect();
-        let mut received = vec![0usize; keys.len()];
-        let mut remaining = count.max(1);
-        let mut active: Vec<usize> = (0..keys.len()).collect();
-        while remaining > 0 && !active.is_empty() {
+        let count = count.max(1);
+        let k = keys.len();
+        let (mut received_small, mut active_small, mut reply_small) =
+            ([0usize; SMALL], [0usize; SMALL], [usize::MAX; SMALL]);
+        let (mut received_large, mut active_large, mut reply_large);
+        let (received, active, reply_of): (&mut [usize], &mut [usize], &mut [usize]) = if k <= SMALL
+        {
+            (
+                &mut received_small[..k],
+                &mut active_small[..k],
+                &mut reply_small[..k],
+            )
+        } else {
+            received_large = vec![0; k];
+            active_large = vec![0; k];
+            reply_large = vec![usize::MAX; k];
+            (&mut received_large, &mut active_large, &mut reply_large)
+        };
+        for (i, a) in active.iter_mut().enumerate() {
+            *a = i;
+        }
+        let mut live = k;
+        let mut replies: Vec<KeyEntries> = Vec::new();
+        let mut remaining = count;
+        while remaining > 0 && live > 0 {
             // The remainder goes to the keys that have had the least so far,
             // in the order listed.
-            active.sort_by_key(|&i| (received[i], i));
-            let (base, extra) = (remaining / active.len(), remaining % active.len());
-            let mut still = Vec::with_capacity(active.len());
-            for (turn, &i) in active.iter().enumerate() {
+            active[..live].sort_unstable_by_key(|&i| (received[i], i));
+            let (base, extra) = (remaining / live, remaining % live);
+            let mut kept = 0;
+            for turn in 0..live {
+                let i = active[turn];
                 let want = base + usize::from(turn < extra);
                 if want == 0 {
-                    still.push(i);
+                    active[kept] = i;
+                    kept += 1;
                     continue;
                 }
                 let (g, entries) = self.group_mut(&keys[i], group)?;
-                let served = g.read_new(entries, consumer, want, now.tick);
-                let got = served.len();
-                replies[i].entries.extend(served);
+                let got = if g.has_new(entries) {
+                    if reply_of[i] == usize::MAX {
+                        reply_of[i] = replies.len();
+                        let mut reply = KeyEntries::new(keys[i].as_str());
+                        reply.entries = Vec::with_capacity(remaining.min(entries.len()));
+                        replies.push(reply);
+                    }
+                    let out = &mut replies[reply_of[i]].entries;
+                    g.read_new(entries, consumer, want, now.tick(), out)
+                } else {
+                    0
+                };
                 remaining -= got;
                 received[i] += got;
                 if got == want {
-                    still.push(i);
+                    active[kept] = i;
+                    kept += 1;
                 }
             }
-            active = still;
+            live = kept;
         }
-        replies.retain(|r| !r.entries.is_empty());
+        // Replies come in the order the keys were listed.
+        if replies.len() > 1 && !reply_of.iter().filter(|r| **r != usize::MAX).is_sorted() {
+            let mut ordered = Vec::with_capacity(replies.len());
+            for &r in reply_of.iter().filter(|r| **r != usize::MAX) {
+                ordered.push(std::mem::take(&mut replies[r]));
+            }
+            replies = ordered;
+        }
         Ok(replies)
     }
 
@@ -110,25 +171,26 @@ impl Keyspace {
         ids: &[EntryId],
         delete: bool,
     ) -> Result<u64, Error> {
-        let ids = parse_ids(ids)?;
-        let Some(stream) = self.stream_mut(key)? else {
-            return Ok(0);
-        };
-        let acked = match stream.groups.get_mut(group) {
-            Some(g) => ids.iter().filter(|id| g.ack(**id)).count() as u64,
-            None => 0,
-        };
-        if delete {
-            for id in &ids {
-                stream.entries.remove(id);
+        with_ids(ids, |ids| {
+            let Some(stream) = self.stream_mut(key)? else {
+                return Ok(0);
+            };
+            let acked = match stream.groups.get_mut(group) {
+                Some(g) => ids.iter().filter(|id| g.ack(**id)).count() as u64,
+                None => 0,
+            };
+            if delete {
+                for id in ids {
+                    stream.entries.remove(id);
+                }
             }
-        }
-        Ok(acked)
+            Ok(acked)
+        })
     }
 
     /// Writes the new copy and acknowledges the old one, after the fencing
     /// checks. Nothing is written when it is refused or fails.
-    pub(crate) fn move_entry(&mut self, mv: Move, now: Now) -> Result<MoveOutcome, Error> {
+    pub(crate) fn move_entry(&mut self, mv: Move, now: &Now) -> Result<MoveOutcome, Error> {
         let id = StreamId::of(&mv.id)?;
         let owner = self
             .stream(&mv.source)?
@@ -143,16 +205,16 @@ impl Keyspace {
             }
         }
         let new_id = match mv.target {
-            MoveTarget::Stream { key, fields, trim } => Some(EntryId::from(
-                self.add_entry(&key, fields, &trim, now)?.to_string(),
-            )),
+            MoveTarget::Stream { key, fields, trim } => {
+                Some(self.add_entry(&key, &fields, &trim, now)?.to_entry_id())
+            }
             MoveTarget::Schedule { key, fields, delay } => {
                 // It becomes an entry when due: refuse now what XADD would refuse then.
                 if fields.is_empty() {
                     return Err(Error::NoFields { key });
                 }
                 self.schedule_entry(&key)?
-                    .push(now.tick.plus(delay), fields);
+                    .push(now.tick().plus(delay), fields);
                 None
             }
             _ => return Err(Error::UnknownTarget),
@@ -170,7 +232,7 @@ impl Keyspace {
 
     /// Adds the copy to the target and deletes the source entry, if the
     /// source entry exists. Nothing changes when it fails.
-    pub(crate) fn transfer(&mut self, t: Transfer, now: Now) -> Result<TransferOutcome, Error> {
+    pub(crate) fn transfer(&mut self, t: Transfer, now: &Now) -> Result<TransferOutcome, Error> {
         let id = StreamId::of(&t.id)?;
         let exists = self
             .stream(&t.source)?
@@ -178,12 +240,12 @@ impl Keyspace {
         if !exists {
             return Ok(TransferOutcome::Missing);
         }
-        let new_id = self.add_entry(&t.target, t.fields, &[], now)?;
+        let new_id = self.add_entry(&t.target, &t.fields, &[], now)?;
         if let Some(source) = self.stream_mut(&t.source)? {
             source.entries.remove(&id);
         }
         Ok(TransferOutcome::Transferred {
-            new_id: EntryId::from(new_id.to_string()),
+            new_id: new_id.to_entry_id(),
         })
     }
 
@@ -212,7 +274,7 @@ impl Keyspace {
         schedule: &str,
         ready: &str,
         limit: usize,
-        now: Now,
+        now: &Now,
     ) -> Result<Promotion, Error> {
         if self.schedule(schedule)?.is_none() {
             return Ok(Promotion::default());
@@ -222,11 +284,11 @@ impl Keyspace {
         while promoted < limit as u64 {
             let Some((slot, fields)) = self
                 .schedule_mut(schedule)?
-                .and_then(|s| s.pop_due(now.tick))
+                .and_then(|s| s.pop_due(now.tick()))
             else {
                 break;
             };
-            if let Err(e) = self.add_entry(ready, fields.clone(), &[], now) {
+            if let Err(e) = self.add_entry(ready, &fields, &[], now) {
                 if let Some(s) = self.schedule_mut(schedule)? {
                     s.restore(slot, fields);
                 }
@@ -236,7 +298,7 @@ impl Keyspace {
         }
         let next_due_in = self
             .schedule(schedule)?
-            .and_then(|s| s.next_due_in(now.tick));
+            .and_then(|s| s.next_due_in(now.tick()));
         self.drop_if_empty(schedule);
         Ok(Promotion::new(promoted, next_due_in))
     }
@@ -267,7 +329,7 @@ mod tests {
         let ids = (0..n)
             .map(|i| {
                 EntryId::from(
-                    ks.add_entry("s", fields(&i.to_string()), &[], Now::read())
+                    ks.add_entry("s", &fields(&i.to_string()), &[], &Now::read())
                         .unwrap()
                         .to_string(),
                 )
@@ -310,12 +372,13 @@ mod tests {
         );
 
         // `$` starts after what is there now.
-        ks.add_entry("s", fields("old"), &[], Now::read()).unwrap();
+        ks.add_entry("s", &fields("old"), &[], &Now::read())
+            .unwrap();
         assert!(ks.create_group("s", "late", &StartAt::End).unwrap());
         let now = Now::read();
-        let read = ks.read_group("late", "c", &[new("s")], 10, now).unwrap();
+        let read = ks.read_group("late", "c", &[new("s")], 10, &now).unwrap();
         assert!(read.is_empty());
-        let read = ks.read_group("g", "c", &[new("s")], 10, now).unwrap();
+        let read = ks.read_group("g", "c", &[new("s")], 10, &now).unwrap();
         assert_eq!(read[0].entries.len(), 1);
     }
 
@@ -326,7 +389,9 @@ mod tests {
             vec![new("s"), new("missing")],
             vec![new("missing"), new("s")],
         ] {
-            let err = ks.read_group("g", "c", &keys, 10, Now::read()).unwrap_err();
+            let err = ks
+                .read_group("g", "c", &keys, 10, &Now::read())
+                .unwrap_err();
             assert_eq!(
                 err,
                 Error::NoGroup {
@@ -336,7 +401,7 @@ mod tests {
             );
         }
         let err = ks
-            .read_group("other", "c", &[new("s")], 10, Now::read())
+            .read_group("other", "c", &[new("s")], 10, &Now::read())
             .unwrap_err();
         assert!(matches!(err, Error::NoGroup { .. }));
         let (g, _) = ks.group("s", "g").unwrap();
@@ -352,7 +417,8 @@ mod tests {
         }
         for (key, n) in [("a", 10), ("b", 10), ("c", 1)] {
             for i in 0..n {
-                ks.add_entry(key, fields(&i.to_string()), &[], now).unwrap();
+                ks.add_entry(key, &fields(&i.to_string()), &[], &now)
+                    .unwrap();
             }
         }
         let keys = [new("a"), new("b"), new("c")];
@@ -362,7 +428,7 @@ mod tests {
                 .collect()
         };
         // 7 over 3 keys: 3, 2, 2 — but c has 1, so its share goes to the others.
-        let read = ks.read_group("g", "c1", &keys, 7, now).unwrap();
+        let read = ks.read_group("g", "c1", &keys, 7, &now).unwrap();
         assert_eq!(
             per_key(&read),
             [
@@ -373,11 +439,11 @@ mod tests {
         );
         // 1 over 3 keys: the first listed gets it.
         let read = ks
-            .read_group("g", "c1", &[new("b"), new("a")], 1, now)
+            .read_group("g", "c1", &[new("b"), new("a")], 1, &now)
             .unwrap();
         assert_eq!(per_key(&read), [("b".to_owned(), 1)]);
         // More than there is: everything, and no more.
-        let read = ks.read_group("g", "c1", &keys, 100, now).unwrap();
+        let read = ks.read_group("g", "c1", &keys, 100, &now).unwrap();
         let total: usize = read.iter().map(|r| r.entries.len()).sum();
         assert_eq!(total, 10 + 10 + 1 - 7 - 1);
     }
@@ -385,7 +451,7 @@ mod tests {
     #[test]
     fn ack_counts_only_what_was_pending() {
         let (mut ks, ids) = setup(3);
-        ks.read_group("g", "c", &[new("s")], 2, Now::read())
+        ks.read_group("g", "c", &[new("s")], 2, &Now::read())
             .unwrap();
         let all = ids;
         assert_eq!(ks.ack("s", "g", &all, false).unwrap(), 2);
@@ -402,20 +468,22 @@ mod tests {
     fn moves_are_fenced_and_atomic() {
         let (mut ks, ids) = setup(2);
         let now = Now::read();
-        ks.read_group("g", "a", &[new("s")], 1, now).unwrap();
-        ks.read_group("g", "b", &[new("s")], 1, now).unwrap();
+        ks.read_group("g", "a", &[new("s")], 1, &now).unwrap();
+        ks.read_group("g", "b", &[new("s")], 1, &now).unwrap();
 
         // Not pending at all, or pending for someone else: nothing written.
         let out = ks
-            .move_entry(move_to_dlq(&EntryId::from("9-9"), None), now)
+            .move_entry(move_to_dlq(&EntryId::from("9-9"), None), &now)
             .unwrap();
         assert_eq!(out, MoveOutcome::NotPending);
-        let out = ks.move_entry(move_to_dlq(&ids[1], Some("a")), now).unwrap();
+        let out = ks
+            .move_entry(move_to_dlq(&ids[1], Some("a")), &now)
+            .unwrap();
         assert_eq!(out, MoveOutcome::OwnedBy("b".into()));
         let mut wrong_group = move_to_dlq(&ids[0], None);
         wrong_group.group = "nope".to_owned();
         assert_eq!(
-            ks.move_entry(wrong_group, now).unwrap(),
+            ks.move_entry(wrong_group, &now).unwrap(),
             MoveOutcome::NotPending
         );
         assert!(ks.stream("dlq").unwrap().is_none());
@@ -429,7 +497,7 @@ mod tests {
             delay: Duration::ZERO,
         };
         assert!(matches!(
-            ks.move_entry(bad, now),
+            ks.move_entry(bad, &now),
             Err(Error::WrongType { .. })
         ));
         assert_eq!(
@@ -440,7 +508,9 @@ mod tests {
             Some("a")
         );
 
-        let out = ks.move_entry(move_to_dlq(&ids[0], Some("a")), now).unwrap();
+        let out = ks
+            .move_entry(move_to_dlq(&ids[0], Some("a")), &now)
+            .unwrap();
         let MoveOutcome::Moved {
             new_id: Some(new_id),
         } = out
@@ -458,7 +528,9 @@ mod tests {
         assert_eq!(ks.group("s", "g").unwrap().0.pel.len(), 1);
         assert_eq!(ks.stream("s").unwrap().unwrap().entries.len(), 2);
         // Moved already: refused the second time.
-        let out = ks.move_entry(move_to_dlq(&ids[0], Some("a")), now).unwrap();
+        let out = ks
+            .move_entry(move_to_dlq(&ids[0], Some("a")), &now)
+            .unwrap();
         assert_eq!(out, MoveOutcome::NotPending);
 
         // Without a fencing consumer, any pending entry moves; the source
@@ -471,7 +543,7 @@ mod tests {
             delay: Duration::from_secs(60),
         };
         assert_eq!(
-            ks.move_entry(mv, now).unwrap(),
+            ks.move_entry(mv, &now).unwrap(),
             MoveOutcome::Moved { new_id: None }
         );
         assert_eq!(ks.stream("s").unwrap().unwrap().entries.len(), 1);
@@ -483,15 +555,22 @@ mod tests {
         let mut ks = Keyspace::default();
         let now = Now::read();
         let sched = ks.schedule_entry("sched").unwrap();
-        sched.push(now.tick.minus(Duration::from_secs(1)), fields("second"));
-        sched.push(now.tick.minus(Duration::from_secs(2)), fields("first"));
-        sched.push(now.tick.minus(Duration::from_millis(500)), fields("third"));
-        sched.push(now.tick.plus(Duration::from_secs(30)), fields("later"));
+        sched.push(now.tick().minus(Duration::from_secs(1)), fields("second"));
+        sched.push(now.tick().minus(Duration::from_secs(2)), fields("first"));
+        sched.push(
+            now.tick().minus(Duration::from_millis(500)),
+            fields("third"),
+        );
+        sched.push(now.tick().plus(Duration::from_secs(30)), fields("later"));
+        // A reader waits on the ready stream.
+        ks.create_group("ready", "g", &StartAt::End).unwrap();
+        let signals = [ks.added_signal("ready").unwrap()];
+        let _waiting = crate::state::Waiting::new(&signals);
 
-        let p = ks.promote("sched", "ready", 2, now).unwrap();
+        let p = ks.promote("sched", "ready", 2, &now).unwrap();
         assert_eq!(p.promoted, 2);
         assert_eq!(p.next_due_in, Some(Duration::ZERO), "one more is due");
-        let p = ks.promote("sched", "ready", 10, now).unwrap();
+        let p = ks.promote("sched", "ready", 10, &now).unwrap();
         assert_eq!(p.promoted, 1);
         let left = p.next_due_in.unwrap();
         assert!(left > Duration::from_secs(29) && left <= Duration::from_secs(30));
@@ -508,24 +587,23 @@ mod tests {
             "readers of the ready stream are woken"
         );
 
-        let later = Now {
-            tick: now.tick.plus(Duration::from_secs(31)),
-            ..now
-        };
-        let p = ks.promote("sched", "ready", 10, later).unwrap();
+        let later = Now::at(now.ms(), now.tick().plus(Duration::from_secs(31)));
+        let p = ks.promote("sched", "ready", 10, &later).unwrap();
         assert_eq!((p.promoted, p.next_due_in), (1, None));
         assert!(
             ks.schedule("sched").unwrap().is_none(),
             "an empty sorted set is deleted"
         );
         assert_eq!(
-            ks.promote("sched", "ready", 10, later).unwrap(),
+            ks.promote("sched", "ready", 10, &later).unwrap(),
             Promotion::default()
         );
 
-        ks.schedule_entry("s2").unwrap().push(now.tick, fields("x"));
+        ks.schedule_entry("s2")
+            .unwrap()
+            .push(now.tick(), fields("x"));
         ks.hash_entry("h").unwrap();
-        assert!(ks.promote("s2", "h", 10, now).is_err());
+        assert!(ks.promote("s2", "h", 10, &now).is_err());
         assert_eq!(ks.schedule("s2").unwrap().unwrap().len(), 1, "nothing lost");
     }
 }

@@ -38,6 +38,11 @@ pub(crate) enum Error {
     #[error("unknown trim")]
     UnknownTrim,
 
+    /// A key inserted by the command itself was not found again (cannot
+    /// happen; reported rather than assumed).
+    #[error("key `{key}` vanished within one command")]
+    Vanished { key: String },
+
     /// Redis refuses `XAUTOCLAIM ... COUNT 0`.
     #[error("{command} count must be at least 1")]
     ZeroCount { command: &'static str },

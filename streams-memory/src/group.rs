@@ -6,16 +6,15 @@ use std::ops::Bound::{Excluded, Unbounded};
 use std::sync::Arc;
 use std::time::Duration;
 
+use streams_core::Entry;
 use streams_core::backend::{
     AutoClaimPage, ConsumerInfo, ConsumerRemoval, Cursor, DeliveredEntry, EntryId, GroupInfo,
     PendingEntry,
 };
-use streams_core::{Entry, Fields};
 
+pub(crate) use crate::entries::Entries;
+use crate::entries::Hint;
 use crate::id::{StreamId, Tick};
-
-/// A stream's entries, in id order.
-pub(crate) type Entries = BTreeMap<StreamId, Fields>;
 
 /// XAUTOCLAIM examines at most `count` times this many PEL entries.
 const AUTOCLAIM_ATTEMPTS_FACTOR: usize = 10;
@@ -39,6 +38,8 @@ pub(crate) struct Consumer {
 #[derive(Debug, Clone)]
 pub(crate) struct Group {
     pub(crate) last_delivered: StreamId,
+    /// Where `last_delivered` is in the stream, for the next read.
+    cursor: Hint,
     pub(crate) pel: BTreeMap<StreamId, Nack>,
     pub(crate) consumers: BTreeMap<Arc<str>, Consumer>,
 }
@@ -47,6 +48,7 @@ impl Group {
     pub(crate) fn new(last_delivered: StreamId) -> Self {
         Self {
             last_delivered,
+            cursor: Hint::default(),
             pel: BTreeMap::new(),
             consumers: BTreeMap::new(),
         }
@@ -111,33 +113,61 @@ impl Group {
         self.pel.get(&id).map(|n| &*n.consumer)
     }
 
+    /// Whether entries wait after the group's cursor.
+    pub(crate) fn has_new(&self, entries: &Entries) -> bool {
+        entries
+            .after_hinted(self.last_delivered, self.cursor)
+            .next()
+            .is_some()
+    }
+
     /// `XREADGROUP ... >`: entries after the group's cursor, which advances.
     /// The consumer is created only when there is something to serve, as in
-    /// Redis 7.0.
+    /// Redis 7.0. Appends what it serves to `out`.
     pub(crate) fn read_new(
         &mut self,
         entries: &Entries,
         consumer: &str,
         limit: usize,
         now: Tick,
-    ) -> Vec<DeliveredEntry> {
-        let served: Vec<(StreamId, Fields)> = entries
-            .range((Excluded(self.last_delivered), Unbounded))
+        out: &mut Vec<DeliveredEntry>,
+    ) -> usize {
+        let mut fresh = entries
+            .after_hinted(self.last_delivered, self.cursor)
             .take(limit)
-            .map(|(id, fields)| (*id, fields.clone()))
-            .collect();
-        let Some(&(last, _)) = served.last() else {
-            return Vec::new();
-        };
+            .peekable();
+        if fresh.peek().is_none() {
+            return 0;
+        }
         let name = self.touch_consumer(consumer, now);
-        for (id, _) in &served {
-            self.assign(*id, &name, now, 1);
+        let mut served = 0;
+        let mut last = self.last_delivered;
+        // New entries are pending nowhere yet: no previous owner to update.
+        let mut pending = self.consumers.get_mut(&name).map(|c| &mut c.pending);
+        let mut cursor = self.cursor;
+        for (hint, id, packed) in fresh {
+            self.pel.insert(
+                id,
+                Nack {
+                    consumer: Arc::clone(&name),
+                    delivered: now,
+                    deliveries: 1,
+                },
+            );
+            if let Some(p) = pending.as_deref_mut() {
+                p.insert(id);
+            }
+            out.push(DeliveredEntry::new(
+                Entry::new(id.to_entry_id(), packed.fields()),
+                1,
+            ));
+            last = id;
+            cursor = hint;
+            served += 1;
         }
         self.last_delivered = last;
+        self.cursor = cursor;
         served
-            .into_iter()
-            .map(|(id, fields)| DeliveredEntry::new(Entry::new(id.to_string(), fields), 1))
-            .collect()
     }
 
     /// Delivers again the entries of `ids` still pending for `consumer`
@@ -164,15 +194,15 @@ impl Group {
             {
                 continue;
             }
-            let Some(fields) = entries.get(id) else {
-                deleted.push(EntryId::from(id.to_string()));
+            let Some(packed) = entries.get(id) else {
+                deleted.push(id.to_entry_id());
                 continue;
             };
             if let Some(nack) = self.pel.get_mut(id) {
                 nack.deliveries = nack.deliveries.saturating_add(1);
                 nack.delivered = now;
                 served.push(DeliveredEntry::new(
-                    Entry::new(id.to_string(), fields.clone()),
+                    Entry::new(id.to_entry_id(), packed.fields()),
                     nack.deliveries,
                 ));
             }
@@ -210,9 +240,9 @@ impl Group {
                 .range((Excluded(id), Unbounded))
                 .next()
                 .map(|(id, _)| *id);
-            let Some(fields) = entries.get(&id) else {
+            let Some(packed) = entries.get(&id) else {
                 self.ack(id);
-                page.deleted.push(EntryId::from(id.to_string()));
+                page.deleted.push(id.to_entry_id());
                 left -= 1;
                 continue;
             };
@@ -229,7 +259,7 @@ impl Group {
             let deliveries = deliveries.saturating_add(1);
             self.assign(id, &name, now, deliveries);
             page.entries.push(DeliveredEntry::new(
-                Entry::new(id.to_string(), fields.clone()),
+                Entry::new(id.to_entry_id(), packed.fields()),
                 deliveries,
             ));
             left -= 1;
@@ -252,7 +282,7 @@ impl Group {
             let idle = now.since(nack.delivered);
             (idle >= min_idle).then(|| {
                 PendingEntry::new(
-                    id.to_string(),
+                    id.to_entry_id(),
                     nack.consumer.to_string(),
                     idle,
                     nack.deliveries,
@@ -317,7 +347,7 @@ impl Group {
                 if refund {
                     nack.deliveries = nack.deliveries.saturating_sub(1);
                 }
-                updated.push(EntryId::from(id.to_string()));
+                updated.push(id.to_entry_id());
             }
         }
         if !updated.is_empty() {
@@ -332,10 +362,10 @@ impl Group {
     /// `XINFO GROUPS` for this group.
     pub(crate) fn info(&self, name: &str, entries: &Entries) -> GroupInfo {
         let lag = entries
-            .range((Excluded(self.last_delivered), Unbounded))
+            .after_hinted(self.last_delivered, self.cursor)
             .count();
         let mut info = GroupInfo::new(name, self.consumers.len() as u64, self.pel.len() as u64);
-        info.last_delivered = Some(EntryId::from(self.last_delivered.to_string()));
+        info.last_delivered = Some(self.last_delivered.to_entry_id());
         info.lag = Some(lag as u64);
         info
     }
@@ -368,6 +398,7 @@ mod tests {
     use bytes::Bytes;
 
     use super::*;
+    use crate::packed::Arena;
 
     fn id(ms: u64) -> StreamId {
         StreamId::new(ms, 1)
@@ -375,14 +406,27 @@ mod tests {
 
     /// Entries 1-1 ..= n-1.
     fn entries(n: u64) -> Entries {
+        let mut arena = Arena::default();
         (1..=n)
             .map(|ms| {
-                (
-                    id(ms),
-                    vec![(Bytes::from("n"), Bytes::from(ms.to_string()))],
-                )
+                let fields = [(Bytes::from("n"), Bytes::from(ms.to_string()))];
+                (id(ms), arena.pack(&fields))
             })
             .collect()
+    }
+
+    impl Group {
+        fn read_new_vec(
+            &mut self,
+            entries: &Entries,
+            consumer: &str,
+            limit: usize,
+            now: Tick,
+        ) -> Vec<DeliveredEntry> {
+            let mut out = Vec::new();
+            self.read_new(entries, consumer, limit, now, &mut out);
+            out
+        }
     }
 
     fn ids(v: &[DeliveredEntry]) -> Vec<&str> {
@@ -398,10 +442,13 @@ mod tests {
         let es = entries(4);
         let mut g = Group::new(StreamId::MIN);
         let now = Tick::now();
-        assert_eq!(ids(&g.read_new(&es, "c1", 3, now)), ["1-1", "2-1", "3-1"]);
+        assert_eq!(
+            ids(&g.read_new_vec(&es, "c1", 3, now)),
+            ["1-1", "2-1", "3-1"]
+        );
         assert_eq!(g.last_delivered, id(3));
-        assert_eq!(ids(&g.read_new(&es, "c2", 3, now)), ["4-1"]);
-        assert!(g.read_new(&es, "c3", 3, now).is_empty());
+        assert_eq!(ids(&g.read_new_vec(&es, "c2", 3, now)), ["4-1"]);
+        assert!(g.read_new_vec(&es, "c3", 3, now).is_empty());
         // A consumer is created only when served (Redis 7.0).
         assert!(!g.consumers.contains_key("c3"));
         assert_eq!(g.owner(id(4)), Some("c2"));
@@ -416,8 +463,8 @@ mod tests {
         let mut es = entries(4);
         let mut g = Group::new(StreamId::MIN);
         let t0 = Tick::now();
-        g.read_new(&es, "c1", 3, t0);
-        g.read_new(&es, "c2", 1, t0);
+        g.read_new_vec(&es, "c1", 3, t0);
+        g.read_new_vec(&es, "c2", 1, t0);
         es.remove(&id(2));
         let t1 = t0.plus(Duration::from_secs(1));
         let asked = [id(3), id(2), id(4), id(1)];
@@ -442,7 +489,7 @@ mod tests {
         let mut es = entries(4);
         let mut g = Group::new(StreamId::MIN);
         let t0 = Tick::now();
-        g.read_new(&es, "c1", 3, t0);
+        g.read_new_vec(&es, "c1", 3, t0);
         es.remove(&id(2));
         let t1 = t0.plus(Duration::from_millis(20));
 
@@ -485,7 +532,7 @@ mod tests {
         let es = entries(30);
         let mut g = Group::new(StreamId::MIN);
         let t0 = Tick::now();
-        g.read_new(&es, "c1", 30, t0);
+        g.read_new_vec(&es, "c1", 30, t0);
         // Only the last entry is idle long enough.
         for ms in 1..30 {
             g.set_idle(
@@ -516,8 +563,8 @@ mod tests {
         let es = entries(3);
         let mut g = Group::new(StreamId::MIN);
         let t0 = Tick::now();
-        g.read_new(&es, "a", 2, t0);
-        g.read_new(&es, "b", 1, t0);
+        g.read_new_vec(&es, "a", 2, t0);
+        g.read_new_vec(&es, "b", 1, t0);
         let all = (StreamId::MIN, StreamId::MAX);
         let t1 = t0.plus(Duration::from_secs(3));
         let p = g.pending(all, 10, None, None, t1);
@@ -572,7 +619,7 @@ mod tests {
         let es = entries(1);
         let mut g = Group::new(StreamId::MIN);
         let t0 = Tick::now();
-        g.read_new(&es, "a", 1, t0);
+        g.read_new_vec(&es, "a", 1, t0);
         g.touch_consumer("idle", t0);
         assert_eq!(g.delete_consumer("a"), ConsumerRemoval::HasPending(1));
         assert_eq!(g.delete_consumer("idle"), ConsumerRemoval::Deleted);

@@ -108,14 +108,47 @@ impl StreamId {
     pub(crate) fn of(id: &EntryId) -> Result<Self, Error> {
         Self::parse(id.as_str(), End::Start)
     }
+
+    /// The id as the text callers see, `<ms>-<seq>`, written straight into
+    /// a string of its exact size (no formatting machinery: every add and
+    /// every entry read makes one).
+    pub(crate) fn to_entry_id(self) -> EntryId {
+        fn put(digits: &mut [u8; 41], at: &mut usize, mut n: u64) {
+            loop {
+                *at -= 1;
+                digits[*at] = b'0' + (n % 10) as u8;
+                n /= 10;
+                if n == 0 {
+                    return;
+                }
+            }
+        }
+        let mut digits = [0u8; 41];
+        let mut at = digits.len();
+        put(&mut digits, &mut at, self.seq);
+        at -= 1;
+        digits[at] = b'-';
+        put(&mut digits, &mut at, self.ms);
+        match std::str::from_utf8(&digits[at..]) {
+            Ok(text) => EntryId::from(text),
+            Err(_) => EntryId::from(self.to_string()),
+        }
+    }
 }
 
-/// Decimal digits only, as Redis' `string2ull` takes them.
+/// Decimal digits only, as Redis' `string2ull` takes them; `None` for
+/// anything else or a value beyond 64 bits.
 fn parse_u64(s: &str) -> Option<u64> {
-    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+    if s.is_empty() {
         return None;
     }
-    s.parse().ok()
+    s.bytes().try_fold(0u64, |n, b| {
+        if b.is_ascii_digit() {
+            n.checked_mul(10)?.checked_add(u64::from(b - b'0'))
+        } else {
+            None
+        }
+    })
 }
 
 /// Milliseconds since the Unix epoch: what ids are made of.
@@ -182,6 +215,19 @@ mod tests {
         let full = StreamId::new(7, u64::MAX);
         assert_eq!(StreamId::next_after(full, 7), Some(StreamId::new(8, 0)));
         assert_eq!(StreamId::next_after(StreamId::MAX, 0), None);
+    }
+
+    #[test]
+    fn formats_as_redis_does() {
+        for id in [
+            StreamId::MIN,
+            StreamId::new(1_700_000_000_000, 0),
+            StreamId::new(5, 123),
+            StreamId::MAX,
+        ] {
+            assert_eq!(id.to_entry_id().as_str(), id.to_string());
+            assert_eq!(StreamId::of(&id.to_entry_id()).unwrap(), id);
+        }
     }
 
     #[test]

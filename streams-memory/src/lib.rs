@@ -67,9 +67,11 @@
 
 mod backend;
 mod commands;
+mod entries;
 mod error;
 mod group;
 mod id;
+mod packed;
 mod state;
 mod wait;
 

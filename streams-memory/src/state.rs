@@ -2,10 +2,13 @@
 //! sorted set in Redis), a hash or a short-lived string (a readiness
 //! probe), and the type checks Redis makes on it.
 
+use std::cell::Cell;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use bytes::Bytes;
 use streams_core::backend::Trim;
 use streams_core::{Entry, Fields};
 use tokio::sync::Notify;
@@ -13,44 +16,125 @@ use tokio::sync::Notify;
 use crate::error::Error;
 use crate::group::{Entries, Group};
 use crate::id::{StreamId, Tick, wall_ms};
+use crate::packed::{Arena, Packed};
 
-/// The time of one command, read once so that everything it does agrees
-/// (Redis' command time snapshot).
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Now {
-    /// Wall time in ms: what new ids and `MINID` trims use.
-    pub(crate) ms: u64,
-    /// Monotonic time: what idle and due times use.
-    pub(crate) tick: Tick,
+/// What blocked readers of a stream wait on, and how many there are: an
+/// add raises the signal only when someone waits.
+#[derive(Debug, Default)]
+pub(crate) struct Signal {
+    notify: Notify,
+    waiting: AtomicUsize,
 }
 
-impl Now {
-    pub(crate) fn read() -> Self {
-        Self {
-            ms: wall_ms(),
-            tick: Tick::now(),
+impl Signal {
+    /// Wakes every reader waiting now.
+    pub(crate) fn wake(&self) {
+        self.notify.notify_waiters();
+    }
+
+    /// The wait of one reader (see [`Waiting`]).
+    pub(crate) fn notified(&self) -> tokio::sync::futures::Notified<'_> {
+        self.notify.notified()
+    }
+
+    fn has_waiters(&self) -> bool {
+        self.waiting.load(Ordering::SeqCst) > 0
+    }
+}
+
+/// A reader's registration on the signals it waits on, from before its
+/// last look at the streams until it stops waiting. Adds made under the
+/// lock after that look see it, so none is missed; adds nobody waits for
+/// raise nothing.
+#[derive(Debug)]
+pub(crate) struct Waiting<'a>(&'a [Arc<Signal>]);
+
+impl<'a> Waiting<'a> {
+    pub(crate) fn new(signals: &'a [Arc<Signal>]) -> Self {
+        for s in signals {
+            s.waiting.fetch_add(1, Ordering::SeqCst);
+        }
+        Self(signals)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        for s in self.0 {
+            s.waiting.fetch_sub(1, Ordering::SeqCst);
         }
     }
 }
 
+/// The time of one command, read once so that everything it does agrees
+/// (Redis' command time snapshot). Each clock is read on first use: an
+/// acknowledgement reads none, an add only the wall clock.
+#[derive(Debug, Default)]
+pub(crate) struct Now {
+    ms: Cell<Option<u64>>,
+    tick: Cell<Option<Tick>>,
+}
+
+impl Now {
+    /// The time of a command starting now.
+    pub(crate) fn read() -> Self {
+        Self::default()
+    }
+
+    /// A fixed time (tests).
+    #[cfg(test)]
+    pub(crate) fn at(ms: u64, tick: Tick) -> Self {
+        Self {
+            ms: Cell::new(Some(ms)),
+            tick: Cell::new(Some(tick)),
+        }
+    }
+
+    /// Wall time in ms: what new ids and `MINID` trims use.
+    pub(crate) fn ms(&self) -> u64 {
+        self.ms.get().unwrap_or_else(|| {
+            let ms = wall_ms();
+            self.ms.set(Some(ms));
+            ms
+        })
+    }
+
+    /// Monotonic time: what idle and due times use.
+    pub(crate) fn tick(&self) -> Tick {
+        self.tick.get().unwrap_or_else(|| {
+            let tick = Tick::now();
+            self.tick.set(Some(tick));
+            tick
+        })
+    }
+}
+
 /// A stream: entries, the last id ever given (deleting entries never lowers
-/// it), its groups, and the signal blocked readers wait on.
+/// it), its groups, the signal blocked readers wait on, and where its
+/// entries are packed.
 #[derive(Debug)]
 pub(crate) struct Stream {
     pub(crate) entries: Entries,
     pub(crate) last_id: StreamId,
     pub(crate) groups: BTreeMap<String, Group>,
-    pub(crate) added: Arc<Notify>,
+    pub(crate) added: Arc<Signal>,
+    arena: Arena,
 }
 
 impl Stream {
     fn new() -> Self {
         Self {
-            entries: BTreeMap::new(),
+            entries: Entries::default(),
             last_id: StreamId::MIN,
             groups: BTreeMap::new(),
-            added: Arc::new(Notify::new()),
+            added: Arc::default(),
+            arena: Arena::default(),
         }
+    }
+
+    /// Packs an entry's fields for this stream.
+    pub(crate) fn pack(&mut self, fields: &[(Bytes, Bytes)]) -> Packed {
+        self.arena.pack(fields)
     }
 
     /// Applies one trim; returns how many entries it removed. Pending
@@ -68,8 +152,7 @@ impl Stream {
             Trim::MaxAge { age, .. } => {
                 let age_ms = u64::try_from(age.as_millis()).unwrap_or(u64::MAX);
                 let min_id = StreamId::new(now_ms.saturating_sub(age_ms), 0);
-                let kept = self.entries.split_off(&min_id);
-                std::mem::replace(&mut self.entries, kept).len() as u64
+                self.entries.remove_below(min_id)
             }
             _ => return Err(Error::UnknownTrim),
         })
@@ -82,8 +165,9 @@ impl Stream {
         count: usize,
         newest_first: bool,
     ) -> Vec<Entry> {
-        let entry = |(id, fields): (&StreamId, &Fields)| Entry::new(id.to_string(), fields.clone());
-        let range = self.entries.range(lo..=hi);
+        let entry =
+            |(id, packed): (StreamId, &Packed)| Entry::new(id.to_entry_id(), packed.fields());
+        let range = self.entries.range(lo, hi);
         if newest_first {
             range.rev().take(count).map(entry).collect()
         } else {
@@ -196,14 +280,17 @@ macro_rules! accessors {
         }
 
         pub(crate) fn $entry(&mut self, key: &str) -> Result<&mut $ty, Error> {
-            self.purge_expired(key);
-            let value = self
-                .keys
-                .entry(key.to_owned())
-                .or_insert_with(|| Value::$variant($new));
-            match value {
-                Value::$variant(v) => Ok(v),
-                other => Err(wrong_type(key, other, $kind)),
+            // Look up first: most calls find the key, and inserting needs
+            // an owned copy of it. An expired value is replaced.
+            if !self.keys.get(key).is_some_and(|v| !v.expired()) {
+                self.keys.insert(key.to_owned(), Value::$variant($new));
+            }
+            match self.keys.get_mut(key) {
+                Some(Value::$variant(v)) => Ok(v),
+                Some(other) => Err(wrong_type(key, other, $kind)),
+                None => Err(Error::Vanished {
+                    key: key.to_owned(),
+                }),
             }
         }
     };
@@ -214,9 +301,9 @@ macro_rules! accessors {
 #[derive(Debug, Default)]
 pub(crate) struct Keyspace {
     keys: HashMap<String, Value>,
-    /// Signals of streams that received entries during the current command,
-    /// raised once the lock is released.
-    wakes: Vec<Arc<Notify>>,
+    /// Signals of streams that received entries during the current command
+    /// while readers waited, raised once the lock is released.
+    wakes: Vec<Arc<Signal>>,
 }
 
 impl Keyspace {
@@ -250,13 +337,6 @@ impl Keyspace {
         self.keys.remove(key).is_some_and(|v| !v.expired())
     }
 
-    /// Removes `key` if its value has expired.
-    fn purge_expired(&mut self, key: &str) {
-        if self.keys.get(key).is_some_and(Value::expired) {
-            self.keys.remove(key);
-        }
-    }
-
     /// `SET key value PX ttl`: replaces whatever `key` held with a string
     /// that expires after `ttl` (at least 1 ms).
     pub(crate) fn set_expiring(&mut self, key: &str, ttl: Duration, now: Tick) {
@@ -278,9 +358,9 @@ impl Keyspace {
     pub(crate) fn add_entry(
         &mut self,
         key: &str,
-        fields: Fields,
+        fields: &[(Bytes, Bytes)],
         trims: &[Trim],
-        now: Now,
+        now: &Now,
     ) -> Result<StreamId, Error> {
         if fields.is_empty() {
             return Err(Error::NoFields {
@@ -295,28 +375,34 @@ impl Keyspace {
         }
         let stream = self.stream_entry(key)?;
         let id =
-            StreamId::next_after(stream.last_id, now.ms).ok_or_else(|| Error::IdsExhausted {
+            StreamId::next_after(stream.last_id, now.ms()).ok_or_else(|| Error::IdsExhausted {
                 key: key.to_owned(),
             })?;
-        stream.entries.insert(id, fields);
+        let packed = stream.pack(fields);
+        stream.entries.insert(id, packed);
         stream.last_id = id;
         for trim in trims {
-            stream.trim(*trim, now.ms)?;
+            stream.trim(*trim, now.ms())?;
         }
-        let signal = Arc::clone(&stream.added);
-        if !self.wakes.iter().any(|w| Arc::ptr_eq(w, &signal)) {
-            self.wakes.push(signal);
+        let signal = stream
+            .added
+            .has_waiters()
+            .then(|| Arc::clone(&stream.added));
+        if let Some(signal) = signal {
+            if !self.wakes.iter().any(|w| Arc::ptr_eq(w, &signal)) {
+                self.wakes.push(signal);
+            }
         }
         Ok(id)
     }
 
     /// The signals to raise for the entries added since the last call.
-    pub(crate) fn take_wakes(&mut self) -> Vec<Arc<Notify>> {
+    pub(crate) fn take_wakes(&mut self) -> Vec<Arc<Signal>> {
         std::mem::take(&mut self.wakes)
     }
 
     /// The signal a blocked reader of `key` waits on, if it is a stream.
-    pub(crate) fn added_signal(&self, key: &str) -> Option<Arc<Notify>> {
+    pub(crate) fn added_signal(&self, key: &str) -> Option<Arc<Signal>> {
         match self.keys.get(key) {
             Some(Value::Stream(s)) => Some(Arc::clone(&s.added)),
             _ => None,
@@ -391,34 +477,33 @@ mod tests {
     fn ids_increase_within_one_millisecond() {
         let mut ks = Keyspace::default();
         let now = Now::read();
-        let a = ks.add_entry("s", fields("a"), &[], now).unwrap();
-        let b = ks.add_entry("s", fields("b"), &[], now).unwrap();
-        let c = ks.add_entry("s", fields("c"), &[], now).unwrap();
-        assert_eq!((a.ms, b.ms, c.ms), (now.ms, now.ms, now.ms));
+        let a = ks.add_entry("s", &fields("a"), &[], &now).unwrap();
+        let b = ks.add_entry("s", &fields("b"), &[], &now).unwrap();
+        let c = ks.add_entry("s", &fields("c"), &[], &now).unwrap();
+        assert_eq!((a.ms, b.ms, c.ms), (now.ms(), now.ms(), now.ms()));
         assert_eq!((a.seq, b.seq, c.seq), (0, 1, 2));
         // A clock that went back keeps the last millisecond.
-        let earlier = Now {
-            ms: now.ms - 1000,
-            ..now
-        };
-        let d = ks.add_entry("s", fields("d"), &[], earlier).unwrap();
-        assert_eq!(d, StreamId::new(now.ms, 3));
+        let earlier = Now::at(now.ms() - 1000, now.tick());
+        let d = ks.add_entry("s", &fields("d"), &[], &earlier).unwrap();
+        assert_eq!(d, StreamId::new(now.ms(), 3));
     }
 
     #[test]
     fn deleting_the_last_entry_never_reuses_its_id() {
         let mut ks = Keyspace::default();
         let now = Now::read();
-        let a = ks.add_entry("s", fields("a"), &[], now).unwrap();
+        let a = ks.add_entry("s", &fields("a"), &[], &now).unwrap();
         ks.stream_mut("s").unwrap().unwrap().entries.remove(&a);
-        let b = ks.add_entry("s", fields("b"), &[], now).unwrap();
+        let b = ks.add_entry("s", &fields("b"), &[], &now).unwrap();
         assert!(b > a);
     }
 
     #[test]
     fn empty_entries_are_refused_and_create_nothing() {
         let mut ks = Keyspace::default();
-        let err = ks.add_entry("s", Vec::new(), &[], Now::read()).unwrap_err();
+        let err = ks
+            .add_entry("s", &Vec::new(), &[], &Now::read())
+            .unwrap_err();
         assert!(matches!(err, Error::NoFields { .. }));
         assert!(ks.stream("s").unwrap().is_none());
     }
@@ -428,14 +513,14 @@ mod tests {
         let mut ks = Keyspace::default();
         ks.hash_entry("h").unwrap().insert("f".into(), "v".into());
         let err = ks
-            .add_entry("h", fields("a"), &[], Now::read())
+            .add_entry("h", &fields("a"), &[], &Now::read())
             .unwrap_err();
         assert_eq!(
             err.to_string(),
             "key `h` holds a hash, not a stream (WRONGTYPE)"
         );
         assert!(ks.schedule("h").is_err());
-        ks.add_entry("s", fields("a"), &[], Now::read()).unwrap();
+        ks.add_entry("s", &fields("a"), &[], &Now::read()).unwrap();
         assert!(ks.hash_mut("s").is_err());
         assert!(ks.schedule_entry("s").is_err());
         assert_eq!(ks.counts(), (1, 0, 1));
@@ -446,7 +531,7 @@ mod tests {
         let mut ks = Keyspace::default();
         let now = Now::read();
         for v in ["a", "b", "c", "d", "e"] {
-            ks.add_entry("s", fields(v), &[], now).unwrap();
+            ks.add_entry("s", &fields(v), &[], &now).unwrap();
         }
         let s = ks.stream_mut("s").unwrap().unwrap();
         assert_eq!(
@@ -455,7 +540,7 @@ mod tests {
                     len: 3,
                     approx: true
                 },
-                now.ms
+                now.ms()
             ),
             Ok(2)
         );
@@ -466,15 +551,15 @@ mod tests {
                     len: 5,
                     approx: false
                 },
-                now.ms
+                now.ms()
             ),
             Ok(0)
         );
         let age = Duration::from_secs(60);
-        assert_eq!(s.trim(Trim::MaxAge { age, approx: false }, now.ms), Ok(0));
-        let later = now.ms + 61_000;
+        assert_eq!(s.trim(Trim::MaxAge { age, approx: false }, now.ms()), Ok(0));
+        let later = now.ms() + 61_000;
         assert_eq!(s.trim(Trim::MaxAge { age, approx: true }, later), Ok(3));
-        assert!(s.entries.is_empty());
+        assert_eq!(s.entries.len(), 0);
         // The stream stays, empty, with its last id.
         assert!(s.last_id > StreamId::MIN);
         // An age longer than the epoch removes nothing.
@@ -485,7 +570,7 @@ mod tests {
                     age: forever,
                     approx: false
                 },
-                now.ms
+                now.ms()
             ),
             Ok(0)
         );
@@ -498,14 +583,24 @@ mod tests {
             len: 2,
             approx: true,
         }];
-        for v in ["a", "b", "c"] {
-            ks.add_entry("s", fields(v), &trim, Now::read()).unwrap();
+        ks.add_entry("s", &fields("a"), &trim, &Now::read())
+            .unwrap();
+        // Nobody waits: nothing to wake.
+        assert!(ks.take_wakes().is_empty());
+        let signals = [ks.added_signal("s").unwrap()];
+        let waiting = Waiting::new(&signals);
+        for v in ["b", "c"] {
+            ks.add_entry("s", &fields(v), &trim, &Now::read()).unwrap();
         }
         let s = ks.stream("s").unwrap().unwrap();
         let kept: Vec<_> = s.range((StreamId::MIN, StreamId::MAX), 10, false);
         assert_eq!(kept.len(), 2);
         assert_eq!(kept[0].fields, fields("b"));
-        assert_eq!(ks.take_wakes().len(), 1);
+        assert_eq!(ks.take_wakes().len(), 1, "one signal per stream");
+        assert!(ks.take_wakes().is_empty());
+        drop(waiting);
+        ks.add_entry("s", &fields("d"), &trim, &Now::read())
+            .unwrap();
         assert!(ks.take_wakes().is_empty());
     }
 

@@ -9,10 +9,10 @@ use std::task::Poll;
 
 use streams_core::Result;
 use streams_core::backend::{KeyEntries, ReadGroup};
-use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::MemoryBackend;
+use crate::state::{Signal, Waiting};
 
 impl MemoryBackend {
     /// `XREADGROUP`, blocking when asked to.
@@ -32,13 +32,15 @@ impl MemoryBackend {
         if block.is_none() || !served.is_empty() {
             return Ok(served);
         }
-        let signals: Vec<Arc<Notify>> = {
+        let signals: Vec<Arc<Signal>> = {
             let ks = self.lock();
             read.keys
                 .iter()
                 .filter_map(|key| ks.added_signal(key))
                 .collect()
         };
+        // Adds raise a stream's signal only while someone waits on it.
+        let _waiting = Waiting::new(&signals);
         loop {
             let mut waits: Vec<Pin<Box<_>>> =
                 signals.iter().map(|s| Box::pin(s.notified())).collect();

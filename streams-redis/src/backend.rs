@@ -6,13 +6,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use redis::aio::ConnectionLike;
 use redis::aio::ConnectionManager;
 use redis::{Client, Cmd, Value};
 use streams_core::backend::{
-    Ack, Add, AutoClaim, AutoClaimPage, Capabilities, ConsumerInfo, ConsumerRef, ConsumerRemoval,
-    CreateGroup, Entry, EntryId, GroupInfo, GroupRegistry, KeyEntries, Lease, Move, MoveOutcome,
-    PendingEntry, PendingQuery, Probe, Promotion, RangeQuery, ReadGroup, ScheduleKeys, ServerInfo,
-    Transfer, TransferOutcome, Trim,
+    Ack, Add, AddMany, AutoClaim, AutoClaimPage, Capabilities, ConsumerInfo, ConsumerRef,
+    ConsumerRemoval, CreateGroup, Entry, EntryId, GroupInfo, GroupRegistry, KeyEntries, Lease,
+    Move, MoveOutcome, PendingEntry, PendingQuery, Probe, Promotion, RangeQuery, ReadGroup,
+    ScheduleKeys, ServerInfo, Transfer, TransferOutcome, Trim,
 };
 use streams_core::{Result, StreamBackend};
 
@@ -21,7 +22,7 @@ use crate::config::RedisConfig;
 use crate::conn::Conns;
 use crate::error::{self, BACKEND, Op, bad_reply};
 use crate::reply;
-use crate::scripts;
+use crate::scripts::{self, Lua};
 
 /// The Redis Streams backend.
 ///
@@ -29,12 +30,15 @@ use crate::scripts;
 /// many managers (`Arc<RedisBackend>` works as well).
 ///
 /// Ordinary commands go through one auto-reconnecting multiplexed connection
-/// with the configured response timeout (default 5 s). Each blocking read
-/// runs on a dedicated connection from a small pool, with a response timeout
-/// of its `BLOCK` time plus [`RedisConfig::block_margin`], so acknowledgements
-/// and sends are never queued behind a `BLOCK`. `TCP_NODELAY` is set on every
-/// connection. A producer's `XADD` is never retried by the backend: a lost
-/// reply would otherwise duplicate the entry.
+/// with the configured response timeout (default 5 s); concurrent single
+/// commands share round trips (see `docs/architecture.md`, "Concurrent
+/// commands share round trips"). Each blocking read runs on a dedicated
+/// connection from a small pool, with a response timeout of its `BLOCK`
+/// time plus [`RedisConfig::block_margin`], so acknowledgements and sends
+/// are never queued behind a `BLOCK`. `TCP_NODELAY` is set on every
+/// connection unless [`RedisConfig::tcp_nodelay`] is off. A producer's
+/// `XADD` is never retried by the backend: a lost reply would otherwise
+/// duplicate the entry.
 ///
 /// [`close`](StreamBackend::close) closes only the idle blocking
 /// connections, since other managers may share the backend; everything is
@@ -103,7 +107,7 @@ impl RedisBackend {
     }
 
     /// Uses an existing client (its address, credentials, database and TLS
-    /// settings) with the default timeouts. `TCP_NODELAY` is turned on.
+    /// settings) with the default settings (`TCP_NODELAY` on).
     ///
     /// # Errors
     /// As [`connect`](Self::connect).
@@ -190,34 +194,84 @@ impl RedisBackend {
         Op::new(name, self.timeout())
     }
 
-    /// Runs a command on the command connection, returning the raw reply.
-    pub(crate) async fn raw(&self, cmd: &Cmd, op: Op<'_>) -> Result<Value> {
-        let mut conn = self.inner.conns.commands();
-        cmd.query_async::<Value>(&mut conn)
-            .await
-            .map_err(|e| error::map(e, op))
+    /// Sends a command on the command connection, in a pipeline with the
+    /// other commands queued meanwhile (see `coalesce.rs`); returns the
+    /// reply as it came, without walking it. A refusal of the command
+    /// itself is an `Err`; errors nested in the reply stay values.
+    pub(crate) async fn call(&self, cmd: Cmd) -> redis::RedisResult<Value> {
+        match self.inner.conns.writer().send(cmd).await? {
+            Value::ServerError(e) => Err(e.into()),
+            v => Ok(v),
+        }
     }
 
-    /// Runs a pipeline in one round trip, returning the raw replies of the
-    /// commands not marked `ignore`.
-    pub(crate) async fn pipeline(&self, pipe: &redis::Pipeline, op: Op<'_>) -> Result<Vec<Value>> {
-        let mut conn = self.inner.conns.commands();
-        pipe.query_async::<Vec<Value>>(&mut conn)
-            .await
-            .map_err(|e| error::map(e, op))
+    /// [`call`](Self::call), with the error mapped.
+    pub(crate) async fn raw(&self, cmd: Cmd, op: Op<'_>) -> Result<Value> {
+        self.call(cmd).await.map_err(|e| error::map(e, op))
     }
 
-    /// Invokes a script on the command connection (reloading it on `NOSCRIPT`).
-    pub(crate) async fn script(
+    /// Runs a pipeline in one round trip and returns the replies of its
+    /// commands after the first `skip`, as the server sent them: a refused
+    /// command's reply is a [`Value::ServerError`] (the replies of the
+    /// skipped commands are not looked at).
+    pub(crate) async fn pipeline_replies(
         &self,
-        invocation: &redis::ScriptInvocation<'_>,
+        pipe: &redis::Pipeline,
+        skip: usize,
         op: Op<'_>,
-    ) -> Result<Value> {
+    ) -> Result<Vec<Value>> {
+        let count = pipe.len().saturating_sub(skip);
         let mut conn = self.inner.conns.commands();
-        invocation
-            .invoke_async::<Value>(&mut conn)
+        let replies = conn
+            .req_packed_commands(pipe, skip, count)
             .await
-            .map_err(|e| error::map(e, op))
+            .map_err(|e| error::map(e, op))?;
+        if replies.len() != count {
+            return Err(bad_reply(
+                op.name,
+                format!("{} replies to {count} commands", replies.len()),
+            ));
+        }
+        Ok(replies)
+    }
+
+    /// [`pipeline_replies`](Self::pipeline_replies), failing with the first
+    /// refusal if any command was refused.
+    pub(crate) async fn pipeline(
+        &self,
+        pipe: &redis::Pipeline,
+        skip: usize,
+        op: Op<'_>,
+    ) -> Result<Vec<Value>> {
+        let mut replies = self.pipeline_replies(pipe, skip, op).await?;
+        if let Some(i) = replies
+            .iter()
+            .position(|v| matches!(v, Value::ServerError(_)))
+        {
+            if let Value::ServerError(e) = replies.swap_remove(i) {
+                return Err(error::map(e.into(), op));
+            }
+        }
+        Ok(replies)
+    }
+
+    /// Runs a script: `build` makes its `EVALSHA`. When the server does not
+    /// have the script (`NOSCRIPT`: it restarted, or its scripts were
+    /// flushed), nothing ran, so it is loaded and the call made once more.
+    pub(crate) async fn eval(
+        &self,
+        lua: &'static Lua,
+        op: Op<'_>,
+        build: impl Fn() -> Result<Cmd>,
+    ) -> Result<Value> {
+        let op = op.script(lua);
+        match self.call(build()?).await {
+            Err(e) if scripts::is_noscript(&e) => {
+                self.raw(scripts::load(lua.source), op).await?;
+                self.raw(build()?, op).await
+            }
+            reply => reply.map_err(|e| error::map(e, op)),
+        }
     }
 }
 
@@ -229,13 +283,13 @@ impl GroupRegistry for RedisBackend {
     async fn registry_put(&self, key: &str, group: &str, config: &str) -> Result<()> {
         let mut cmd = redis::cmd("HSET");
         cmd.arg(key).arg(group).arg(config);
-        self.raw(&cmd, self.op("HSET")).await.map(drop)
+        self.raw(cmd, self.op("HSET")).await.map(drop)
     }
 
     async fn registry_get(&self, key: &str, group: &str) -> Result<Option<String>> {
         let mut cmd = redis::cmd("HGET");
         cmd.arg(key).arg(group);
-        match self.raw(&cmd, self.op("HGET")).await? {
+        match self.raw(cmd, self.op("HGET")).await? {
             Value::Nil => Ok(None),
             v => reply::string("HGET", v).map(Some),
         }
@@ -244,7 +298,7 @@ impl GroupRegistry for RedisBackend {
     async fn registry_list(&self, key: &str) -> Result<Vec<(String, String)>> {
         let mut cmd = redis::cmd("HGETALL");
         cmd.arg(key);
-        reply::pairs("HGETALL", self.raw(&cmd, self.op("HGETALL")).await?)?
+        reply::pairs("HGETALL", self.raw(cmd, self.op("HGETALL")).await?)?
             .into_iter()
             .map(|(k, v)| Ok((reply::string("HGETALL", k)?, reply::string("HGETALL", v)?)))
             .collect()
@@ -276,10 +330,7 @@ impl StreamBackend for RedisBackend {
     }
 
     async fn ping(&self) -> Result<()> {
-        let pong = reply::bytes(
-            "PING",
-            self.raw(&redis::cmd("PING"), self.op("PING")).await?,
-        )?;
+        let pong = reply::bytes("PING", self.raw(redis::cmd("PING"), self.op("PING")).await?)?;
         if pong.as_ref() == b"PONG" {
             Ok(())
         } else {
@@ -295,7 +346,7 @@ impl StreamBackend for RedisBackend {
             .max(1);
         let mut cmd = redis::cmd("SET");
         cmd.arg(probe.key).arg(probe.value).arg("PX").arg(ttl_ms);
-        let ok = reply::bytes("SET", self.raw(&cmd, self.op("SET")).await?)?;
+        let ok = reply::bytes("SET", self.raw(cmd, self.op("SET")).await?)?;
         if ok.as_ref() == b"OK" {
             Ok(())
         } else {
@@ -323,8 +374,12 @@ impl StreamBackend for RedisBackend {
         commands::add_batch(self, adds).await
     }
 
+    async fn add_many(&self, many: AddMany<'_>) -> Result<Vec<EntryId>> {
+        commands::add_many(self, many).await
+    }
+
     async fn read_group(&self, read: ReadGroup<'_>) -> Result<Vec<KeyEntries>> {
-        commands::read_group(self, read).await
+        crate::read::read_group(self, read).await
     }
 
     async fn ack(&self, ack: Ack<'_>) -> Result<u64> {
@@ -355,6 +410,12 @@ impl StreamBackend for RedisBackend {
         scripts::move_entry(self, &mv).await
     }
 
+    /// One pipeline of move scripts; moves the server answered `NOSCRIPT`
+    /// go again after the script is loaded.
+    async fn move_entries(&self, moves: Vec<Move>) -> Result<Vec<Result<MoveOutcome>>> {
+        scripts::move_entries(self, &moves).await
+    }
+
     async fn promote_due(
         &self,
         schedules: &[ScheduleKeys],
@@ -366,7 +427,7 @@ impl StreamBackend for RedisBackend {
     async fn schedule_len(&self, key: &str) -> Result<u64> {
         let mut cmd = redis::cmd("ZCARD");
         cmd.arg(key);
-        reply::count("ZCARD", self.raw(&cmd, self.op("ZCARD")).await?)
+        reply::count("ZCARD", self.raw(cmd, self.op("ZCARD")).await?)
     }
 
     async fn trim(&self, key: &str, trim: Trim) -> Result<u64> {
@@ -377,7 +438,7 @@ impl StreamBackend for RedisBackend {
                     .arg("MAXLEN")
                     .arg(if approx { "~" } else { "=" })
                     .arg(len);
-                reply::count("XTRIM", self.raw(&cmd, self.op("XTRIM")).await?)
+                reply::count("XTRIM", self.raw(cmd, self.op("XTRIM")).await?)
             }
             _ => scripts::trim(self, key, trim).await,
         }
@@ -386,7 +447,7 @@ impl StreamBackend for RedisBackend {
     async fn len(&self, key: &str) -> Result<u64> {
         let mut cmd = redis::cmd("XLEN");
         cmd.arg(key);
-        reply::count("XLEN", self.raw(&cmd, self.op("XLEN")).await?)
+        reply::count("XLEN", self.raw(cmd, self.op("XLEN")).await?)
     }
 
     async fn range(&self, query: RangeQuery<'_>) -> Result<Vec<Entry>> {

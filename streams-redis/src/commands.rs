@@ -1,43 +1,50 @@
 //! The operations that are plain Redis commands (or pipelines of them).
 
 use std::ops::Bound;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use redis::{Cmd, Value};
 use streams_core::backend::{
-    Ack, Add, ConsumerInfo, CreateGroup, Entry, EntryId, Fields, GroupInfo, KeyEntries,
-    PendingEntry, PendingQuery, RangeQuery, ReadGroup, ServerInfo, StartAt, Trim,
+    Ack, Add, AddMany, ConsumerInfo, CreateGroup, Entry, EntryId, Fields, GroupInfo, PendingEntry,
+    PendingQuery, RangeQuery, ServerInfo, StartAt, Trim,
 };
 use streams_core::{Result, StreamError};
 
 use crate::backend::RedisBackend;
-use crate::error::{self, BACKEND, Op, bad_reply};
+use crate::error::{self, BACKEND, bad_reply};
 use crate::reply;
 use crate::scripts::{self, ms};
 
 /// The oldest server this backend works with. `XAUTOCLAIM` arrived in 6.2,
 /// but 7.0 is what the scripts rely on: errors raised inside a script keep
-/// their code (`NOGROUP`, which recovers a lost group), and `XAUTOCLAIM` and
-/// `XCLAIM` report and drop pending entries whose entries were deleted.
+/// their code (`NOGROUP`, which recovers a lost group), and `XCLAIM` skips
+/// and drops pending entries whose entries were deleted.
 pub(crate) const MIN_VERSION: (u32, u32, u32) = (7, 0, 0);
 
-/// `XADD` with at most one length trim inline; `None` when the trims need
-/// the server's clock or several passes (the `add` script then does it).
-fn xadd(add: &Add) -> Option<Cmd> {
-    let mut cmd = redis::cmd("XADD");
-    cmd.arg(&add.key);
-    match add.trim.as_slice() {
-        [] => {}
-        [Trim::MaxLen { len, approx }] => {
-            cmd.arg("MAXLEN")
-                .arg(if *approx { "~" } else { "=" })
-                .arg(*len);
-        }
-        _ => return None,
+/// The trim an `XADD` can apply inline: none, or one by length (`Some`
+/// of `(approx, len)`); `None` when the trims need the server's clock or
+/// several passes (the `add` script then does it).
+fn inline_trim(trims: &[Trim]) -> Option<Option<(bool, u64)>> {
+    match trims {
+        [] => Some(None),
+        [Trim::MaxLen { len, approx }] => Some(Some((*approx, *len))),
+        _ => None,
+    }
+}
+
+/// `XADD key [MAXLEN ~|= len] * fields...`, with its buffers sized once.
+fn xadd(key: &str, trim: Option<(bool, u64)>, fields: &Fields) -> Cmd {
+    let data = 4 + key.len() + 24 + fields.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
+    let mut cmd = Cmd::with_capacity(6 + 2 * fields.len(), data);
+    cmd.arg("XADD").arg(key);
+    if let Some((approx, len)) = trim {
+        cmd.arg("MAXLEN")
+            .arg(if approx { "~" } else { "=" })
+            .arg(len);
     }
     cmd.arg("*");
-    push_fields(&mut cmd, &add.fields);
-    Some(cmd)
+    push_fields(&mut cmd, fields);
+    cmd
 }
 
 /// Appends an entry's fields as name, value arguments, binary-safe.
@@ -104,7 +111,7 @@ pub(crate) fn check_version(version: (u32, u32, u32)) -> Result<()> {
 pub(crate) async fn server_info(b: &RedisBackend) -> Result<ServerInfo> {
     let mut cmd = redis::cmd("INFO");
     cmd.arg("server");
-    let text = reply::string("INFO", b.raw(&cmd, b.op("INFO")).await?)?;
+    let text = reply::string("INFO", b.raw(cmd, b.op("INFO")).await?)?;
     let version = reply::redis_version(&text)
         .ok_or_else(|| bad_reply("INFO", "no readable redis_version line"))?;
     check_version(version)?;
@@ -128,8 +135,7 @@ pub(crate) async fn create_group(b: &RedisBackend, create: &CreateGroup<'_>) -> 
         .arg(create.group)
         .arg(start)
         .arg("MKSTREAM");
-    let mut conn = b.inner.conns.commands();
-    match cmd.query_async::<Value>(&mut conn).await {
+    match b.call(cmd).await {
         Ok(_) => Ok(true),
         Err(e) if error::is_busy_group(&e) => Ok(false),
         Err(e) => Err(error::map(e, b.op("XGROUP CREATE"))),
@@ -140,8 +146,7 @@ pub(crate) async fn create_group(b: &RedisBackend, create: &CreateGroup<'_>) -> 
 pub(crate) async fn destroy_group(b: &RedisBackend, key: &str, group: &str) -> Result<bool> {
     let mut cmd = redis::cmd("XGROUP");
     cmd.arg("DESTROY").arg(key).arg(group);
-    let mut conn = b.inner.conns.commands();
-    match cmd.query_async::<Value>(&mut conn).await {
+    match b.call(cmd).await {
         Ok(v) => Ok(reply::int("XGROUP DESTROY", v)? > 0),
         Err(e) if error::is_no_such_key(&e) => Ok(false),
         Err(e) => Err(error::map(e, b.op("XGROUP DESTROY"))),
@@ -155,7 +160,7 @@ pub(crate) async fn delete_keys(b: &RedisBackend, keys: &[String]) -> Result<u64
     }
     let mut cmd = redis::cmd("UNLINK");
     cmd.arg(keys);
-    reply::count("UNLINK", b.raw(&cmd, b.op("UNLINK")).await?)
+    reply::count("UNLINK", b.raw(cmd, b.op("UNLINK")).await?)
 }
 
 /// Every add in one pipelined round trip, in order.
@@ -163,91 +168,68 @@ pub(crate) async fn add_batch(b: &RedisBackend, adds: Vec<Add>) -> Result<Vec<En
     if adds.is_empty() {
         return Ok(Vec::new());
     }
-    let plain: Option<Vec<Cmd>> = adds.iter().map(xadd).collect();
-    let mut pipe = redis::pipe();
-    match plain {
-        Some(cmds) => {
-            for cmd in cmds {
-                pipe.add_command(cmd);
+    let inline: Option<Vec<Option<(bool, u64)>>> =
+        adds.iter().map(|add| inline_trim(&add.trim)).collect();
+    let mut pipe = redis::Pipeline::with_capacity(adds.len() + 1);
+    let skip = match inline {
+        Some(trims) => {
+            for (add, trim) in adds.iter().zip(trims) {
+                pipe.add_command(xadd(&add.key, trim, &add.fields));
             }
+            0
         }
         None => {
             // All through the script, so a NOSCRIPT could not split the
             // batch; the SCRIPT LOAD in front makes NOSCRIPT impossible.
-            pipe.add_command(scripts::load(scripts::ADD_SOURCE))
-                .ignore();
+            pipe.add_command(scripts::load(scripts::ADD.source));
             for add in &adds {
-                pipe.add_command(scripts::add_cmd(add)?);
+                pipe.add_command(scripts::add_cmd(&add.key, &add.trim, &add.fields)?);
             }
+            1
         }
-    }
-    let ids = b.pipeline(&pipe, b.op("XADD")).await?;
-    if ids.len() != adds.len() {
-        return Err(bad_reply(
-            "XADD",
-            format!("{} ids for {} entries", ids.len(), adds.len()),
-        ));
-    }
-    ids.into_iter()
-        .map(|v| reply::string("XADD", v).map(EntryId::from))
-        .collect()
+    };
+    ids_of(b.pipeline(&pipe, skip, b.op("XADD")).await?, adds.len())
 }
 
-/// `XREAD BLOCK` from the group's last delivered id on every key: it wakes
-/// on the next entry any key receives, and delivers nothing.
-fn xread_after(keys: &[String], after: &[String], block: Duration) -> Cmd {
-    let mut cmd = redis::cmd("XREAD");
-    cmd.arg("COUNT")
-        .arg(1)
-        .arg("BLOCK")
-        .arg(ms(block).max(1))
-        .arg("STREAMS");
-    for key in keys {
-        cmd.arg(key);
-    }
-    for id in after {
-        cmd.arg(id);
-    }
-    cmd
-}
-
-/// A group read with a fair total count (the `read_group` script). When it
-/// finds nothing and may block, it waits on a connection of its own with
-/// `XREAD BLOCK` (which delivers nothing) for an entry to arrive, then reads
-/// again, until `block` has passed.
-pub(crate) async fn read_group(b: &RedisBackend, read: ReadGroup<'_>) -> Result<Vec<KeyEntries>> {
-    if read.keys.is_empty() {
+/// Entries added to one stream with the same trims, in one pipelined
+/// round trip, in order; each command is built once, straight from the
+/// entry's fields.
+pub(crate) async fn add_many(b: &RedisBackend, many: AddMany<'_>) -> Result<Vec<EntryId>> {
+    let count = many.entries.len();
+    if count == 0 {
         return Ok(Vec::new());
     }
-    let deadline = read.block.map(|block| {
-        Instant::now()
-            .checked_add(block)
-            .unwrap_or_else(|| Instant::now() + crate::conn::FAR)
-    });
-    loop {
-        let (replies, waits) = scripts::read_group(b, &read).await?;
-        if !replies.is_empty() {
-            return Ok(replies);
+    let mut pipe = redis::Pipeline::with_capacity(count + 1);
+    let skip = match inline_trim(many.trim) {
+        Some(trim) => {
+            for fields in &many.entries {
+                pipe.add_command(xadd(many.key, trim, fields));
+            }
+            0
         }
-        let Some(deadline) = deadline else {
-            return Ok(replies);
-        };
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() || waits.len() != read.keys.len() {
-            return Ok(replies);
+        None => {
+            pipe.add_command(scripts::load(scripts::ADD.source));
+            for fields in &many.entries {
+                pipe.add_command(scripts::add_cmd(many.key, many.trim, fields)?);
+            }
+            1
         }
-        let after = b.inner.conns.blocking_timeout(left, b.timeout());
-        let op = Op::new("XREADGROUP", after).on(&read.keys[0], read.group);
-        let woke = b
-            .inner
-            .conns
-            .blocking(left, |slice| xread_after(read.keys, &waits, slice))
-            .await
-            .map_err(|e| error::map(e, op))?;
-        if woke == Value::Nil {
-            return Ok(Vec::new());
-        }
+    };
+    ids_of(b.pipeline(&pipe, skip, b.op("XADD")).await?, count)
+}
+
+/// The ids `XADD` replied, one per entry.
+fn ids_of(replies: Vec<Value>, expected: usize) -> Result<Vec<EntryId>> {
+    if replies.len() != expected {
+        return Err(bad_reply(
+            "XADD",
+            format!("{} ids for {expected} entries", replies.len()),
+        ));
     }
+    replies
+        .into_iter()
+        .map(|v| reply::string("XADD", v).map(EntryId::from))
+        .collect()
 }
 
 /// `XACK`; with `delete`, `XDEL` too, in one script.
@@ -263,7 +245,7 @@ pub(crate) async fn ack(b: &RedisBackend, ack: &Ack<'_>) -> Result<u64> {
     for id in ack.ids {
         xack.arg(id.as_str());
     }
-    reply::count("XACK", b.raw(&xack, b.op("XACK")).await?)
+    reply::count("XACK", b.raw(xack, b.op("XACK")).await?)
 }
 
 /// Extended `XPENDING`.
@@ -286,7 +268,7 @@ pub(crate) async fn pending(
         cmd.arg(consumer);
     }
     let op = b.op("XPENDING").on(query.key, query.group);
-    let rows = reply::array("XPENDING", b.raw(&cmd, op).await?)?;
+    let rows = reply::array("XPENDING", b.raw(cmd, op).await?)?;
     rows.into_iter()
         .map(|row| {
             let mut it = reply::array("XPENDING", row)?.into_iter();
@@ -315,18 +297,17 @@ pub(crate) async fn range(b: &RedisBackend, query: RangeQuery<'_>) -> Result<Vec
     if query.count == 0 {
         return Ok(Vec::new());
     }
-    let (name, first, last) = if query.newest_first {
-        ("XREVRANGE", end, start)
+    let (mut cmd, name, first, last) = if query.newest_first {
+        (redis::cmd("XREVRANGE"), "XREVRANGE", end, start)
     } else {
-        ("XRANGE", start, end)
+        (redis::cmd("XRANGE"), "XRANGE", start, end)
     };
-    let mut cmd = redis::cmd(name);
     cmd.arg(query.key)
         .arg(first)
         .arg(last)
         .arg("COUNT")
         .arg(scripts::count_arg(query.count));
-    reply::entries(name, b.raw(&cmd, b.op(name)).await?)
+    reply::entries(name, b.raw(cmd, b.op(name)).await?)
 }
 
 /// `XDEL` of each id, pipelined: the ids that existed.
@@ -345,7 +326,7 @@ pub(crate) async fn delete_entries(
         cmd.arg(key).arg(id);
         pipe.add_command(cmd);
     }
-    let replies = b.pipeline(&pipe, b.op("XDEL")).await?;
+    let replies = b.pipeline(&pipe, 0, b.op("XDEL")).await?;
     if replies.len() != ids.len() {
         return Err(bad_reply("XDEL", "one reply per id expected"));
     }
@@ -373,7 +354,7 @@ pub(crate) async fn stream_keys(b: &RedisBackend, prefix: &str) -> Result<Vec<St
             .arg("TYPE")
             .arg("stream");
         let (next, page): (String, Vec<Vec<u8>>) =
-            redis::from_redis_value(b.raw(&scan, b.op("SCAN")).await?)
+            redis::from_redis_value(b.raw(scan, b.op("SCAN")).await?)
                 .map_err(|e| bad_reply("SCAN", e.to_string()))?;
         for key in page {
             // Keys this library writes are UTF-8; another program's binary
@@ -393,8 +374,7 @@ pub(crate) async fn stream_keys(b: &RedisBackend, prefix: &str) -> Result<Vec<St
 pub(crate) async fn groups(b: &RedisBackend, key: &str) -> Result<Vec<GroupInfo>> {
     let mut cmd = redis::cmd("XINFO");
     cmd.arg("GROUPS").arg(key);
-    let mut conn = b.inner.conns.commands();
-    let rows = match cmd.query_async::<Value>(&mut conn).await {
+    let rows = match b.call(cmd).await {
         Ok(v) => reply::array("XINFO GROUPS", v)?,
         Err(e) if error::is_no_such_key(&e) => return Ok(Vec::new()),
         Err(e) => return Err(error::map(e, b.op("XINFO GROUPS"))),
@@ -410,8 +390,7 @@ pub(crate) async fn consumers(
 ) -> Result<Vec<ConsumerInfo>> {
     let mut cmd = redis::cmd("XINFO");
     cmd.arg("CONSUMERS").arg(key).arg(group);
-    let mut conn = b.inner.conns.commands();
-    let rows = match cmd.query_async::<Value>(&mut conn).await {
+    let rows = match b.call(cmd).await {
         Ok(v) => reply::array("XINFO CONSUMERS", v)?,
         Err(e) if error::is_no_such_key(&e) => {
             return Err(StreamError::NoGroup {
@@ -426,8 +405,11 @@ pub(crate) async fn consumers(
 
 /// One `XADD`, or the `add` script when the trims need it.
 pub(crate) async fn add(b: &RedisBackend, add: &Add) -> Result<EntryId> {
-    let id = match xadd(add) {
-        Some(cmd) => b.raw(&cmd, b.op("XADD")).await?,
+    let id = match inline_trim(&add.trim) {
+        Some(trim) => {
+            b.raw(xadd(&add.key, trim, &add.fields), b.op("XADD"))
+                .await?
+        }
         None => scripts::add(b, add).await?,
     };
     reply::string("XADD", id).map(EntryId::from)
@@ -447,12 +429,12 @@ pub(crate) async fn delete_namespace(b: &RedisBackend, namespace: &str) -> Resul
             .arg("COUNT")
             .arg(1000);
         let (next, keys): (String, Vec<Vec<u8>>) =
-            redis::from_redis_value(b.raw(&scan, b.op("SCAN")).await?)
+            redis::from_redis_value(b.raw(scan, b.op("SCAN")).await?)
                 .map_err(|e| bad_reply("SCAN", e.to_string()))?;
         if !keys.is_empty() {
             let mut unlink = redis::cmd("UNLINK");
             unlink.arg(&keys);
-            let n = reply::int("UNLINK", b.raw(&unlink, b.op("UNLINK")).await?)?;
+            let n = reply::int("UNLINK", b.raw(unlink, b.op("UNLINK")).await?)?;
             deleted += u64::try_from(n).unwrap_or(0);
         }
         if next == "0" {
@@ -462,8 +444,8 @@ pub(crate) async fn delete_namespace(b: &RedisBackend, namespace: &str) -> Resul
     }
 }
 
-/// Escapes the glob characters of `SCAN MATCH`.
-fn glob_escape(s: &str) -> String {
+/// Escapes the glob characters of `SCAN MATCH` and ACL key patterns.
+pub(crate) fn glob_escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         if matches!(c, '*' | '?' | '[' | ']' | '\\') {

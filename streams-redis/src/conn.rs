@@ -1,5 +1,6 @@
-//! Connections: one auto-reconnecting connection for ordinary commands, and
-//! dedicated connections for blocking reads.
+//! Connections: one auto-reconnecting connection for ordinary commands
+//! (where concurrent single commands share round trips, see
+//! `coalesce.rs`), and dedicated connections for blocking reads.
 //!
 //! A `BLOCK` on a multiplexed connection holds up every command queued
 //! behind it (a `PING` sent 50 ms into a `BLOCK 1000` waited about a second),
@@ -10,9 +11,12 @@
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
+use redis::aio::{
+    ConnectionLike, ConnectionManager, ConnectionManagerConfig, MultiplexedConnection,
+};
 use redis::{AsyncConnectionConfig, Client, Cmd, RedisResult, Value};
 
+use crate::coalesce::Coalescer;
 use crate::config::RedisConfig;
 
 /// Stands in for a block too long to represent (a century).
@@ -21,6 +25,8 @@ pub(crate) const FAR: Duration = Duration::from_secs(100 * 365 * 86_400);
 /// The connections of one backend.
 pub(crate) struct Conns {
     commands: ConnectionManager,
+    /// Shares the round trips of single commands on `commands`.
+    writer: Coalescer,
     blocking: Blocking,
 }
 
@@ -40,11 +46,11 @@ struct Pool {
     idle: Mutex<Vec<MultiplexedConnection>>,
 }
 
-/// The client with `TCP_NODELAY` set: small commands must not wait for
-/// Nagle's algorithm (the redis crate leaves it off).
-pub(crate) fn with_nodelay(client: &Client) -> RedisResult<Client> {
+/// The client with `TCP_NODELAY` set as configured (see
+/// [`RedisConfig::tcp_nodelay`]).
+pub(crate) fn with_nodelay(client: &Client, nodelay: bool) -> RedisResult<Client> {
     let info = client.get_connection_info().clone();
-    let tcp = info.tcp_settings().clone().set_nodelay(true);
+    let tcp = info.tcp_settings().clone().set_nodelay(nodelay);
     Client::open(info.set_tcp_settings(tcp))
 }
 
@@ -52,7 +58,7 @@ impl Conns {
     /// Opens the command connection (eagerly, so a wrong address fails
     /// here) and prepares the pool of blocking connections.
     pub(crate) async fn open(client: Client, config: &RedisConfig) -> RedisResult<Self> {
-        let client = with_nodelay(&client)?;
+        let client = with_nodelay(&client, config.tcp_nodelay)?;
         let manager_config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(config.connect_timeout))
             .set_response_timeout(Some(config.response_timeout))
@@ -62,6 +68,7 @@ impl Conns {
             .get_connection_manager_with_config(manager_config)
             .await?;
         Ok(Self {
+            writer: Coalescer::new(commands.clone()),
             commands,
             blocking: Blocking::Pool(Box::new(Pool {
                 client,
@@ -76,6 +83,7 @@ impl Conns {
     /// Uses the caller's connection for everything.
     pub(crate) fn shared(commands: ConnectionManager, config: &RedisConfig) -> Self {
         Self {
+            writer: Coalescer::new(commands.clone()),
             commands,
             blocking: Blocking::Shared {
                 slice: config.shared_block_slice.max(Duration::from_millis(1)),
@@ -83,9 +91,15 @@ impl Conns {
         }
     }
 
-    /// The connection for ordinary commands (a cheap handle).
+    /// The connection for ordinary commands (a cheap handle), for
+    /// pipelines built by the caller.
     pub(crate) fn commands(&self) -> ConnectionManager {
         self.commands.clone()
+    }
+
+    /// Single commands on the command connection, sharing round trips.
+    pub(crate) fn writer(&self) -> &Coalescer {
+        &self.writer
     }
 
     /// The response timeout a blocking read of `block` runs under, for errors.
@@ -119,6 +133,39 @@ impl Conns {
                     }
                 }
             }
+        }
+    }
+
+    /// Like [`blocking`](Self::blocking), with `then` sent right behind the
+    /// blocking command on the same connection, in one write: the server
+    /// runs it as soon as the block ends, without waiting for the client to
+    /// see the first reply. Returns both replies; the second is `None` when
+    /// blocking reads share the command connection (there it is not sent).
+    /// A refusal of either command comes back as a
+    /// [`Value::ServerError`], not an `Err`.
+    pub(crate) async fn blocking_then<F>(
+        &self,
+        block: Duration,
+        mut build: F,
+        then: Cmd,
+    ) -> RedisResult<(Value, Option<Value>)>
+    where
+        F: FnMut(Duration) -> Cmd,
+    {
+        match &self.blocking {
+            Blocking::Pool(pool) => {
+                let mut pipe = redis::Pipeline::with_capacity(2);
+                pipe.add_command(build(block)).add_command(then);
+                let mut replies = pool.run_pipe(&pipe, block).await?.into_iter();
+                match (replies.next(), replies.next(), replies.next()) {
+                    (Some(woke), Some(then), None) => Ok((woke, Some(then))),
+                    _ => Err(redis::RedisError::from((
+                        redis::ErrorKind::UnexpectedReturnType,
+                        "a pipeline's replies do not match its commands",
+                    ))),
+                }
+            }
+            Blocking::Shared { .. } => Ok((self.blocking(block, build).await?, None)),
         }
     }
 
@@ -175,6 +222,22 @@ impl Pool {
             Err(_) => {
                 drop(conn);
                 // The server went away: the idle connections are dead too.
+                self.lock().clear();
+            }
+        }
+        result
+    }
+
+    /// Runs a pipeline whose first command blocks, as [`run`](Self::run)
+    /// runs one command. Server errors come back as values.
+    async fn run_pipe(&self, pipe: &redis::Pipeline, block: Duration) -> RedisResult<Vec<Value>> {
+        let mut conn = self.take(block.saturating_add(self.margin)).await?;
+        let result = conn.req_packed_commands(pipe, 0, pipe.len()).await;
+        match &result {
+            Ok(_) => self.give_back(conn),
+            Err(e) if e.is_timeout() => drop(conn),
+            Err(_) => {
+                drop(conn);
                 self.lock().clear();
             }
         }

@@ -27,22 +27,29 @@
 //! # How it uses Redis
 //!
 //! - Ordinary commands share one auto-reconnecting connection with a 5 s
-//!   response timeout ([`RedisConfig::response_timeout`]). Blocking reads run
-//!   on dedicated pooled connections whose timeout is the `BLOCK` time plus
-//!   [`RedisConfig::block_margin`], so acknowledgements and sends never wait
-//!   behind a `BLOCK`.
-//! - A group reads all its keys in one `XREADGROUP`; replies are decoded from
-//!   raw values, binary-safe.
+//!   response timeout ([`RedisConfig::response_timeout`]). Concurrent
+//!   single commands share round trips: a command that finds the
+//!   connection idle leaves at once; those sent while its round trip is
+//!   out leave together as one pipeline when it ends. Each caller gets its
+//!   own reply or error. Blocking reads run on dedicated pooled
+//!   connections whose timeout is the `BLOCK` time plus
+//!   [`RedisConfig::block_margin`], so acknowledgements and sends never
+//!   wait behind a `BLOCK`.
+//! - Replies are decoded from raw values, binary-safe, without copies.
 //! - Moves (retry scheduling, dead-lettering), promotion of due retries,
 //!   claiming with delivery counts, lease renewal and consumer removal are
 //!   Lua scripts, each atomic, fenced where the contract asks for it, and
 //!   timed by the server's clock.
 //! - `XADD` is never retried by the backend: a lost reply would duplicate
 //!   the entry. Every envelope carries a producer id (`mid`) for deduplication.
-//! - A group read is one script that shares its `COUNT` fairly over the
-//!   group's keys (`XREADGROUP` alone applies it to each key); when it finds
-//!   nothing, an `XREAD BLOCK` on a connection of its own waits for the
-//!   next entry without delivering anything.
+//! - A group read shares its `COUNT` fairly over the group's keys in
+//!   rounds of one `XREADGROUP` each (every key still in play gets the same
+//!   share); a remainder smaller than the number of keys goes through a
+//!   script. When it finds nothing, an `XREAD BLOCK` on a connection of its
+//!   own waits for the next entry without delivering anything.
+//! - Moves in bulk ([`move_entries`](streams_core::StreamBackend::move_entries))
+//!   are one pipeline of move scripts. Scripts are sent as `EVALSHA` and
+//!   loaded when the server answers `NOSCRIPT`.
 //! - Scripts touch keys of different streams (a shared dead-letter stream),
 //!   so the backend targets a standalone server (or a primary with
 //!   replicas), not Redis Cluster.
@@ -61,16 +68,20 @@
 //! - `testcontainers`: lets `testing` start a Redis container when nothing
 //!   else is found and Docker answers.
 
+pub mod acl;
 mod backend;
+mod coalesce;
 mod commands;
 mod config;
 mod conn;
 mod error;
+mod read;
 mod reply;
 mod scripts;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+pub use acl::AclRules;
 pub use backend::RedisBackend;
 pub use config::{DEFAULT_URL, RedisConfig};
 

@@ -1,6 +1,10 @@
 //! Decoding raw replies. Reading `redis::Value` directly is markedly faster
 //! than the crate's typed stream replies. Every function is total: an
 //! unexpected shape is an error, never a panic.
+//!
+//! Replies are taken apart, not copied: the buffers the parser allocated
+//! for bulk strings become the entries' ids (`String`) and field values
+//! (`Bytes`) as they are.
 
 use bytes::Bytes;
 use redis::Value;
@@ -46,8 +50,15 @@ pub(crate) fn bytes(what: &'static str, v: Value) -> Result<Bytes> {
 
 /// A UTF-8 string.
 pub(crate) fn string(what: &'static str, v: Value) -> Result<String> {
-    let b = bytes(what, v)?;
-    String::from_utf8(b.to_vec()).map_err(|_| bad_reply(what, "a string is not valid UTF-8"))
+    let not_utf8 = |_| bad_reply(what, "a string is not valid UTF-8");
+    match v {
+        Value::BulkString(b) => String::from_utf8(b).map_err(not_utf8),
+        Value::SimpleString(s) => Ok(s),
+        Value::VerbatimString { text, .. } => Ok(text),
+        Value::Okay => Ok("OK".to_owned()),
+        Value::Int(n) => Ok(n.to_string()),
+        other => Err(unexpected(what, "a string", &other)),
+    }
 }
 
 /// An integer, sent as an integer or as its decimal text.
@@ -105,12 +116,29 @@ pub(crate) fn named(what: &'static str, v: Value) -> Result<Vec<(String, Value)>
         .collect()
 }
 
-/// The fields of an entry, binary-safe.
+/// The fields of an entry, binary-safe, straight from the reply's list.
 pub(crate) fn fields(what: &'static str, v: Value) -> Result<Fields> {
-    pairs(what, v)?
-        .into_iter()
-        .map(|(k, v)| Ok((bytes(what, k)?, bytes(what, v)?)))
-        .collect()
+    match v {
+        Value::Array(items) => {
+            if items.len() % 2 != 0 {
+                return Err(bad_reply(what, "odd number of elements in a field list"));
+            }
+            let mut out = Fields::with_capacity(items.len() / 2);
+            let mut it = items.into_iter();
+            while let (Some(k), Some(v)) = (it.next(), it.next()) {
+                out.push((bytes(what, k)?, bytes(what, v)?));
+            }
+            Ok(out)
+        }
+        Value::Map(pairs) => {
+            let mut out = Fields::with_capacity(pairs.len());
+            for (k, v) in pairs {
+                out.push((bytes(what, k)?, bytes(what, v)?));
+            }
+            Ok(out)
+        }
+        other => Err(unexpected(what, "a field list", &other)),
+    }
 }
 
 /// One entry `[id, fields]`. `None` fields mean the entry was deleted while
@@ -139,12 +167,13 @@ pub(crate) fn entries(what: &'static str, v: Value) -> Result<Vec<Entry>> {
     Ok(out)
 }
 
-/// One group of `XINFO GROUPS`. `lag` is nil when the server cannot tell
-/// (and absent before Redis 7).
+/// One group of `XINFO GROUPS`. `lag` and `entries-read` are nil when the
+/// server cannot tell (and absent before Redis 7).
 pub(crate) fn group_info(v: Value) -> Result<GroupInfo> {
     const WHAT: &str = "XINFO GROUPS";
     let mut name = None;
     let (mut consumers, mut pending, mut last, mut lag) = (0, 0, None, None);
+    let mut entries_read = None;
     for (k, v) in named(WHAT, v)? {
         match k.as_str() {
             "name" => name = Some(string(WHAT, v)?),
@@ -152,6 +181,7 @@ pub(crate) fn group_info(v: Value) -> Result<GroupInfo> {
             "pending" => pending = count(WHAT, v)?,
             "last-delivered-id" => last = Some(string(WHAT, v)?),
             "lag" if v != Value::Nil => lag = Some(count(WHAT, v)?),
+            "entries-read" if v != Value::Nil => entries_read = Some(count(WHAT, v)?),
             _ => {}
         }
     }
@@ -161,6 +191,7 @@ pub(crate) fn group_info(v: Value) -> Result<GroupInfo> {
     let mut info = GroupInfo::new(name, consumers, pending);
     info.last_delivered = last.filter(|id| id != "0-0").map(EntryId::from);
     info.lag = lag;
+    info.entries_read = entries_read;
     Ok(info)
 }
 
@@ -263,6 +294,38 @@ mod tests {
         );
         assert_eq!(redis_version("nothing"), None);
         assert_eq!(redis_version("redis_version:x"), None);
+    }
+
+    #[test]
+    fn group_info_reads_lag_and_entries_read() {
+        let int = Value::Int;
+        let v = Value::Array(vec![
+            bulk(b"name"),
+            bulk(b"g"),
+            bulk(b"consumers"),
+            int(2),
+            bulk(b"pending"),
+            int(3),
+            bulk(b"last-delivered-id"),
+            bulk(b"5-0"),
+            bulk(b"entries-read"),
+            int(5),
+            bulk(b"lag"),
+            int(1),
+        ]);
+        let info = group_info(v).unwrap();
+        assert_eq!((info.consumers, info.pending), (2, 3));
+        assert_eq!((info.entries_read, info.lag), (Some(5), Some(1)));
+        let unknown = Value::Array(vec![
+            bulk(b"name"),
+            bulk(b"g"),
+            bulk(b"entries-read"),
+            Value::Nil,
+            bulk(b"lag"),
+            Value::Nil,
+        ]);
+        let info = group_info(unknown).unwrap();
+        assert_eq!((info.entries_read, info.lag), (None, None));
     }
 
     #[test]

@@ -945,3 +945,124 @@ async fn hand_back_refuses_bad_ids_before_changing_anything() {
     })
     .await;
 }
+
+/// Concurrent single commands share round trips, and each caller still gets
+/// its own reply: adds to a key of another type fail alone, among adds and
+/// moves that succeed, and every successful add's id is that of its own
+/// entry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_callers_each_get_their_own_reply() {
+    run("coalesce", |c: Ctx| async move {
+        let b = Arc::new(c.backend.clone());
+        let s = c.key("s");
+        let wrong = c.key("wrong");
+        let mut conn = raw(&c).await;
+        redis::cmd("SET")
+            .arg(&wrong)
+            .arg("not a stream")
+            .exec_async(&mut conn)
+            .await
+            .unwrap();
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..300usize {
+            let (b, s, wrong) = (Arc::clone(&b), s.clone(), wrong.clone());
+            tasks.spawn(async move {
+                let key = if i % 7 == 3 { &wrong } else { &s };
+                let n = i.to_string();
+                let got = b.add(add(key, &[("n", &n)], Vec::new())).await;
+                (i, got)
+            });
+        }
+        let mut ids = std::collections::HashMap::new();
+        while let Some(done) = tasks.join_next().await {
+            let (i, got) = done.unwrap();
+            if i % 7 == 3 {
+                let e = got.unwrap_err();
+                assert!(e.to_string().contains("WRONGTYPE"), "{i}: {e}");
+            } else {
+                ids.insert(got.unwrap(), i.to_string());
+            }
+        }
+        let stored = b.range(RangeQuery::new(&s, 1000)).await.unwrap();
+        assert_eq!(stored.len(), ids.len());
+        for entry in stored {
+            assert_eq!(
+                Some(ids[&entry.id].as_bytes()),
+                entry.fields.first().map(|(_, v)| v.as_ref()),
+                "the id returned for an add is its own entry's"
+            );
+        }
+    })
+    .await;
+}
+
+/// Moves in bulk are made each on its own: one whose target holds another
+/// type fails alone, writes nothing and leaves its entry pending; the
+/// others move, in one round trip of several script calls.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moves_in_bulk_fail_one_by_one() {
+    run("move-many", |c: Ctx| async move {
+        let b = &c.backend;
+        let s = c.key("s");
+        let dead = c.key("dead");
+        let wrong = c.key("wrong");
+        b.create_group(CreateGroup::new(&s, "g", StartAt::Beginning))
+            .await
+            .unwrap();
+        let mut ids = Vec::new();
+        for i in 0..250 {
+            ids.push(
+                b.add(add(&s, &[("i", &i.to_string())], Vec::new()))
+                    .await
+                    .unwrap(),
+            );
+        }
+        read(b, "g", "a", &new(&s), None).await.unwrap();
+        let keys = new(&s);
+        while !read(b, "g", "a", &keys, None).await.unwrap().is_empty() {}
+        let mut conn = raw(&c).await;
+        redis::cmd("SET")
+            .arg(&wrong)
+            .arg("not a stream")
+            .exec_async(&mut conn)
+            .await
+            .unwrap();
+        let moves: Vec<Move> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| {
+                let target = MoveTarget::Stream {
+                    key: if i == 120 {
+                        wrong.clone()
+                    } else {
+                        dead.clone()
+                    },
+                    fields: fields(&[("i", &i.to_string())]),
+                    trim: vec![Trim::MaxLen {
+                        len: 1000,
+                        approx: true,
+                    }],
+                };
+                Move::new(s.clone(), "g", id.clone(), target).fenced("a")
+            })
+            .collect();
+        let outcomes = b.move_entries(moves).await.unwrap();
+        assert_eq!(outcomes.len(), 250);
+        for (i, outcome) in outcomes.iter().enumerate() {
+            if i == 120 {
+                let e = outcome.as_ref().unwrap_err();
+                assert!(e.to_string().contains("WRONGTYPE"), "{e}");
+            } else {
+                assert!(
+                    matches!(outcome, Ok(MoveOutcome::Moved { new_id: Some(_) })),
+                    "{i}: {outcome:?}"
+                );
+            }
+        }
+        assert_eq!(b.len(&dead).await.unwrap(), 249);
+        let pending = b.pending(PendingQuery::new(&s, "g", 1000)).await.unwrap();
+        assert_eq!(pending.len(), 1);
+        assert_eq!(pending[0].id, ids[120]);
+    })
+    .await;
+}

@@ -4,6 +4,8 @@
 
 #![allow(dead_code, reason = "each test file uses its own part")]
 
+pub(crate) mod dashboard;
+
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 

@@ -938,3 +938,68 @@ pub async fn write_probe_expires(ctx: &TestContext) {
     tokio::time::sleep(Duration::from_millis(20)).await;
     assert_eq!(b.len(&probe).await.unwrap(), 0);
 }
+
+/// `move_entries` makes each move on its own and reports each outcome in
+/// order: a pending entry moves (its copy written, the original
+/// acknowledged), an acknowledged one is `NotPending`, one held by another
+/// consumer is `OwnedBy`, and the refused ones write nothing.
+pub async fn move_entries_report_each_outcome(ctx: &TestContext) {
+    let backend = ctx.backend();
+    let key = ctx.key("s");
+    let target = ctx.key("dead");
+    let schedule = ctx.key("sched");
+    group_g(&backend, &key).await;
+    let ids = add_n(&backend, &key, 4).await;
+    read(&backend, &key, "a", 10).await.unwrap();
+    assert_eq!(backend.ack(ack(&key, &ids[1..2])).await.unwrap(), 1);
+    let to_stream = |id: &EntryId, n: &str| {
+        let target = MoveTarget::Stream {
+            key: target.clone(),
+            fields: fields(&[("copy", n.as_bytes())]),
+            trim: Vec::new(),
+        };
+        Move::new(key.clone(), "g", id.clone(), target).fenced("a")
+    };
+    let to_schedule = Move::new(
+        key.clone(),
+        "g",
+        ids[3].clone(),
+        MoveTarget::Schedule {
+            key: schedule.clone(),
+            fields: fields(&[("copy", b"3")]),
+            delay: Duration::from_secs(60),
+        },
+    )
+    .fenced("a");
+    let outcomes = backend
+        .move_entries(vec![
+            to_stream(&ids[0], "0"),
+            to_stream(&ids[1], "1"),
+            to_stream(&ids[2], "2").fenced("b"),
+            to_schedule,
+        ])
+        .await
+        .unwrap();
+    assert_eq!(outcomes.len(), 4);
+    let mut outcomes = outcomes.into_iter().map(Result::unwrap);
+    let Some(MoveOutcome::Moved {
+        new_id: Some(new_id),
+    }) = outcomes.next()
+    else {
+        panic!("the first move is made, with the copy's id");
+    };
+    assert_eq!(outcomes.next(), Some(MoveOutcome::NotPending));
+    assert_eq!(outcomes.next(), Some(MoveOutcome::OwnedBy("a".to_owned())));
+    assert_eq!(outcomes.next(), Some(MoveOutcome::Moved { new_id: None }));
+
+    let copies = entries(&backend, &target).await;
+    assert_eq!(copies.len(), 1);
+    assert_eq!(copies[0].id, new_id);
+    assert_eq!(copies[0].fields, fields(&[("copy", b"0")]));
+    assert_eq!(backend.schedule_len(&schedule).await.unwrap(), 1);
+    assert_eq!(
+        pending_ids(&pending_all(&backend, &key, "g").await),
+        [ids[2].clone()]
+    );
+    assert!(backend.move_entries(Vec::new()).await.unwrap().is_empty());
+}

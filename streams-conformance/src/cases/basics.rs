@@ -51,8 +51,8 @@ pub async fn send_round_trips_payload(ctx: &TestContext) {
     let ts = rfc3339(&msg.timestamp);
     assert!(ts >= before && ts <= after, "timestamp {}", msg.timestamp);
     let delivery = msg.delivery.as_ref().expect("delivery details");
-    assert_eq!(delivery.group, "g");
-    assert_eq!(delivery.consumer, "a");
+    assert_eq!(&*delivery.group, "g");
+    assert_eq!(&*delivery.consumer, "a");
     assert!(!delivery.from_retry);
 }
 

@@ -292,3 +292,147 @@ pub async fn traceparent_is_kept_through_copies(ctx: &TestContext) {
         2
     );
 }
+
+/// Entries another client wrote straight to the stream, each hostile in
+/// its own way: `data` that is not UTF-8 (bare bytes, and inside a JSON
+/// string), JSON cut short, a field repeated, a 10 MB body, JSON nested
+/// 100 000 levels deep. The consume runner dead-letters each one, never
+/// calling the handler with it, and the dead-letter entry keeps the stored
+/// fields byte for byte; the runner goes on and handles the message sent
+/// after them.
+pub async fn hostile_entries_reach_the_dlq_and_consume_goes_on(ctx: &TestContext) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use serde_json::{Value, json};
+    use streams_core::StreamManagerExt;
+    use streams_core::runner::{CancellationToken, ConsumeOptions, Job};
+
+    let m = ctx.manager("w");
+    ctx.create_group(&m, "g", &["s"]).await;
+    let mut big = b"{\"blob\":\"".to_vec();
+    big.resize(10 * 1024 * 1024, b'x');
+    let mut deep = b"{\"a\":".to_vec();
+    deep.extend(std::iter::repeat_n(b'[', 100_000));
+    deep.extend(std::iter::repeat_n(b']', 100_000));
+    deep.push(b'}');
+    let hostile: Vec<(&str, Fields)> = vec![
+        (
+            "data not UTF-8",
+            fields(&[
+                ("data", b"\xff\xfe\x00{\"k\":1}"),
+                ("ts", b"2026-01-01T00:00:00.000Z"),
+            ]),
+        ),
+        (
+            "a JSON string not UTF-8",
+            fields(&[("data", b"{\"k\":\"\xc3\x28\xa0\xa1\"}")]),
+        ),
+        (
+            "JSON cut short",
+            fields(&[("data", b"{\"k\":[1,2,{\"n\":")]),
+        ),
+        (
+            "fields repeated",
+            fields(&[
+                ("data", b"{\"k\":1}"),
+                ("mid", b"m-1"),
+                ("data", b"{\"k\":2}"),
+                ("mid", b"m-2"),
+            ]),
+        ),
+        (
+            "a 10 MB body",
+            vec![(Bytes::from_static(b"data"), Bytes::from(big))],
+        ),
+        (
+            "JSON nested 100 000 levels",
+            vec![(Bytes::from_static(b"data"), Bytes::from(deep))],
+        ),
+    ];
+    let mut written = Vec::new();
+    for (_, f) in &hostile {
+        written.push(add_raw(ctx, "s", f.clone()).await);
+    }
+    let good = m
+        .send_message("s", json!({"after": "the hostile ones"}), None)
+        .await
+        .unwrap();
+
+    let handled = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let done = Arc::new(AtomicUsize::new(0));
+    let stop = CancellationToken::new();
+    {
+        let (done, stop) = (Arc::clone(&done), stop.clone());
+        tokio::spawn(async move {
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            while done.load(Ordering::SeqCst) == 0 && std::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            stop.cancel();
+        });
+    }
+    let summary = m
+        .consume("g", {
+            let (handled, done) = (Arc::clone(&handled), Arc::clone(&done));
+            move |job: Job<Value>| {
+                let (handled, done) = (Arc::clone(&handled), Arc::clone(&done));
+                async move {
+                    handled.lock().unwrap().push(job.id().to_owned());
+                    done.fetch_add(1, Ordering::SeqCst);
+                    Ok::<(), String>(())
+                }
+            }
+        })
+        .options(
+            ConsumeOptions::default()
+                .concurrency(2)
+                .poll(Duration::from_millis(50))
+                .grace(Duration::from_secs(20)),
+        )
+        .shutdown_on(stop)
+        .await
+        .unwrap();
+
+    assert_eq!(
+        *handled.lock().unwrap(),
+        vec![good],
+        "only the good message reaches the handler"
+    );
+    assert_eq!(
+        (
+            summary.processed,
+            summary.acked,
+            summary.dead_lettered,
+            summary.errors
+        ),
+        (1, 1, hostile.len() as u64, 0),
+        "{summary}"
+    );
+    let backend = ctx.backend();
+    assert!(pending_all(&backend, &ctx.key("s"), "g").await.is_empty());
+    let dlq = entries(&backend, &m.keys().dlq("s")).await;
+    assert_eq!(dlq.len(), hostile.len());
+    for (what, f) in &hostile {
+        let i = hostile.iter().position(|(w, _)| w == what).unwrap();
+        let entry = dlq
+            .iter()
+            .find(|e| field(&e.fields, "origin_id") == Some(written[i].as_bytes()))
+            .unwrap_or_else(|| panic!("{what}: no dead-letter entry"));
+        let raw: Fields = entry
+            .fields
+            .iter()
+            .filter_map(|(k, v)| {
+                k.strip_prefix(b"raw:")
+                    .map(|name| (Bytes::copy_from_slice(name), v.clone()))
+            })
+            .collect();
+        assert!(
+            raw == *f,
+            "{what}: the raw fields differ from the stored ones"
+        );
+        let dead = StreamMessage::from_entry("xnai:dlq", entry.id.as_str(), &entry.fields);
+        let reason = dead.dead_letter.expect("provenance").reason;
+        assert!(reason.starts_with("malformed entry"), "{what}: {reason}");
+    }
+}

@@ -248,3 +248,52 @@ pub async fn dlq_of_retry_copy_cleans_ready_stream(ctx: &TestContext) {
     assert_eq!(prov.origin_id, copy.id);
     assert_eq!(prov.reason, "gave up");
 }
+
+/// `dead_letter_many` writes a dead letter for each message as
+/// `send_to_dlq` does, in order, with each outcome: the entry id, or
+/// `NotOwner` for one acknowledged meanwhile (nothing written for it).
+/// Without a group the originals stay pending.
+pub async fn dead_letter_many_moves_each(ctx: &TestContext) {
+    let a = ctx.manager("a");
+    ctx.create_group(&a, "g", &["s"]).await;
+    let sent = send_n(&a, "s", 4).await;
+    let got = read_n(&a, "g", 4, Duration::from_secs(5)).await;
+    assert!(a.acknowledge(&got[1], "g").await.unwrap());
+
+    let outcomes = a
+        .dead_letter_many(&got[..3], "bulk failure", Some("g"))
+        .await
+        .unwrap();
+    assert_eq!(outcomes.len(), 3);
+    assert!(
+        matches!(outcomes[1], Err(StreamError::NotOwner { owner: None, .. })),
+        "{:?}",
+        outcomes[1]
+    );
+    let backend = ctx.backend();
+    let dlq = entries(&backend, &a.keys().dlq("s")).await;
+    assert_eq!(dlq.len(), 2);
+    for (entry, (outcome, origin)) in dlq
+        .iter()
+        .zip([(&outcomes[0], &sent[0]), (&outcomes[2], &sent[2])])
+    {
+        assert_eq!(outcome.as_ref().unwrap(), entry.id.as_str());
+        assert_eq!(field_str(&entry.fields, "reason"), Some("bulk failure"));
+        assert_eq!(field_str(&entry.fields, "origin_id"), Some(origin.as_str()));
+        assert_eq!(field_str(&entry.fields, "group"), Some("g"));
+    }
+    let pending = pending_all(&backend, &ctx.key("s"), "g").await;
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].id, got[3].id);
+
+    // Without a group: written, the original left pending.
+    let outcomes = a
+        .dead_letter_many(&got[3..], "inspect", None)
+        .await
+        .unwrap();
+    assert_eq!(outcomes.len(), 1);
+    assert!(outcomes[0].is_ok(), "{:?}", outcomes[0]);
+    assert_eq!(entries(&backend, &a.keys().dlq("s")).await.len(), 3);
+    assert_eq!(pending_all(&backend, &ctx.key("s"), "g").await.len(), 1);
+    assert_eq!(a.get_stats().await.unwrap().messages_dead_lettered, 3);
+}

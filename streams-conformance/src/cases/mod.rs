@@ -107,6 +107,8 @@ macro_rules! __for_each_case {
                 promote_due_retries_without_a_reader [RetrySchedule],
                 group_retry_policy_applies [RetrySchedule],
                 retry_with_sets_error_and_delay [RetrySchedule],
+                retry_many_schedules_each [RetrySchedule],
+                ready_retries_are_read_while_the_stream_is_busy [RetrySchedule],
             }
             dlq {
                 dlq_move_acks_original,
@@ -116,6 +118,7 @@ macro_rules! __for_each_case {
                 dlq_trims_by_age,
                 dlq_per_stream_layout,
                 dlq_of_retry_copy_cleans_ready_stream [RetrySchedule],
+                dead_letter_many_moves_each,
             }
             dlq_ops {
                 dlq_list_filters_and_pages,
@@ -166,6 +169,7 @@ macro_rules! __for_each_case {
                 malformed_entry_dead_letters_with_raw_fields,
                 malformed_entry_is_not_retried,
                 traceparent_is_kept_through_copies [RetrySchedule],
+                hostile_entries_reach_the_dlq_and_consume_goes_on,
             }
             trim {
                 send_trims_to_max_len,
@@ -212,6 +216,7 @@ macro_rules! __for_each_case {
                 delete_consumer_keeps_pending_work [ConsumerListing],
                 ack_with_delete_removes_entries,
                 write_probe_expires,
+                move_entries_report_each_outcome [RetrySchedule],
             }
             entries {
                 range_reads_newest_first,

@@ -105,10 +105,10 @@ pub async fn consumers_share_new_messages(ctx: &TestContext) {
     let union: HashSet<String> = set_a.union(&set_b).cloned().collect();
     assert_eq!(union, sent.iter().cloned().collect::<HashSet<_>>());
     for m in &got_a {
-        assert_eq!(m.delivery.as_ref().unwrap().consumer, "a");
+        assert_eq!(&*m.delivery.as_ref().unwrap().consumer, "a");
     }
     for m in &got_b {
-        assert_eq!(m.delivery.as_ref().unwrap().consumer, "b");
+        assert_eq!(&*m.delivery.as_ref().unwrap().consumer, "b");
     }
     // The server agrees on who holds what.
     let pending = pending_all(&ctx.backend(), &ctx.key("s"), "g").await;
@@ -162,7 +162,7 @@ pub async fn restarted_consumer_gets_own_pending_first(ctx: &TestContext) {
     for msg in &resumed {
         assert_eq!(msg.retry_count, 0, "a redelivery is not a retry: {msg:?}");
         let d = msg.delivery.as_ref().unwrap();
-        assert_eq!(d.consumer, "worker");
+        assert_eq!(&*d.consumer, "worker");
         assert_eq!(d.deliveries, 2, "a redelivery counts a delivery");
         assert!(d.is_redelivery());
     }

@@ -37,7 +37,7 @@ pub async fn group_found_by_name_from_second_manager(ctx: &TestContext) {
     assert_eq!(got[0].id, sent_bus);
     assert_eq!(got[1].stream, "xnai:task_updates");
     assert_eq!(got[1].id, sent_updates);
-    assert_eq!(got[0].delivery.as_ref().unwrap().consumer, "b");
+    assert_eq!(&*got[0].delivery.as_ref().unwrap().consumer, "b");
     assert_eq!(b.consumer_groups(), ["agent_wavefront"]);
 
     assert_eq!(

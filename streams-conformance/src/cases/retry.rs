@@ -560,3 +560,116 @@ pub async fn retry_with_sets_error_and_delay(ctx: &TestContext) {
     );
     assert!(a.acknowledge(&copy, "g").await.unwrap());
 }
+
+/// `retry_many` schedules a retry of each message as `retry_message` does
+/// and reports each outcome in order: `true` when scheduled, `false` past
+/// the retry limit (the message stays pending), `NotOwner` for one
+/// acknowledged meanwhile, `NotDelivered` for one never read; one refused
+/// does not stop the others.
+pub async fn retry_many_schedules_each(ctx: &TestContext) {
+    let a = ctx.manager("a");
+    ctx.create_group(&a, "g", &["s"]).await;
+    send_n(&a, "s", 4).await;
+    let mut got = read_n(&a, "g", 4, Duration::from_secs(5)).await;
+    assert!(a.acknowledge(&got[1], "g").await.unwrap());
+    got[3].retry_count = a.config().dlq.retry_limit;
+    got.push(StreamMessage::new("s", serde_json::Map::new()));
+
+    let outcomes = a.retry_many(&got).await.unwrap();
+    assert_eq!(outcomes.len(), 5);
+    assert!(matches!(outcomes[0], Ok(true)), "{:?}", outcomes[0]);
+    assert!(
+        matches!(outcomes[1], Err(StreamError::NotOwner { owner: None, .. })),
+        "{:?}",
+        outcomes[1]
+    );
+    assert!(matches!(outcomes[2], Ok(true)), "{:?}", outcomes[2]);
+    assert!(matches!(outcomes[3], Ok(false)), "{:?}", outcomes[3]);
+    assert!(
+        matches!(outcomes[4], Err(StreamError::NotDelivered { .. })),
+        "{:?}",
+        outcomes[4]
+    );
+
+    let backend = ctx.backend();
+    let schedule = a.keys().retry_schedule("s", "g");
+    assert_eq!(backend.schedule_len(&schedule).await.unwrap(), 2);
+    let pending = pending_all(&backend, &ctx.key("s"), "g").await;
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].id, got[3].id);
+    assert_eq!(a.get_stats().await.unwrap().messages_retried, 2);
+    assert!(a.retry_many(&[]).await.unwrap().is_empty());
+}
+
+/// A full live read may leave a group's ready streams out while it has just
+/// found them empty (one round trip per read instead of two), but never for
+/// longer than the promote interval: a retry another process promoted is
+/// read within about that interval even while the main stream always has
+/// work, and a retry this manager promoted itself is read at once.
+pub async fn ready_retries_are_read_while_the_stream_is_busy(ctx: &TestContext) {
+    let interval = Duration::from_millis(300);
+    let a = ctx.manager_with(ctx.config("a").with_promote_interval(interval));
+    ctx.create_group(&a, "g", &["s"]).await;
+    let b = ctx
+        .second_manager_with(ctx.config("b").with_promote_interval(interval))
+        .await;
+    send_n(&a, "s", 1).await;
+    let taken = read_n(&b, "g", 1, Duration::from_secs(5)).await.remove(0);
+
+    // `a` is busy with fresh work: each read finds the ready stream empty.
+    let busy_read = |m: &TestManager| {
+        let m = m.clone();
+        async move {
+            send_n(&m, "s", 20).await;
+            let got = m
+                .read_messages("g", Some(10), Some(Duration::from_millis(20)))
+                .await
+                .expect("read_messages");
+            assert!(!got.is_empty(), "the stream has fresh work");
+            for msg in &got {
+                assert!(m.acknowledge(msg, "g").await.unwrap());
+            }
+            got
+        }
+    };
+    for _ in 0..3 {
+        busy_read(&a).await;
+    }
+
+    // Another process retries what it took, due at once, and promotes it.
+    assert!(
+        b.retry_with(&taken, RetryOptions::new().with_delay(Duration::ZERO))
+            .await
+            .unwrap()
+    );
+    assert_eq!(b.promote_due_retries(Some("g")).await.unwrap(), 1);
+    let promoted = Instant::now();
+    let copy = loop {
+        let got = busy_read(&a).await;
+        if let Some(copy) = got.into_iter().find(|m| m.retry_count == 1) {
+            break copy;
+        }
+        assert!(
+            promoted.elapsed() < interval + Duration::from_millis(700),
+            "the promoted retry was not read within {:?} of a promote interval of {interval:?}",
+            promoted.elapsed()
+        );
+    };
+    assert_eq!(copy.mid, taken.mid);
+    assert!(copy.delivery.as_ref().unwrap().from_retry);
+
+    // A retry `a` schedules, due at once, is promoted and read by its next
+    // read, beside the fresh work.
+    send_n(&a, "s", 1).await;
+    let own = read_n(&a, "g", 1, Duration::from_secs(5)).await.remove(0);
+    assert!(
+        a.retry_with(&own, RetryOptions::new().with_delay(Duration::ZERO))
+            .await
+            .unwrap()
+    );
+    let got = busy_read(&a).await;
+    assert!(
+        got.iter().any(|m| m.mid == own.mid && m.retry_count == 1),
+        "the next read has the retry it was due to promote: {got:?}"
+    );
+}

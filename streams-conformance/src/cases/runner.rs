@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 use serde_json::{Value, json};
-use streams_core::runner::{CancellationToken, ConsumeOptions, ConsumeSummary, Job, Outcome};
+use streams_core::runner::{
+    CancellationToken, ConsumeOptions, ConsumeSummary, Job, Outcome, Settled,
+};
 use streams_core::{DlqConfig, RetryPolicy, StreamManager, StreamManagerExt};
 
 use crate::support::{TestContext, TestManager, ids, pending_all, send_n};
@@ -106,6 +108,7 @@ pub async fn outcomes_settle_as_asked(ctx: &TestContext) {
             .unwrap();
     }
     let calls = Arc::new(Mutex::new(HashMap::<String, Vec<u32>>::new()));
+    let settled = Arc::new(Mutex::new(HashMap::<String, Vec<Settled>>::new()));
     let done = Arc::new(AtomicUsize::new(0));
     let stop = CancellationToken::new();
     // later: 2 calls; drop: 1; boom: 2 (one retry, then the DLQ); fine: 1.
@@ -135,10 +138,25 @@ pub async fn outcomes_settle_as_asked(ctx: &TestContext) {
                 }
             }
         })
+        .on_settled({
+            let settled = Arc::clone(&settled);
+            move |s| {
+                let kind = s.message.data["kind"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned();
+                settled.lock().unwrap().entry(kind).or_default().push(s.how);
+            }
+        })
         .options(quick())
         .shutdown_on(stop)
         .await
         .unwrap();
+    let settled = settled.lock().unwrap().clone();
+    assert_eq!(settled["later"], [Settled::Retried, Settled::Acked]);
+    assert_eq!(settled["drop"], [Settled::DeadLettered]);
+    assert_eq!(settled["boom"], [Settled::Retried, Settled::DeadLettered]);
+    assert_eq!(settled["fine"], [Settled::Acked]);
     let calls = calls.lock().unwrap().clone();
     assert_eq!(calls["later"], [0, 1]);
     assert_eq!(calls["drop"], [0]);
@@ -570,10 +588,19 @@ pub async fn claimed_work_not_started_is_handed_back(ctx: &TestContext) {
     let started = Arc::new(tokio::sync::Notify::new());
     let stop = CancellationToken::new();
     let (signal, stopper) = (Arc::clone(&started), stop.clone());
+    let (backend, key) = (ctx.backend(), ctx.key("s"));
     tokio::spawn(async move {
         signal.notified().await;
-        // Let the claim ticker queue the next one.
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        // Until the claim ticker has queued the next one (both are then
+        // w's), while the first handler still runs.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            let pending = pending_all(&backend, &key, "g").await;
+            if pending.iter().filter(|p| p.consumer == "w").count() >= 2 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         stopper.cancel();
     });
     let summary = m
@@ -581,7 +608,7 @@ pub async fn claimed_work_not_started_is_handed_back(ctx: &TestContext) {
             let started = Arc::clone(&started);
             async move {
                 started.notify_one();
-                tokio::time::sleep(Duration::from_millis(600)).await;
+                tokio::time::sleep(Duration::from_millis(2000)).await;
                 Ok::<(), String>(())
             }
         })

@@ -11,10 +11,10 @@ use async_trait::async_trait;
 use futures::future::BoxFuture;
 
 use super::{
-    Ack, Add, AutoClaim, AutoClaimPage, Capabilities, ConsumerInfo, ConsumerRef, ConsumerRemoval,
-    CreateGroup, Entry, EntryId, GroupInfo, GroupRegistry, KeyEntries, Lease, Move, MoveOutcome,
-    PendingEntry, PendingQuery, Probe, Promotion, RangeQuery, ReadGroup, ScheduleKeys, ServerInfo,
-    StreamBackend, Transfer, TransferOutcome, Trim,
+    Ack, Add, AddMany, AutoClaim, AutoClaimPage, Capabilities, ConsumerInfo, ConsumerRef,
+    ConsumerRemoval, CreateGroup, Entry, EntryId, GroupInfo, GroupRegistry, KeyEntries, Lease,
+    Move, MoveOutcome, PendingEntry, PendingQuery, Probe, Promotion, RangeQuery, ReadGroup,
+    ScheduleKeys, ServerInfo, StreamBackend, Transfer, TransferOutcome, Trim,
 };
 use crate::error::Result;
 
@@ -203,6 +203,13 @@ impl<L: BackendLayer> StreamBackend for Layered<L> {
         self.0.around(call, op).await
     }
 
+    async fn add_many(&self, many: AddMany<'_>) -> Result<Vec<EntryId>> {
+        let key = many.key;
+        let op = self.0.inner().add_many(many);
+        let call = Call::new("add_many").on_key(key);
+        self.0.around(call, op).await
+    }
+
     async fn read_group(&self, read: ReadGroup<'_>) -> Result<Vec<KeyEntries>> {
         let mut call = Call::new("read_group").in_group(read.group);
         if let Some(key) = read.keys.first() {
@@ -258,6 +265,16 @@ impl<L: BackendLayer> StreamBackend for Layered<L> {
         let (key, group) = (mv.source.clone(), mv.group.clone());
         let op = self.0.inner().move_entry(mv);
         let call = Call::new("move_entry").on_key(&key).in_group(&group);
+        self.0.around(call, op).await
+    }
+
+    async fn move_entries(&self, moves: Vec<Move>) -> Result<Vec<Result<MoveOutcome>>> {
+        let first = moves.first().map(|m| (m.source.clone(), m.group.clone()));
+        let mut call = Call::new("move_entries");
+        if let Some((key, group)) = &first {
+            call = call.on_key(key).in_group(group);
+        }
+        let op = self.0.inner().move_entries(moves);
         self.0.around(call, op).await
     }
 

@@ -31,10 +31,10 @@ pub use ids::{Cursor, EntryId};
 pub use layer::{BackendLayer, Call, Layered};
 pub use registry::GroupRegistry;
 pub use types::{
-    Ack, Add, AutoClaim, AutoClaimPage, ConsumerInfo, ConsumerRef, ConsumerRemoval, CreateGroup,
-    DeliveredEntry, Entry, Fields, GroupInfo, KeyEntries, Lease, Move, MoveOutcome, MoveTarget,
-    PendingEntry, PendingQuery, Probe, Promotion, RangeQuery, ReadGroup, ScheduleKeys, ServerInfo,
-    StartAt, Transfer, TransferOutcome, Trim,
+    Ack, Add, AddMany, AutoClaim, AutoClaimPage, ConsumerInfo, ConsumerRef, ConsumerRemoval,
+    CreateGroup, DeliveredEntry, Entry, Fields, GroupInfo, KeyEntries, Lease, Move, MoveOutcome,
+    MoveTarget, PendingEntry, PendingQuery, Probe, Promotion, RangeQuery, ReadGroup, ScheduleKeys,
+    ServerInfo, StartAt, Transfer, TransferOutcome, Trim,
 };
 
 /// The primitives of a stream transport.
@@ -127,6 +127,27 @@ pub trait StreamBackend: GroupRegistry + Send + Sync + Debug + 'static {
     /// # Contract
     /// `send_batch_preserves_order`.
     async fn add_batch(&self, adds: Vec<Add>) -> Result<Vec<EntryId>>;
+
+    /// Adds many entries to one stream, each followed by the same trims,
+    /// in one round trip; returns their ids in order. On error, some of
+    /// them may have been added. The default makes an [`Add`] of each
+    /// entry and calls [`add_batch`](Self::add_batch); a backend overrides
+    /// it to skip the copies of the key and trims per entry.
+    ///
+    /// # Contract
+    /// `send_batch_preserves_order`, `send_trims_to_max_len`.
+    async fn add_many(&self, many: AddMany<'_>) -> Result<Vec<EntryId>> {
+        let adds = many
+            .entries
+            .into_iter()
+            .map(|fields| {
+                let mut add = Add::new(many.key, fields);
+                add.trim = many.trim.to_vec();
+                add
+            })
+            .collect();
+        self.add_batch(adds).await
+    }
 
     /// Reads entries never delivered to the group, over several keys at
     /// once; each counts as its first delivery.
@@ -237,6 +258,24 @@ pub trait StreamBackend: GroupRegistry + Send + Sync + Debug + 'static {
     /// # Contract
     /// `dlq_move_acks_original`, `retry_moves_are_fenced`, `move_of_acked_entry_is_refused`.
     async fn move_entry(&self, mv: Move) -> Result<MoveOutcome>;
+
+    /// Many [`move_entry`](Self::move_entry) calls, in one round trip where
+    /// the backend can: each move is atomic on its own and has its own
+    /// outcome, in the order given; one that fails does not stop the
+    /// others. The outer error is for a failure that leaves every outcome
+    /// unknown (the connection broke, say): some moves may have happened
+    /// then. The default makes the moves one after another.
+    ///
+    /// # Contract
+    /// `move_entries_report_each_outcome`, `retry_many_schedules_each`,
+    /// `dead_letter_many_moves_each`.
+    async fn move_entries(&self, moves: Vec<Move>) -> Result<Vec<Result<MoveOutcome>>> {
+        let mut outcomes = Vec::with_capacity(moves.len());
+        for mv in moves {
+            outcomes.push(self.move_entry(mv).await);
+        }
+        Ok(outcomes)
+    }
 
     /// Moves due entries of each schedule into its ready stream, at most
     /// `limit` per schedule, atomically per schedule. A schedule that cannot
@@ -415,6 +454,9 @@ macro_rules! forward_backend {
             async fn add_batch(&self, adds: Vec<Add>) -> Result<Vec<EntryId>> {
                 (**self).add_batch(adds).await
             }
+            async fn add_many(&self, many: AddMany<'_>) -> Result<Vec<EntryId>> {
+                (**self).add_many(many).await
+            }
             async fn read_group(&self, read: ReadGroup<'_>) -> Result<Vec<KeyEntries>> {
                 (**self).read_group(read).await
             }
@@ -438,6 +480,9 @@ macro_rules! forward_backend {
             }
             async fn move_entry(&self, mv: Move) -> Result<MoveOutcome> {
                 (**self).move_entry(mv).await
+            }
+            async fn move_entries(&self, moves: Vec<Move>) -> Result<Vec<Result<MoveOutcome>>> {
+                (**self).move_entries(moves).await
             }
             async fn promote_due(
                 &self,

@@ -138,6 +138,36 @@ impl Add {
     }
 }
 
+/// Entries added to one stream, each with the same trims.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct AddMany<'a> {
+    /// The stream key (created if missing).
+    pub key: &'a str,
+    /// The fields of each entry, in the order they are added.
+    pub entries: Vec<Fields>,
+    /// Trims applied after each entry is added, in order.
+    pub trim: &'a [Trim],
+}
+
+impl<'a> AddMany<'a> {
+    /// Adds `entries` to `key`, without trimming.
+    pub fn new(key: &'a str, entries: Vec<Fields>) -> Self {
+        Self {
+            key,
+            entries,
+            trim: &[],
+        }
+    }
+
+    /// Trims applied after each entry is added.
+    #[must_use]
+    pub fn with_trim(mut self, trim: &'a [Trim]) -> Self {
+        self.trim = trim;
+        self
+    }
+}
+
 /// A group read over several keys: entries never delivered to the group.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -755,6 +785,13 @@ pub struct GroupInfo {
     pub last_delivered: Option<EntryId>,
     /// Entries not yet delivered to the group, when the backend knows.
     pub lag: Option<u64>,
+    /// How many entries of the stream the group has read (first deliveries:
+    /// redeliveries and claims do not count), when the backend knows
+    /// (Redis 7 reports `entries-read`; the memory backend does not). It
+    /// only grows, so the difference between two readings is what the group
+    /// was handed in between; with [`lag`](Self::lag), it also tells how many
+    /// entries the stream was ever given (`entries_read + lag`).
+    pub entries_read: Option<u64>,
 }
 
 impl GroupInfo {
@@ -766,6 +803,7 @@ impl GroupInfo {
             pending,
             last_delivered: None,
             lag: None,
+            entries_read: None,
         }
     }
 }

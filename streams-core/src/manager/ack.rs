@@ -1,6 +1,7 @@
 //! Acknowledging, and the lease of a message being worked on.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use super::Manager;
 use super::dlq::check_group;
@@ -28,7 +29,7 @@ impl<B: StreamBackend> Manager<B> {
     /// # Errors
     /// [`StreamError::GroupNotFound`], [`StreamError::WrongGroup`],
     /// [`StreamError::InvalidName`], connection errors.
-    #[tracing::instrument(level = "debug", skip_all, fields(stream = %message.stream, group = group_name, consumer = message.delivery.as_ref().map(|d| d.consumer.as_str()), id = %message.id))]
+    #[tracing::instrument(level = "debug", skip_all, fields(stream = %message.stream, group = group_name, consumer = message.delivery.as_ref().map(|d| &*d.consumer), id = %message.id))]
     pub async fn acknowledge(&self, message: &StreamMessage, group_name: &str) -> Result<bool> {
         Ok(self
             .acknowledge_many(std::slice::from_ref(message), group_name)
@@ -96,7 +97,7 @@ impl<B: StreamBackend> Manager<B> {
     ///
     /// # Errors
     /// [`StreamError::NotDelivered`], connection errors.
-    #[tracing::instrument(level = "debug", skip_all, fields(stream = %message.stream, group = message.group(), consumer = message.delivery.as_ref().map(|d| d.consumer.as_str()), id = %message.id))]
+    #[tracing::instrument(level = "debug", skip_all, fields(stream = %message.stream, group = message.group(), consumer = message.delivery.as_ref().map(|d| &*d.consumer), id = %message.id))]
     pub async fn touch(&self, message: &StreamMessage) -> Result<bool> {
         self.ready().await?;
         let delivery = Self::delivery_of(message, "touched")?;
@@ -117,12 +118,16 @@ impl<B: StreamBackend> Manager<B> {
     #[tracing::instrument(level = "debug", skip_all, fields(count = messages.len()))]
     pub async fn touch_many(&self, messages: &[StreamMessage]) -> Result<u64> {
         self.ready().await?;
-        let mut by_key: BTreeMap<(String, String, String), Vec<EntryId>> = BTreeMap::new();
+        let mut by_key: BTreeMap<(String, Arc<str>, Arc<str>), Vec<EntryId>> = BTreeMap::new();
         for m in messages {
             let delivery = Self::delivery_of(m, "touched")?;
             let (key, _) = self.read_key(m, &delivery.group);
             by_key
-                .entry((key, delivery.group.clone(), delivery.consumer.clone()))
+                .entry((
+                    key,
+                    Arc::clone(&delivery.group),
+                    Arc::clone(&delivery.consumer),
+                ))
                 .or_default()
                 .push(EntryId::from(m.id.as_str()));
         }
@@ -143,12 +148,16 @@ impl<B: StreamBackend> Manager<B> {
     pub async fn release(&self, messages: &[StreamMessage]) -> Result<u64> {
         self.ready().await?;
         type Held<'m> = (&'m str, Vec<EntryId>, Vec<u64>);
-        let mut by_key: BTreeMap<(String, String, String), Held<'_>> = BTreeMap::new();
+        let mut by_key: BTreeMap<(String, Arc<str>, Arc<str>), Held<'_>> = BTreeMap::new();
         for m in messages {
             let delivery = Self::delivery_of(m, "released")?;
             let (key, _) = self.read_key(m, &delivery.group);
             let (_, ids, deliveries) = by_key
-                .entry((key, delivery.group.clone(), delivery.consumer.clone()))
+                .entry((
+                    key,
+                    Arc::clone(&delivery.group),
+                    Arc::clone(&delivery.consumer),
+                ))
                 .or_insert_with(|| (m.stream.as_str(), Vec::new(), Vec::new()));
             ids.push(EntryId::from(m.id.as_str()));
             deliveries.push(delivery.deliveries);

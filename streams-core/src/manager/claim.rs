@@ -103,16 +103,25 @@ impl<B: StreamBackend> Manager<B> {
                     .with_recovery(group, || self.backend().auto_claim(request.clone()))
                     .await?;
                 if !page.deleted.is_empty() {
-                    // Backends may have dropped them from the pending list
-                    // already (Redis 7 does); acknowledging is harmless then.
+                    // Counted and logged as found, before the ack: Redis
+                    // (7.0 and newer) has dropped them from the pending
+                    // list already, so a failed ack must not keep them out
+                    // of the count. A backend that keeps them pending
+                    // reports them again if the ack fails.
+                    let stream = self.logical_stream(group, key);
+                    tracing::warn!(
+                        stream = %stream, group = name, entries = page.deleted.len(),
+                        ids = ?page.deleted,
+                        "pending entries were trimmed or deleted from the stream before they were handled; acknowledging them"
+                    );
+                    self.count(
+                        Count::PendingDeleted,
+                        Labels::stream_group(stream, name),
+                        page.deleted.len() as u64,
+                    );
                     self.backend()
                         .ack(Ack::new(key, name, &page.deleted))
                         .await?;
-                    self.count(
-                        Count::PendingDeleted,
-                        Labels::stream_group(self.logical_stream(group, key), name),
-                        page.deleted.len() as u64,
-                    );
                 }
                 let mut reply = KeyEntries::new(key);
                 reply.entries = page.entries;
@@ -217,12 +226,7 @@ mod tests {
     fn delivered(retry_count: u32, deliveries: u64) -> StreamMessage {
         let mut m = StreamMessage::new("s", serde_json::Map::new());
         m.retry_count = retry_count;
-        m.delivery = Some(Delivery {
-            group: "g".into(),
-            consumer: "c".into(),
-            from_retry: false,
-            deliveries,
-        });
+        m.delivery = Some(Delivery::new("g", "c", deliveries));
         m
     }
 

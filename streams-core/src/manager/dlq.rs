@@ -1,6 +1,8 @@
 //! The dead-letter queue.
 
 use std::collections::BTreeSet;
+use std::sync::PoisonError;
+use std::time::{Duration, Instant};
 
 use super::Manager;
 use crate::backend::{
@@ -11,6 +13,24 @@ use crate::error::{Result, StreamError};
 use crate::message::{DeadLetter, StreamMessage};
 use crate::observe::{Count, Labels};
 
+/// Longest time between two trims of a dead-letter stream by age; a
+/// shorter `max_retention` trims ten times within it.
+const AGE_TRIM_EVERY: Duration = Duration::from_secs(1);
+
+/// A dead letter about to be written: where, and how the write is
+/// accounted for.
+struct DeadPlan {
+    /// The move (with a group) or the add (without).
+    write: DeadWrite,
+    consumer: String,
+    fence: Option<String>,
+}
+
+enum DeadWrite {
+    Move(Move),
+    Add(Add),
+}
+
 impl<B: StreamBackend> Manager<B> {
     /// Writes a message to the dead-letter queue with its provenance.
     /// See [`StreamManager::send_to_dlq`](crate::StreamManager::send_to_dlq).
@@ -19,7 +39,7 @@ impl<B: StreamBackend> Manager<B> {
     /// [`StreamError::DlqDisabled`], [`StreamError::NotOwner`],
     /// [`StreamError::WrongGroup`], [`StreamError::GroupNotFound`],
     /// connection errors.
-    #[tracing::instrument(level = "debug", skip_all, fields(stream = %message.stream, group = group_name, consumer = message.delivery.as_ref().map(|d| d.consumer.as_str()), id = %message.id))]
+    #[tracing::instrument(level = "debug", skip_all, fields(stream = %message.stream, group = group_name, consumer = message.delivery.as_ref().map(|d| &*d.consumer), id = %message.id))]
     pub async fn send_to_dlq(
         &self,
         message: &StreamMessage,
@@ -27,6 +47,109 @@ impl<B: StreamBackend> Manager<B> {
         group_name: Option<&str>,
     ) -> Result<String> {
         self.ready().await?;
+        let plan = self.plan_dead_letter(message, reason, group_name).await?;
+        let id = match plan.write {
+            DeadWrite::Add(add) => Some(self.backend().add(add).await?),
+            DeadWrite::Move(mv) => {
+                let outcome = self.backend().move_entry(mv).await?;
+                moved_or_refused(
+                    outcome,
+                    message,
+                    group_name.unwrap_or_default(),
+                    plan.fence.unwrap_or_default(),
+                )?
+            }
+        };
+        self.count_dead_letter(message, group_name, &plan.consumer);
+        Ok(id.map(EntryId::into_string).unwrap_or_default())
+    }
+
+    /// Writes each message to the dead-letter queue, as
+    /// [`send_to_dlq`](Self::send_to_dlq) does, in one round trip: the
+    /// dead-letter entry id of each, in order (empty when the backend does
+    /// not report it). One that is refused (taken by another consumer,
+    /// delivered through another group) does not stop the others.
+    /// See [`StreamManager::dead_letter_many`](crate::StreamManager::dead_letter_many).
+    ///
+    /// # Errors
+    /// [`StreamError::DlqDisabled`], [`StreamError::GroupNotFound`],
+    /// connection errors that leave every outcome unknown (some messages
+    /// may have been dead-lettered), [`StreamError::Closed`].
+    #[tracing::instrument(level = "debug", skip_all, fields(group = group_name, count = messages.len()))]
+    pub async fn dead_letter_many(
+        &self,
+        messages: &[StreamMessage],
+        reason: &str,
+        group_name: Option<&str>,
+    ) -> Result<Vec<Result<String>>> {
+        self.ready().await?;
+        if !self.config().dlq.enabled {
+            return Err(StreamError::DlqDisabled {
+                id: messages.first().map(|m| m.id.clone()).unwrap_or_default(),
+            });
+        }
+        if let Some(name) = group_name {
+            self.group(name).await?;
+        }
+        let mut results: Vec<Result<String>> = Vec::with_capacity(messages.len());
+        let mut moved = Vec::new();
+        let mut moves = Vec::new();
+        let mut added = Vec::new();
+        let mut adds = Vec::new();
+        for (i, message) in messages.iter().enumerate() {
+            results.push(Ok(String::new()));
+            match self.plan_dead_letter(message, reason, group_name).await {
+                Ok(DeadPlan {
+                    write: DeadWrite::Move(mv),
+                    consumer,
+                    fence,
+                }) => {
+                    moves.push(mv);
+                    moved.push((i, consumer, fence.unwrap_or_default()));
+                }
+                Ok(DeadPlan {
+                    write: DeadWrite::Add(add),
+                    consumer,
+                    ..
+                }) => {
+                    adds.push(add);
+                    added.push((i, consumer));
+                }
+                Err(e) => results[i] = Err(e),
+            }
+        }
+        if !adds.is_empty() {
+            let ids = self.backend().add_batch(adds).await?;
+            for ((i, consumer), id) in added.into_iter().zip(ids) {
+                self.count_dead_letter(&messages[i], group_name, &consumer);
+                results[i] = Ok(id.into_string());
+            }
+        }
+        if !moves.is_empty() {
+            let outcomes = self.backend().move_entries(moves).await?;
+            for ((i, consumer, fence), outcome) in moved.into_iter().zip(outcomes) {
+                let message = &messages[i];
+                results[i] = outcome
+                    .and_then(|o| {
+                        moved_or_refused(o, message, group_name.unwrap_or_default(), fence)
+                    })
+                    .map(|id| {
+                        self.count_dead_letter(message, group_name, &consumer);
+                        id.map(EntryId::into_string).unwrap_or_default()
+                    });
+            }
+        }
+        Ok(results)
+    }
+
+    /// The write that dead-letters `message`: a fenced move out of the
+    /// group that delivered it, or a plain add without a group.
+    async fn plan_dead_letter(
+        &self,
+        message: &StreamMessage,
+        reason: &str,
+        group_name: Option<&str>,
+    ) -> Result<DeadPlan> {
         let dlq = &self.config().dlq;
         if !dlq.enabled {
             return Err(StreamError::DlqDisabled {
@@ -42,8 +165,8 @@ impl<B: StreamBackend> Manager<B> {
             None => None,
         };
         let delivery = message.delivery.as_ref();
-        let consumer = delivery
-            .map(|d| d.consumer.clone())
+        let consumer: Option<String> = delivery
+            .map(|d| d.consumer.to_string())
             .or_else(|| group.as_ref().map(|g| g.consumer.clone()));
         let dead = DeadLetter {
             origin_stream: message.stream.clone(),
@@ -55,51 +178,83 @@ impl<B: StreamBackend> Manager<B> {
             deliveries: delivery.map(|d| d.deliveries),
         };
         let fields = dlq_fields(message, &dead);
-        let counted_consumer = consumer.clone().unwrap_or_default();
+        let counted = consumer.clone().unwrap_or_default();
         let key = self.keys().dlq(&message.stream);
-        let trim = vec![
-            Trim::MaxLen {
-                len: dlq.max_len,
-                approx: true,
-            },
-            Trim::MaxAge {
-                age: dlq.max_retention,
-                approx: true,
-            },
-        ];
-        let id = match group_name {
-            None => {
-                let mut add = Add::new(key, fields);
-                add.trim = trim;
-                self.backend().add(add).await?
-            }
-            Some(group_name) => {
-                let (source, from_retry) = self.read_key(message, group_name);
-                let consumer = consumer.unwrap_or_else(|| self.consumer_id().to_owned());
-                let target = MoveTarget::Stream { key, fields, trim };
-                let mv = Move::new(
-                    source.clone(),
-                    group_name,
-                    EntryId::from(message.id.as_str()),
-                    target,
-                )
-                .fenced(consumer.clone())
-                .deleting_source(from_retry);
-                let outcome = self.backend().move_entry(mv).await?;
-                moved_or_refused(outcome, message, group_name, consumer)?
-                    .unwrap_or_else(|| EntryId::from(""))
+        let trim = self.dlq_trim(&key);
+        let Some(group_name) = group_name else {
+            let mut add = Add::new(key, fields);
+            add.trim = trim;
+            return Ok(DeadPlan {
+                write: DeadWrite::Add(add),
+                consumer: counted,
+                fence: None,
+            });
+        };
+        let (source, from_retry) = self.read_key(message, group_name);
+        let fence = consumer.unwrap_or_else(|| self.consumer_id().to_owned());
+        let target = MoveTarget::Stream { key, fields, trim };
+        let mv = Move::new(
+            source,
+            group_name,
+            EntryId::from(message.id.as_str()),
+            target,
+        )
+        .fenced(fence.clone())
+        .deleting_source(from_retry);
+        Ok(DeadPlan {
+            write: DeadWrite::Move(mv),
+            consumer: counted,
+            fence: Some(fence),
+        })
+    }
+
+    /// The trims of a write to the dead-letter stream `key`: by length
+    /// always (approximate, inline with the add), by age only when the last
+    /// trim of that stream by age is [`AGE_TRIM_EVERY`] old (or a tenth of
+    /// `max_retention`, when that is shorter). Both are approximate, so
+    /// an entry may outlive its retention by that much.
+    fn dlq_trim(&self, key: &str) -> Vec<Trim> {
+        let dlq = &self.config().dlq;
+        let mut trim = Vec::with_capacity(2);
+        trim.push(Trim::MaxLen {
+            len: dlq.max_len,
+            approx: true,
+        });
+        let every = AGE_TRIM_EVERY.min(dlq.max_retention / 10);
+        let now = Instant::now();
+        let due = {
+            let mut last = self
+                .inner
+                .dlq_trimmed
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            match last.get_mut(key) {
+                Some(at) if now.saturating_duration_since(*at) < every => false,
+                Some(at) => {
+                    *at = now;
+                    true
+                }
+                None => {
+                    last.insert(key.to_owned(), now);
+                    true
+                }
             }
         };
+        if due {
+            trim.push(Trim::MaxAge {
+                age: dlq.max_retention,
+                approx: true,
+            });
+        }
+        trim
+    }
+
+    fn count_dead_letter(&self, message: &StreamMessage, group: Option<&str>, consumer: &str) {
         self.count(
             Count::DeadLettered,
-            Labels::delivery(
-                &message.stream,
-                group_name.unwrap_or_default(),
-                &counted_consumer,
-            ),
+            Labels::delivery(&message.stream, group.unwrap_or_default(), consumer),
             1,
         );
-        Ok(id.into_string())
     }
 }
 
@@ -107,9 +262,9 @@ impl<B: StreamBackend> Manager<B> {
 /// ([`StreamError::WrongGroup`]); a message never delivered passes.
 pub(crate) fn check_group(message: &StreamMessage, group: &str) -> Result<()> {
     match &message.delivery {
-        Some(d) if d.group != group => Err(StreamError::WrongGroup {
+        Some(d) if *d.group != *group => Err(StreamError::WrongGroup {
             id: message.id.clone(),
-            delivered_to: d.group.clone(),
+            delivered_to: d.group.to_string(),
             given: group.to_owned(),
         }),
         _ => Ok(()),

@@ -43,6 +43,8 @@ pub(crate) struct Group {
     pub(crate) config: ConsumerGroupConfig,
     /// This manager's consumer name in the group.
     pub(crate) consumer: String,
+    /// The group's and the consumer's names, shared by every delivery.
+    pub(crate) names: (Arc<str>, Arc<str>),
     pub(crate) sources: Vec<Source>,
     /// `(schedule, ready)` of every stream.
     pub(crate) schedules: Vec<ScheduleKeys>,
@@ -99,6 +101,11 @@ pub(crate) struct ReadState {
     /// The last entry a live read delivered, per stream key: where the
     /// group is recreated if the server loses it.
     pub(crate) last_delivered: HashMap<String, EntryId>,
+    /// Since when the group's ready streams have been found empty by a
+    /// live read, with no promotion by this manager since: for up to the
+    /// promote interval from then, live reads leave them out (one round
+    /// trip fewer per read), and then ask again.
+    pub(crate) ready_quiet_since: Option<Instant>,
     /// Where the next claim goes on, after one stopped at a crash suspect.
     pub(crate) claim_from: Option<super::claim::ClaimFrom>,
 }
@@ -125,13 +132,23 @@ impl Group {
             .chain(self.sources.iter().map(|s| s.retry.ready.as_str()))
     }
 
-    /// What a live read asks for: every key, starting at the rotation.
-    pub(crate) fn live_keys(&self, rotation: usize) -> Vec<String> {
-        let keys: Vec<&str> = self.all_keys().collect();
+    /// What a live read asks for: every key (without the ready streams
+    /// unless `with_ready`), starting at the rotation.
+    pub(crate) fn live_keys(&self, rotation: usize, with_ready: bool) -> Vec<String> {
+        let keys: Vec<&str> = if with_ready {
+            self.all_keys().collect()
+        } else {
+            self.sources.iter().map(|s| s.key.as_str()).collect()
+        };
         let n = keys.len().max(1);
         (0..keys.len())
             .map(|i| keys[(rotation + i) % n].to_owned())
             .collect()
+    }
+
+    /// Whether `key` is one of the group's ready streams.
+    pub(crate) fn is_ready_key(&self, key: &str) -> bool {
+        self.sources.iter().any(|s| s.retry.ready == key)
     }
 
     pub(crate) fn lock_read(&self) -> MutexGuard<'_, ReadState> {
@@ -198,6 +215,10 @@ impl<B: StreamBackend> Manager<B> {
         let history = self.supports(crate::backend::Feature::Redelivery);
         let schedules = sources.iter().map(|s| s.retry.clone()).collect();
         Ok(Group {
+            names: (
+                Arc::from(config.name.as_str()),
+                Arc::from(consumer.as_str()),
+            ),
             config,
             consumer,
             sources,
@@ -215,6 +236,7 @@ impl<B: StreamBackend> Manager<B> {
                 next_due: None,
                 promote_error: None,
                 last_delivered: HashMap::new(),
+                ready_quiet_since: None,
                 claim_from: None,
             }),
         })

@@ -111,6 +111,8 @@ struct Inner<B> {
     last_dlq_len: AtomicU64,
     /// The dead-letter length at the last health check, for its growth rate.
     dlq_sample: Mutex<Option<status::DlqSample>>,
+    /// When each dead-letter stream was last trimmed by age by this manager.
+    dlq_trimmed: Mutex<HashMap<String, Instant>>,
 }
 
 impl<B: StreamBackend> Manager<B> {
@@ -153,6 +155,7 @@ impl<B: StreamBackend> Manager<B> {
                 counters: Counters::default(),
                 last_dlq_len: AtomicU64::new(0),
                 dlq_sample: Mutex::new(None),
+                dlq_trimmed: Mutex::new(HashMap::new()),
                 config,
             }),
         })

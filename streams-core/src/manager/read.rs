@@ -2,13 +2,14 @@
 
 use std::collections::VecDeque;
 use std::ops::Bound;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::group::{Backlog, Held};
 use super::{Group, Manager, until};
 use crate::backend::{
-    Ack, Entry, Feature, KeyEntries, Lease, PendingQuery, ReadGroup, StreamBackend,
+    Ack, Entry, EntryId, Feature, KeyEntries, Lease, PendingQuery, ReadGroup, StreamBackend,
 };
 use crate::codec;
 use crate::error::{Result, StreamError};
@@ -67,16 +68,53 @@ impl<B: StreamBackend> Manager<B> {
             if let Some(next_due) = self.promote_if_due(&group).await {
                 wait = wait.min(next_due);
             }
-            let keys = {
+            let now = Instant::now();
+            let (keys, quiet_left) = {
                 let mut st = group.lock_read();
                 st.rotation = st.rotation.wrapping_add(1);
-                group.live_keys(st.rotation)
+                let quiet_left = st
+                    .ready_quiet_since
+                    .and_then(|t| {
+                        self.config()
+                            .promote_interval
+                            .checked_sub(now.saturating_duration_since(t))
+                    })
+                    .filter(|left| !left.is_zero());
+                if quiet_left.is_none() {
+                    st.ready_quiet_since = None;
+                }
+                (
+                    group.live_keys(st.rotation, quiet_left.is_none()),
+                    quiet_left,
+                )
             };
+            // Ready streams left out are asked again once the quiet time
+            // is over, even by a read that blocks.
+            if let Some(left) = quiet_left {
+                wait = wait.min(left);
+            }
             let read = ReadGroup::new(&group.config.name, &group.consumer, &keys, count)
                 .with_block(Some(wait));
             let replies = self
                 .with_recovery(&group, || self.backend().read_group(read.clone()))
                 .await?;
+            if quiet_left.is_none() {
+                // Leaving the ready streams out pays when the read was
+                // full (asking them cost a second round of the fair count
+                // rule), and is safe when they gave nothing although each
+                // key was offered a share of at least one (a key that had
+                // entries gave its share).
+                let from_ready = replies
+                    .iter()
+                    .any(|k| !k.entries.is_empty() && group.is_ready_key(&k.key));
+                let total: usize = replies.iter().map(|k| k.entries.len()).sum();
+                let mut st = group.lock_read();
+                if from_ready {
+                    st.ready_quiet_since = None;
+                } else if total >= count && count >= keys.len() && st.ready_quiet_since.is_none() {
+                    st.ready_quiet_since = Some(now);
+                }
+            }
             let messages = self.deliver(&group, replies, true);
             if !messages.is_empty() || deadline.is_some_and(|d| Instant::now() >= d) {
                 return Ok(messages);
@@ -120,6 +158,10 @@ impl<B: StreamBackend> Manager<B> {
             .promote_due(&group.schedules, PROMOTE_LIMIT)
             .await?;
         let promoted: u64 = results.iter().map(|p| p.promoted).sum();
+        if promoted > 0 {
+            // What was promoted is read at once.
+            group.lock_read().ready_quiet_since = None;
+        }
         self.count(Count::Promoted, Labels::group(&group.config.name), promoted);
         let errors: Vec<String> = results
             .iter()
@@ -265,6 +307,12 @@ impl<B: StreamBackend> Manager<B> {
                 .ack(Ack::new(key, &group.config.name, &reply.deleted))
                 .await?;
             let stream = self.logical_stream(group, key);
+            if n > 0 {
+                tracing::warn!(
+                    stream = %stream, group = %group.config.name, entries = n, ids = ?reply.deleted,
+                    "pending entries were trimmed or deleted from the stream before they were handled; acknowledged them"
+                );
+            }
             self.count(
                 Count::PendingDeleted,
                 Labels::stream_group(stream, &group.config.name),
@@ -278,11 +326,18 @@ impl<B: StreamBackend> Manager<B> {
     /// Decodes one entry; the backend's time for its id stands in for a
     /// missing `ts`.
     pub(crate) fn decode_entry(&self, stream: &str, entry: &Entry) -> StreamMessage {
-        let mut msg = codec::decode(stream, entry.id.as_str(), &entry.fields);
+        self.decode_owned(stream, entry.clone())
+    }
+
+    /// [`decode_entry`](Self::decode_entry), taking the entry apart.
+    pub(crate) fn decode_owned(&self, stream: &str, entry: Entry) -> StreamMessage {
+        let mut msg = codec::decode_owned(stream, entry.id.into_string(), entry.fields);
         if msg.timestamp.is_empty() {
-            if let Some(time) = self.backend().entry_time(&entry.id) {
+            let id = EntryId::from(std::mem::take(&mut msg.id));
+            if let Some(time) = self.backend().entry_time(&id) {
                 msg.timestamp = codec::rfc3339(time);
             }
+            msg.id = id.into_string();
         }
         msg
     }
@@ -310,16 +365,19 @@ impl<B: StreamBackend> Manager<B> {
                 }
             }
             for delivered in reply.entries {
-                let mut msg = self.decode_entry(logical, &delivered.entry);
+                let deliveries = delivered.deliveries.max(1);
+                let mut msg = self.decode_owned(logical, delivered.entry);
                 if msg.status == MessageStatus::Failed {
                     malformed += 1;
                 }
-                msg.delivery = Some(Delivery {
-                    group: group.config.name.clone(),
-                    consumer: group.consumer.clone(),
-                    from_retry,
-                    deliveries: delivered.deliveries.max(1),
-                });
+                msg.delivery = Some(
+                    Delivery::new(
+                        Arc::clone(&group.names.0),
+                        Arc::clone(&group.names.1),
+                        deliveries,
+                    )
+                    .from_retry(from_retry),
+                );
                 out.push(msg);
             }
             let name = group.config.name.as_str();

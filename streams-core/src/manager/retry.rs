@@ -1,10 +1,11 @@
 //! Retries with exponential backoff, private to the group that retries.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::Manager;
 use super::dlq::moved_or_refused;
-use crate::backend::{EntryId, Feature, Fields, Move, MoveTarget, StreamBackend};
+use super::{Group, Manager};
+use crate::backend::{EntryId, Feature, Fields, Move, MoveOutcome, MoveTarget, StreamBackend};
 use crate::codec::{envelope_fields, field, payload_of, push_history, random_u64};
 use crate::config::RetryPolicy;
 use crate::error::{Result, StreamError};
@@ -78,11 +79,70 @@ impl<B: StreamBackend> Manager<B> {
     ///
     /// # Errors
     /// As [`retry_message`](Self::retry_message).
-    #[tracing::instrument(level = "debug", skip_all, fields(stream = %message.stream, group = message.group(), consumer = message.delivery.as_ref().map(|d| d.consumer.as_str()), id = %message.id))]
+    #[tracing::instrument(level = "debug", skip_all, fields(stream = %message.stream, group = message.group(), consumer = message.delivery.as_ref().map(|d| &*d.consumer), id = %message.id))]
     pub async fn retry_with(&self, message: &StreamMessage, options: RetryOptions) -> Result<bool> {
-        let error = options.error.as_deref().or(message.error.as_deref());
         self.ready().await?;
         self.require(Feature::RetrySchedule, "retry_message")?;
+        let Some((mv, plan)) = self.plan_retry(message, &options).await? else {
+            return Ok(false);
+        };
+        let outcome = self.backend().move_entry(mv).await?;
+        self.finish_retry(message, &plan, outcome)
+    }
+
+    /// Schedules a retry of each message, as
+    /// [`retry_message`](Self::retry_message) does, in one round trip:
+    /// the outcome of each, in order. One that is refused (not delivered,
+    /// taken by another consumer) does not stop the others.
+    /// See [`StreamManager::retry_many`](crate::StreamManager::retry_many).
+    ///
+    /// # Errors
+    /// Connection errors that leave every outcome unknown (some retries
+    /// may have been scheduled), [`StreamError::Closed`],
+    /// [`StreamError::Unsupported`].
+    #[tracing::instrument(level = "debug", skip_all, fields(count = messages.len()))]
+    pub async fn retry_many(&self, messages: &[StreamMessage]) -> Result<Vec<Result<bool>>> {
+        self.ready().await?;
+        self.require(Feature::RetrySchedule, "retry_message")?;
+        let options = RetryOptions::new();
+        let mut results: Vec<Result<bool>> = Vec::with_capacity(messages.len());
+        let mut planned = Vec::new();
+        let mut moves = Vec::new();
+        for (i, message) in messages.iter().enumerate() {
+            match self.plan_retry(message, &options).await {
+                Ok(Some((mv, plan))) => {
+                    moves.push(mv);
+                    planned.push((i, plan));
+                    results.push(Ok(true));
+                }
+                Ok(None) => results.push(Ok(false)),
+                Err(e) => results.push(Err(e)),
+            }
+        }
+        if moves.is_empty() {
+            return Ok(results);
+        }
+        let outcomes = self.backend().move_entries(moves).await?;
+        if outcomes.len() != planned.len() {
+            return Err(StreamError::backend(
+                self.backend().name(),
+                std::io::Error::other("one outcome per move expected"),
+            ));
+        }
+        for ((i, plan), outcome) in planned.into_iter().zip(outcomes) {
+            results[i] = outcome.and_then(|o| self.finish_retry(&messages[i], &plan, o));
+        }
+        Ok(results)
+    }
+
+    /// The move that schedules a retry of `message`, or `None` when it is
+    /// past its group's retry limit.
+    async fn plan_retry(
+        &self,
+        message: &StreamMessage,
+        options: &RetryOptions,
+    ) -> Result<Option<(Move, RetryPlan)>> {
+        let error = options.error.as_deref().or(message.error.as_deref());
         let delivery = message
             .delivery
             .as_ref()
@@ -101,7 +161,7 @@ impl<B: StreamBackend> Manager<B> {
         let group = self.group(&delivery.group).await?;
         let policy = self.policy_of(&group);
         if message.retry_count >= policy.limit {
-            return Ok(false);
+            return Ok(None);
         }
         let Some(source) = group.sources.iter().find(|s| s.logical == message.stream) else {
             return Err(StreamError::config(format!(
@@ -138,23 +198,39 @@ impl<B: StreamBackend> Manager<B> {
             EntryId::from(message.id.as_str()),
             target,
         )
-        .fenced(delivery.consumer.clone())
+        .fenced(&*delivery.consumer)
         .deleting_source(from_retry);
-        let outcome = self.backend().move_entry(mv).await?;
-        moved_or_refused(
-            outcome,
-            message,
-            &group.config.name,
-            delivery.consumer.clone(),
-        )?;
-        if let Some(due) = Instant::now().checked_add(delay) {
+        Ok(Some((mv, RetryPlan { group, delay })))
+    }
+
+    /// Accounts for a retry move that was made (or refused).
+    fn finish_retry(
+        &self,
+        message: &StreamMessage,
+        plan: &RetryPlan,
+        outcome: MoveOutcome,
+    ) -> Result<bool> {
+        let group = &plan.group;
+        let consumer = message
+            .delivery
+            .as_ref()
+            .map_or_else(String::new, |d| d.consumer.to_string());
+        moved_or_refused(outcome, message, &group.config.name, consumer)?;
+        if let Some(due) = Instant::now().checked_add(plan.delay) {
             let mut st = group.lock_read();
             st.next_due = Some(st.next_due.map_or(due, |d| d.min(due)));
         }
-        let labels = Labels::delivery(&message.stream, &group.config.name, &delivery.consumer);
+        let consumer = message.delivery.as_ref().map_or("", |d| &*d.consumer);
+        let labels = Labels::delivery(&message.stream, &group.config.name, consumer);
         self.count(Count::Retried, labels, 1);
         Ok(true)
     }
+}
+
+/// What a retry move needs once it is made.
+struct RetryPlan {
+    group: Arc<Group>,
+    delay: Duration,
 }
 
 /// The backoff of `policy` for retry number `retry_count + 1`, lengthened

@@ -4,8 +4,10 @@ use bytes::Bytes;
 use serde_json::Value;
 
 use super::Manager;
-use crate::backend::{Add, StreamBackend, Trim};
-use crate::codec::{MAX_PAYLOAD_DEPTH, depth, envelope_fields, json_type, new_mid, now_rfc3339};
+use crate::backend::{Add, AddMany, EntryId, Fields, StreamBackend, Trim};
+use crate::codec::{
+    MAX_PAYLOAD_DEPTH, depth, envelope_fields, field, json_type, new_mid, now_rfc3339,
+};
 use crate::error::{Result, StreamError};
 use crate::names::StreamUse;
 use crate::observe::current_traceparent;
@@ -27,10 +29,12 @@ impl<B: StreamBackend> Manager<B> {
                 limit: MAX_PAYLOAD_DEPTH,
             });
         }
-        let bytes = serde_json::to_vec(data).map_err(|e| StreamError::Encode {
+        let mut bytes = Vec::with_capacity(128);
+        serde_json::to_writer(&mut bytes, data).map_err(|e| StreamError::Encode {
             what: "payload".to_owned(),
             message: e.to_string(),
         })?;
+        bytes.shrink_to_fit();
         let limit = self.config().max_message_bytes;
         if bytes.len() > limit {
             return Err(StreamError::PayloadTooLarge {
@@ -102,34 +106,41 @@ impl<B: StreamBackend> Manager<B> {
         let stream = stream.as_ref();
         self.keys().check_stream(stream, StreamUse::Send)?;
         let trim = self.send_trim(max_len)?;
-        let key = self.keys().stream(stream);
-        let ts = now_rfc3339();
-        let traceparent = current_traceparent();
-        let adds = items
-            .iter()
-            .map(|data| {
-                let payload = self.encode_payload(data)?;
-                let mut add = Add::new(
-                    key.clone(),
-                    envelope_fields(
-                        payload,
-                        &ts,
-                        0,
-                        Some(&new_mid()),
-                        None,
-                        traceparent.as_deref(),
-                    ),
-                );
-                add.trim.clone_from(&trim);
-                Ok(add)
-            })
-            .collect::<Result<Vec<_>>>()?;
-        if adds.is_empty() {
+        if items.is_empty() {
             return Ok(Vec::new());
         }
+        let key = self.keys().stream(stream);
+        // One time and trace context for the whole batch, shared by its entries.
+        let ts = Bytes::from(now_rfc3339());
+        let traceparent = current_traceparent().map(Bytes::from);
+        let mut entries = Vec::with_capacity(items.len());
+        for data in &items {
+            let payload = self.encode_payload(data)?;
+            entries.push(batch_fields(payload, &ts, new_mid(), traceparent.as_ref()));
+        }
+        drop(items);
         self.ready().await?;
-        let ids = self.backend().add_batch(adds).await?;
+        let ids = self
+            .backend()
+            .add_many(AddMany::new(&key, entries).with_trim(&trim))
+            .await?;
         self.count(Count::Sent, Labels::stream(stream), ids.len() as u64);
-        Ok(ids.into_iter().map(|id| id.into_string()).collect())
+        Ok(ids.into_iter().map(EntryId::into_string).collect())
     }
+}
+
+/// The envelope of one message of a batch: [`envelope_fields`] of a first
+/// attempt, with the batch's time and trace context shared, not copied.
+fn batch_fields(payload: Bytes, ts: &Bytes, mid: String, traceparent: Option<&Bytes>) -> Fields {
+    let mut fields = Fields::with_capacity(3 + usize::from(traceparent.is_some()));
+    fields.push((Bytes::from_static(field::DATA.as_bytes()), payload));
+    fields.push((Bytes::from_static(field::TS.as_bytes()), ts.clone()));
+    fields.push((Bytes::from_static(field::MID.as_bytes()), Bytes::from(mid)));
+    if let Some(traceparent) = traceparent {
+        fields.push((
+            Bytes::from_static(field::TRACEPARENT.as_bytes()),
+            traceparent.clone(),
+        ));
+    }
+    fields
 }

@@ -143,7 +143,7 @@ impl<B: StreamBackend> Manager<B> {
     #[tracing::instrument(level = "debug", skip_all)]
     pub async fn get_stats(&self) -> Result<Stats> {
         if self.is_closed() {
-            return Ok(self.snapshot(self.inner.last_dlq_len.load(Ordering::Relaxed)));
+            return Ok(self.counters());
         }
         let mut dlq_entries = 0;
         for key in self.dlq_keys().await? {
@@ -153,6 +153,13 @@ impl<B: StreamBackend> Manager<B> {
             .last_dlq_len
             .store(dlq_entries, Ordering::Relaxed);
         Ok(self.snapshot(dlq_entries))
+    }
+
+    /// The counters now, without a backend call; `dlq_entries` is the
+    /// length last read.
+    /// See [`StreamManager::counters`](crate::StreamManager::counters).
+    pub fn counters(&self) -> Stats {
+        self.snapshot(self.inner.last_dlq_len.load(Ordering::Relaxed))
     }
 
     /// The counters without any backend call; `dlq_entries` is given.

@@ -37,6 +37,7 @@ use metrics::{Label, Unit};
 
 use crate::api::StreamManager;
 use crate::error::Result;
+use crate::manager::{GroupHealth, HealthReport};
 use crate::message::StreamMessage;
 
 pub(crate) use event::{Count, Labels, emit};
@@ -173,6 +174,35 @@ pub async fn record_group_gauges<M: StreamManager + ?Sized>(
 ) -> Result<()> {
     let health = manager.group_health(group).await?;
     let dlq = manager.get_stats().await?.dlq_entries;
+    set_group_gauges(&health);
+    metrics::gauge!(metric::DLQ_LENGTH).set(dlq as f64);
+    Ok(())
+}
+
+/// Sets the gauges [`record_group_gauges`] sets, for every group of a
+/// [`health`](StreamManager::health) report, and [`metric::DLQ_LENGTH`]
+/// from it: for a process that checks health anyway (a dashboard, a
+/// monitoring sidecar) and exports what it saw without reading it again.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> streams_core::Result<()> {
+/// use streams_core::{ConsumerGroupConfig, Manager, ManagerConfig, observe};
+/// use streams_memory::MemoryBackend;
+///
+/// let manager = Manager::new(MemoryBackend::new(), ManagerConfig::default())?;
+/// manager.create_consumer_group(&ConsumerGroupConfig::new("workers", ["jobs"])).await?;
+/// observe::record_health_gauges(&manager.health().await?);
+/// # Ok(()) }
+/// ```
+pub fn record_health_gauges(report: &HealthReport) {
+    for group in &report.groups {
+        set_group_gauges(group);
+    }
+    metrics::gauge!(metric::DLQ_LENGTH).set(report.dlq_entries as f64);
+}
+
+/// The gauges of one group, for each of its streams.
+fn set_group_gauges(health: &GroupHealth) {
     for s in &health.streams {
         let labels = || {
             vec![
@@ -190,8 +220,6 @@ pub async fn record_group_gauges<M: StreamManager + ?Sized>(
         metrics::gauge!(metric::SCHEDULED_RETRIES, labels()).set(s.scheduled_retries as f64);
         metrics::gauge!(metric::READY_RETRIES, labels()).set(s.ready_retries as f64);
     }
-    metrics::gauge!(metric::DLQ_LENGTH).set(dlq as f64);
-    Ok(())
 }
 
 /// Records how long a handler ran and how it ended, in

@@ -11,7 +11,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use super::{ConsumeOptions, ConsumeSummary, Handler, acks, handle};
+use super::{ConsumeOptions, ConsumeSummary, Handler, Observer, Settled, Settlement, acks, handle};
 use crate::api::StreamManager;
 use crate::error::{Result, StreamError};
 use crate::message::{Delivery, StreamMessage};
@@ -72,7 +72,7 @@ impl Counts {
         self.add_errors(1);
     }
 
-    fn summary(&self, overran: Vec<String>) -> ConsumeSummary {
+    fn summary(&self, overran: Vec<String>, trimmed: u64) -> ConsumeSummary {
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
         ConsumeSummary {
             processed: get(&self.processed),
@@ -84,6 +84,7 @@ impl Counts {
             timed_out: get(&self.timed_out),
             lost: get(&self.lost),
             errors: get(&self.errors),
+            trimmed,
             overran,
         }
     }
@@ -104,7 +105,8 @@ pub(super) struct Ctx<M, T, H> {
     pub(super) handler: Arc<H>,
     pub(super) options: ConsumeOptions,
     pub(super) counts: Counts,
-    /// Fetched and not settled yet: their leases are renewed.
+    /// Fetched and not settled yet: their leases are renewed. Each is
+    /// kept as a message without its payload.
     held: Mutex<HashMap<HeldKey, StreamMessage>>,
     /// Claimed by the ticker, not started yet.
     queue: Mutex<VecDeque<StreamMessage>>,
@@ -112,6 +114,8 @@ pub(super) struct Ctx<M, T, H> {
     pub(super) abandon: CancellationToken,
     /// `stream/id` of handlers stopped by the end of the grace period.
     overran: Mutex<Vec<String>>,
+    /// Told how each message ended, if the caller asked.
+    observer: Option<Observer>,
     _payload: PhantomData<fn() -> T>,
 }
 
@@ -120,16 +124,29 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl<M, T, H> Ctx<M, T, H> {
+    /// Holds the leases of `messages`: what renewing a lease needs (the
+    /// stream, the id and the delivery), not the payload.
     fn hold(&self, messages: &[StreamMessage]) {
         let mut held = lock(&self.held);
+        held.reserve(messages.len());
         for m in messages {
-            held.insert(held_key(m), m.clone());
+            let mut lease = StreamMessage::blank(&m.stream, m.id.clone());
+            lease.delivery.clone_from(&m.delivery);
+            held.insert(held_key(m), lease);
         }
     }
 
-    /// The message is settled (or given up on): its lease is no longer renewed.
-    pub(super) fn settled(&self, m: &StreamMessage) {
+    /// The message is settled (or given up on): its lease is no longer
+    /// renewed, and the observer hears how it ended.
+    pub(super) fn settled(&self, m: &StreamMessage, how: Settled) {
         lock(&self.held).remove(&held_key(m));
+        if let Some(observer) = &self.observer {
+            observer(&Settlement {
+                message: m,
+                group: &self.group,
+                how,
+            });
+        }
     }
 
     pub(super) fn overran(&self, m: &StreamMessage) {
@@ -159,6 +176,7 @@ where
         handler: Arc<H>,
         options: ConsumeOptions,
         shutdown: CancellationToken,
+        observer: Option<Observer>,
     ) -> Self {
         Self {
             ctx: Arc::new(Ctx {
@@ -171,6 +189,7 @@ where
                 queue: Mutex::default(),
                 abandon: CancellationToken::new(),
                 overran: Mutex::default(),
+                observer,
                 _payload: PhantomData,
             }),
             shutdown,
@@ -183,6 +202,8 @@ where
         let claim_idle = config.claim_idle;
         let concurrency = ctx.options.concurrency.max(1);
         tracing::info!(group = %ctx.group, concurrency, "consuming");
+        // Reads and claims count what they found trimmed while pending.
+        let trimmed_before = ctx.manager.counters().pending_deleted;
 
         let (ack_tx, ack_rx) = mpsc::unbounded_channel();
         let acks = acks::spawn(Arc::clone(&ctx), ack_rx);
@@ -257,7 +278,12 @@ where
         }
 
         let overran = std::mem::take(&mut *lock(&ctx.overran));
-        let summary = ctx.counts.summary(overran);
+        let trimmed = ctx
+            .manager
+            .counters()
+            .pending_deleted
+            .saturating_sub(trimmed_before);
+        let summary = ctx.counts.summary(overran, trimmed);
         tracing::info!(group = %ctx.group, ?summary, "stopped consuming");
         match fatal {
             Some(e) => Err(e),
@@ -274,7 +300,7 @@ async fn read_loop<M, T, H>(
     slots: &Arc<Semaphore>,
     concurrency: usize,
     handlers: &mut JoinSet<()>,
-    acks: &mpsc::UnboundedSender<StreamMessage>,
+    acks: &mpsc::UnboundedSender<acks::AckRequest>,
 ) -> Option<StreamError>
 where
     M: StreamManager + Clone + 'static,
@@ -337,11 +363,19 @@ where
                 // a crash on it cannot count against other messages.
                 drop(first.take());
                 let all = u32::try_from(concurrency).unwrap_or(u32::MAX);
-                tokio::select! {
+                let alone = tokio::select! {
                     biased;
                     p = Arc::clone(slots).acquire_many_owned(all) => p.ok(),
                     () = shutdown.cancelled() => None,
+                };
+                // The acks of the handlers it waited for are sent first:
+                // if it crashes the process, they must not be lost with
+                // it (their messages would be redelivered and, crash after
+                // crash, reach the poison limit along with the culprit).
+                if alone.is_some() {
+                    acks::flush_now(acks).await;
                 }
+                alone
             } else if let Some(p) = first.take() {
                 Some(p)
             } else {
@@ -369,7 +403,7 @@ fn start<M, T, H>(
     handlers: &mut JoinSet<()>,
     message: StreamMessage,
     permit: OwnedSemaphorePermit,
-    acks: &mpsc::UnboundedSender<StreamMessage>,
+    acks: &mpsc::UnboundedSender<acks::AckRequest>,
 ) where
     M: StreamManager + Clone + 'static,
     T: serde::de::DeserializeOwned + Send + 'static,
@@ -408,15 +442,19 @@ where
     if messages.is_empty() {
         return;
     }
-    match ctx.manager.release(&messages).await {
-        Ok(n) => ctx.counts.add_handed_back(n),
+    let how = match ctx.manager.release(&messages).await {
+        Ok(n) => {
+            ctx.counts.add_handed_back(n);
+            Settled::HandedBack
+        }
         Err(e) => {
             ctx.counts.add_error();
             tracing::warn!(group = %ctx.group, error = %e, "handing back unstarted messages failed; they will be claimed");
+            Settled::Failed
         }
-    }
+    };
     for m in &messages {
-        ctx.settled(m);
+        ctx.settled(m, how);
     }
 }
 

@@ -11,8 +11,9 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
+use super::acks::AckRequest;
 use super::engine::Ctx;
-use super::{Handler, Job, Outcome};
+use super::{Handler, Job, Outcome, Settled};
 use crate::api::StreamManager;
 use crate::error::StreamError;
 use crate::message::{RetryOptions, StreamMessage};
@@ -26,7 +27,7 @@ pub(crate) const PAYLOAD_MISMATCH: &str = "payload does not fit the handler's ty
 pub(super) async fn handle<M, T, H>(
     ctx: &Ctx<M, T, H>,
     message: StreamMessage,
-    acks: &mpsc::UnboundedSender<StreamMessage>,
+    acks: &mpsc::UnboundedSender<AckRequest>,
 ) where
     M: StreamManager + Clone + 'static,
     T: serde::de::DeserializeOwned + Send + 'static,
@@ -37,7 +38,7 @@ pub(super) async fn handle<M, T, H>(
         "handle",
         stream = %message.stream,
         group = %ctx.group,
-        consumer = delivery.map_or("", |d| d.consumer.as_str()),
+        consumer = delivery.map_or("", |d| &*d.consumer),
         id = %message.id,
         retry_count = message.retry_count,
         deliveries = delivery.map_or(0, |d| d.deliveries),
@@ -51,7 +52,7 @@ pub(super) async fn handle<M, T, H>(
 async fn run<M, T, H>(
     ctx: &Ctx<M, T, H>,
     message: StreamMessage,
-    acks: &mpsc::UnboundedSender<StreamMessage>,
+    acks: &mpsc::UnboundedSender<AckRequest>,
 ) where
     M: StreamManager + Clone + 'static,
     T: serde::de::DeserializeOwned + Send + 'static,
@@ -62,7 +63,7 @@ async fn run<M, T, H>(
         dead_letter(ctx, &message, &format!("malformed entry: {why}")).await;
         return;
     }
-    let data: T = match serde_json::from_value(Value::Object(message.data.clone())) {
+    let data: T = match payload_as(&message) {
         Ok(data) => data,
         Err(e) => {
             tracing::warn!(error = %e, "payload does not fit the handler's type; dead-lettering it");
@@ -88,7 +89,7 @@ async fn run<M, T, H>(
         () = ctx.abandon.cancelled() => {
             tracing::warn!("still running when the grace period ended; it stays pending");
             ctx.overran(&message);
-            ctx.settled(&message);
+            ctx.settled(&message, Settled::Overran);
             return;
         }
     };
@@ -117,10 +118,7 @@ async fn run<M, T, H>(
         }
         Some(Ok(Err(error))) => (Err(error), "failed"),
     };
-    let consumer = message
-        .delivery
-        .as_ref()
-        .map_or("", |d| d.consumer.as_str());
+    let consumer = message.delivery.as_ref().map_or("", |d| &*d.consumer);
     observe::record_handler(
         &message.stream,
         &ctx.group,
@@ -130,10 +128,12 @@ async fn run<M, T, H>(
     );
     match outcome {
         Ok(Outcome::Ack) => {
-            if acks.send(message.clone()).is_err() {
+            if let Err(refused) = acks.send(AckRequest::Ack(Box::new(message))) {
                 // The ack task is gone: the message stays pending.
                 ctx.counts.add_error();
-                ctx.settled(&message);
+                if let AckRequest::Ack(message) = refused.0 {
+                    ctx.settled(&message, Settled::Failed);
+                }
             }
         }
         Ok(Outcome::Retry { delay, reason }) => retry(ctx, &message, reason, delay).await,
@@ -143,6 +143,18 @@ async fn run<M, T, H>(
             retry(ctx, &message, Some(error), None).await;
         }
     }
+}
+
+/// The payload as `T`: read from the bytes it was decoded from (no copy of
+/// `data`), or from `data` when that fails (a payload that repeats a name,
+/// which `data` keeps once, say), so that what fits `data` fits.
+fn payload_as<T: serde::de::DeserializeOwned>(message: &StreamMessage) -> serde_json::Result<T> {
+    if let Some(bytes) = &message.payload {
+        if let Ok(data) = serde_json::from_slice(bytes) {
+            return Ok(data);
+        }
+    }
+    serde_json::from_value(Value::Object(message.data.clone()))
 }
 
 fn panic_text(panic: &(dyn Any + Send)) -> String {
@@ -165,8 +177,11 @@ async fn retry<M, T, H>(
     let mut options = RetryOptions::new();
     options.error.clone_from(&error);
     options.delay = delay;
-    match ctx.manager.retry_with(message, options).await {
-        Ok(true) => ctx.counts.add_retried(1),
+    let how = match ctx.manager.retry_with(message, options).await {
+        Ok(true) => {
+            ctx.counts.add_retried(1);
+            Settled::Retried
+        }
         Ok(false) => {
             let last = error.or_else(|| message.error.clone());
             let reason = match last {
@@ -177,23 +192,26 @@ async fn retry<M, T, H>(
             return;
         }
         Err(e) => settle_failed(ctx, message, "retrying", &e),
-    }
-    ctx.settled(message);
+    };
+    ctx.settled(message, how);
 }
 
 async fn dead_letter<M, T, H>(ctx: &Ctx<M, T, H>, message: &StreamMessage, reason: &str)
 where
     M: StreamManager + Clone + 'static,
 {
-    match ctx
+    let how = match ctx
         .manager
         .send_to_dlq(message, reason, Some(&ctx.group))
         .await
     {
-        Ok(_) => ctx.counts.add_dead_lettered(1),
+        Ok(_) => {
+            ctx.counts.add_dead_lettered(1);
+            Settled::DeadLettered
+        }
         Err(e) => settle_failed(ctx, message, "dead-lettering", &e),
-    }
-    ctx.settled(message);
+    };
+    ctx.settled(message, how);
 }
 
 fn settle_failed<M, T, H>(
@@ -201,12 +219,14 @@ fn settle_failed<M, T, H>(
     message: &StreamMessage,
     what: &str,
     e: &StreamError,
-) {
+) -> Settled {
     if let StreamError::NotOwner { owner, .. } = e {
         ctx.counts.add_lost(1);
         tracing::warn!(id = %message.id, ?owner, "the message was taken by another consumer meanwhile; it settles it");
+        Settled::Taken
     } else {
         ctx.counts.add_error();
         tracing::error!(id = %message.id, error = %e, "{what} failed; the message stays pending and will be delivered again");
+        Settled::Failed
     }
 }

@@ -281,6 +281,14 @@ pub struct ConsumeSummary {
     /// Errors from the backend that the runner rode out (a read, an ack, a
     /// ticker); each is logged.
     pub errors: u64,
+    /// Pending entries found trimmed (or deleted) from their stream before
+    /// they were handled, by the run's reads and claims: they never reach
+    /// the handler (there is nothing left to hand it); each is
+    /// acknowledged, logged and counted here and in
+    /// [`Stats::pending_deleted`](crate::Stats::pending_deleted). Read from
+    /// the manager's counters, so a manager shared by several runs (or
+    /// other callers) counts what all of them found meanwhile.
+    pub trimmed: u64,
     /// `stream/id` of the messages whose handlers were still running when
     /// the grace period ended: they stay pending for this consumer and are
     /// claimed after `claim_idle`.
@@ -294,7 +302,7 @@ impl fmt::Display for ConsumeSummary {
         write!(
             f,
             "processed {}, acked {}, retried {}, dead-lettered {}, claimed {}, handed back {}, \
-             timed out {}, lost {}, errors {}",
+             timed out {}, lost {}, errors {}, trimmed {}",
             self.processed,
             self.acked,
             self.retried,
@@ -303,7 +311,8 @@ impl fmt::Display for ConsumeSummary {
             self.handed_back,
             self.timed_out,
             self.lost,
-            self.errors
+            self.errors,
+            self.trimmed
         )?;
         if !self.overran.is_empty() {
             write!(
@@ -315,6 +324,53 @@ impl fmt::Display for ConsumeSummary {
         Ok(())
     }
 }
+
+/// How the runner finished with one message, as told to an observer set
+/// with [`Consume::on_settled`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Settled {
+    /// Acknowledged, and the server confirmed the whole batch it went in.
+    Acked,
+    /// Acknowledged in a batch the server confirmed only in part: this one
+    /// may have been settled first by a consumer that took it over.
+    AckUnconfirmed,
+    /// A retry was scheduled (the original was acknowledged with it).
+    Retried,
+    /// Moved to the dead-letter queue.
+    DeadLettered,
+    /// Its retry or dead-letter move was refused: another consumer took the
+    /// message meanwhile and settles it.
+    Taken,
+    /// The acknowledgement failed after its attempts (a connection error,
+    /// a timeout): it may have reached the server before the reply was
+    /// lost. If it did not, the message stays pending and is delivered
+    /// again.
+    AckFailed,
+    /// A retry or dead-letter move, or the handing back, failed: the
+    /// message stays pending and is delivered again.
+    Failed,
+    /// Fetched but never started: handed back at shutdown.
+    HandedBack,
+    /// Its handler was still running when the grace period ended: it stays
+    /// pending and is claimed later.
+    Overran,
+}
+
+/// One message the runner is done with, and how.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct Settlement<'a> {
+    /// The message as it was delivered.
+    pub message: &'a StreamMessage,
+    /// The group it was delivered to.
+    pub group: &'a str,
+    /// How it ended.
+    pub how: Settled,
+}
+
+/// The callback behind [`Consume::on_settled`].
+pub(crate) type Observer = Arc<dyn Fn(&Settlement<'_>) + Send + Sync>;
 
 /// The handler behind a runner: any `Fn(Job<T>) -> impl Future<Output =
 /// Result<O, E>>` where `O` converts into an [`Outcome`] (`()` acks) and `E`
@@ -352,6 +408,7 @@ pub struct Consume<M, T, H> {
     options: ConsumeOptions,
     shutdown: CancellationToken,
     signals: bool,
+    observer: Option<Observer>,
     _payload: PhantomData<fn() -> T>,
 }
 
@@ -361,6 +418,7 @@ impl<M, T, H> fmt::Debug for Consume<M, T, H> {
             .field("group", &self.group)
             .field("options", &self.options)
             .field("signals", &self.signals)
+            .field("observed", &self.observer.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -379,6 +437,7 @@ where
             options: ConsumeOptions::default(),
             shutdown: CancellationToken::new(),
             signals: false,
+            observer: None,
             _payload: PhantomData,
         }
     }
@@ -414,6 +473,44 @@ where
         self
     }
 
+    /// Calls `observer` once for every message the runner is done with,
+    /// with how it ended ([`Settled`]): for audit logs, and for checking
+    /// what a run did message by message. It runs on the runner's tasks, so
+    /// it should be quick.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> streams_core::Result<()> {
+    /// use std::sync::{Arc, Mutex};
+    /// use streams_core::runner::{CancellationToken, Job, Settled};
+    /// use streams_core::{ConsumerGroupConfig, Manager, StreamManager, StreamManagerExt};
+    ///
+    /// let manager = Manager::new(streams_memory::MemoryBackend::new(), Default::default())?;
+    /// manager.create_consumer_group(&ConsumerGroupConfig::new("g", ["s"])).await?;
+    /// manager.send_message("s", serde_json::json!({"n": 1}), None).await?;
+    ///
+    /// let seen = Arc::new(Mutex::new(Vec::new()));
+    /// let log = Arc::clone(&seen);
+    /// let stop = CancellationToken::new();
+    /// let stopper = stop.clone();
+    /// manager
+    ///     .consume("g", move |_job: Job<serde_json::Value>| {
+    ///         stopper.cancel();
+    ///         async { Ok::<_, std::io::Error>(()) }
+    ///     })
+    ///     .on_settled(move |s| log.lock().unwrap().push(s.how))
+    ///     .shutdown_on(stop)
+    ///     .await?;
+    /// assert_eq!(*seen.lock().unwrap(), [Settled::Acked]);
+    /// # Ok(()) }
+    /// ```
+    pub fn on_settled<F>(mut self, observer: F) -> Self
+    where
+        F: Fn(&Settlement<'_>) + Send + Sync + 'static,
+    {
+        self.observer = Some(Arc::new(observer));
+        self
+    }
+
     /// Also shuts down on Ctrl-C (SIGINT) and, on Unix, SIGTERM (what
     /// Kubernetes sends). Needs the `signal` feature.
     #[cfg(feature = "signal")]
@@ -442,6 +539,7 @@ where
             Arc::new(self.handler),
             self.options,
             self.shutdown,
+            self.observer,
         );
         Box::pin(run.run())
     }

@@ -4,10 +4,4 @@
 -- then the entry's fields as name, value pairs.
 -- Returns the new entry's id.
 local n = tonumber(ARGV[1])
-local fields = rest(2 + 3 * n)
-local id = redis.call('XADD', KEYS[1], '*', unpack(fields))
-local trimmed = apply_trims(KEYS[1], 2, n)
-if type(trimmed) == 'table' then
-  return trimmed
-end
-return id
+return add_trimmed(KEYS[1], 2, n, rest(2 + 3 * n))

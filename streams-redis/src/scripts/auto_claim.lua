@@ -1,47 +1,74 @@
 -- Claiming idle pending entries, with the delivery count of each claimed entry.
 -- KEYS[1]: the stream.
--- ARGV[1]: group. ARGV[2]: consumer. ARGV[3]: min idle ms. ARGV[4]: start id.
+-- ARGV[1]: group. ARGV[2]: consumer. ARGV[3]: min idle ms.
+-- ARGV[4]: where the scan starts: '0-0', an id (inclusive), or '(' and an id
+-- (exclusive), as an earlier page returned it.
 -- ARGV[5]: COUNT. ARGV[6]: '1' to end the page right after the first entry
 -- that had been delivered before (its count after the claim is 2 or more).
--- Returns {next start, entries, deleted ids, delivery counts}: the counts are
--- in the order of the entries.
-local key, group, consumer, min_idle = KEYS[1], ARGV[1], ARGV[2], ARGV[3]
-local cursor, count = ARGV[4], tonumber(ARGV[5])
-local entries, counts, deleted = {}, {}, {}
+--
+-- One XPENDING lists the next idle pending entries with their delivery
+-- counts (at most COUNT; the server skips the others as it scans), and an
+-- XCLAIM ... RETRYCOUNT <count + 1> JUSTID per distinct count takes them
+-- (JUSTID: the entries are not converted to Lua values and back; the
+-- caller reads them). XCLAIM skips entries deleted from the stream and
+-- drops them from the pending list (Redis 7): they are the ones listed but
+-- not claimed.
+--
+-- Returns {next start ('0-0' when the scan is done), claimed ids, deleted
+-- ids, delivery counts}: the counts are in the order of the claimed ids.
+local key, group, consumer = KEYS[1], ARGV[1], ARGV[2]
+local start, count = ARGV[4], tonumber(ARGV[5])
+local until_redelivered = ARGV[6] == '1'
 
-local function take(page)
-  local redelivered = false
-  for _, entry in ipairs(page[2]) do
-    -- Redis 6.2 lists entries deleted while pending as nil.
-    if type(entry) == 'table' then
-      local p = redis.call('XPENDING', key, group, entry[1], entry[1], 1, consumer)
-      local n = (#p > 0) and p[1][4] or 0
-      entries[#entries + 1] = entry
-      counts[#counts + 1] = n
-      if n >= 2 then
-        redelivered = true
-      end
-    end
-  end
-  for _, id in ipairs(page[3] or {}) do
-    deleted[#deleted + 1] = id
-  end
-  return redelivered
-end
-
-if ARGV[6] ~= '1' then
-  local page = redis.call('XAUTOCLAIM', key, group, consumer, min_idle, cursor, 'COUNT', count)
-  take(page)
-  return {page[1], entries, deleted, counts}
-end
-
--- One entry at a time, so the page can end right after a redelivered one;
--- at most `count` calls, each scanning at most 10 pending entries.
-for _ = 1, count do
-  local page = redis.call('XAUTOCLAIM', key, group, consumer, min_idle, cursor, 'COUNT', 1)
-  cursor = page[1]
-  if take(page) or cursor == '0-0' or #entries + #deleted >= count then
+local idle = redis.call('XPENDING', key, group, 'IDLE', ARGV[3], start, '+', count)
+local chosen, before = {}, {}
+local stop = nil
+for i, p in ipairs(idle) do
+  chosen[#chosen + 1] = p[1]
+  before[#before + 1] = p[4]
+  if until_redelivered and p[4] >= 1 then
+    stop = i
     break
   end
 end
-return {cursor, entries, deleted, counts}
+
+-- Where the next page starts: after the last entry taken, unless the scan
+-- reached the end of the pending list.
+local next_start = '0-0'
+if (stop and stop < #idle) or #idle >= count then
+  next_start = '(' .. chosen[#chosen]
+end
+
+-- Claims each run of ids with the same count together (most pages have
+-- one count), in chunks: Lua's unpack has a limit of a few thousand values.
+-- XCLAIM returns the ids it claimed in the order given.
+local taken, counts, deleted = {}, {}, {}
+local chunk = 1000
+local first = 1
+while first <= #chosen do
+  local n = before[first]
+  local last = first
+  while last < #chosen and last - first + 1 < chunk and before[last + 1] == n do
+    last = last + 1
+  end
+  local args = {key, group, consumer, ARGV[3]}
+  for i = first, last do
+    args[#args + 1] = chosen[i]
+  end
+  args[#args + 1] = 'RETRYCOUNT'
+  args[#args + 1] = n + 1
+  args[#args + 1] = 'JUSTID'
+  local got = redis.call('XCLAIM', unpack(args))
+  local j = 1
+  for i = first, last do
+    if got[j] == chosen[i] then
+      taken[#taken + 1] = chosen[i]
+      counts[#counts + 1] = n + 1
+      j = j + 1
+    else
+      deleted[#deleted + 1] = chosen[i]
+    end
+  end
+  first = last + 1
+end
+return {next_start, taken, deleted, counts}

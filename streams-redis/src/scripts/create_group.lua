@@ -29,6 +29,9 @@ end
 
 local start = '0'
 local info = redis.pcall('XINFO', 'STREAM', key)
+if type(info) == 'table' and info.err and not missing(info) then
+  return redis.error_reply(info.err)
+end
 if type(info) == 'table' and not info.err then
   local last = field_of(info, 'last-generated-id')
   local ams, aseq = parse(after)

@@ -3,6 +3,9 @@
 -- Returns -1 if there is no such stream, group or consumer, 0 when deleted,
 -- else the number of entries the consumer still holds.
 local consumers = redis.pcall('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])
+if type(consumers) == 'table' and consumers.err and not missing(consumers) then
+  return redis.error_reply(consumers.err)
+end
 if type(consumers) ~= 'table' or consumers.err then
   return -1
 end

@@ -29,6 +29,24 @@ local function apply_trims(key, i, n)
   return removed
 end
 
+-- Adds an entry with `fields` to `key`, then applies `n` trims read from
+-- ARGV at index `i` (see apply_trims). A first trim by length goes inline
+-- in the XADD, which saves a command. Returns the new id, or an error reply.
+local function add_trimmed(key, i, n, fields)
+  local id
+  if n > 0 and ARGV[i] == 'MAXLEN' then
+    id = redis.call('XADD', key, 'MAXLEN', ARGV[i + 1], ARGV[i + 2], '*', unpack(fields))
+    i, n = i + 3, n - 1
+  else
+    id = redis.call('XADD', key, '*', unpack(fields))
+  end
+  local trimmed = apply_trims(key, i, n)
+  if type(trimmed) == 'table' then
+    return trimmed
+  end
+  return id
+end
+
 -- ARGV from index `i` to the end, as a list (the fields of an entry).
 local function rest(i)
   local out = {}
@@ -47,4 +65,13 @@ local function field_of(list, name)
     end
   end
   return nil
+end
+
+-- Whether the error reply of a redis.pcall means that a key or a group is
+-- missing (NOGROUP, or XINFO's `ERR no such key`). The callers raise any
+-- other error (a key of another type, a command or key the user's ACL
+-- refuses) instead of taking it for a missing group.
+local function missing(reply)
+  return string.sub(reply.err, 1, 7) == 'NOGROUP'
+    or string.find(reply.err, 'no such key', 1, true) ~= nil
 end

@@ -16,6 +16,9 @@ local group, id, fence = ARGV[1], ARGV[2], ARGV[3]
 
 -- NOGROUP (no stream or no group) means the entry is not pending either.
 local pending = redis.pcall('XPENDING', source, group, id, id, 1)
+if type(pending) == 'table' and pending.err and not missing(pending) then
+  return redis.error_reply(pending.err)
+end
 if type(pending) ~= 'table' or pending.err or #pending == 0 then
   return {'not_pending'}
 end
@@ -28,10 +31,9 @@ local n = tonumber(ARGV[7])
 local fields = rest(8 + 3 * n)
 local new_id = ''
 if ARGV[5] == 'stream' then
-  new_id = redis.call('XADD', target, '*', unpack(fields))
-  local trimmed = apply_trims(target, 8, n)
-  if type(trimmed) == 'table' then
-    return trimmed
+  new_id = add_trimmed(target, 8, n, fields)
+  if type(new_id) == 'table' then
+    return new_id
   end
 else
   -- The member carries where the entry came from, so two retries with equal

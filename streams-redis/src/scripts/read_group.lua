@@ -43,22 +43,44 @@ end
 
 -- Every key's group is checked before anything is read: scripts do not
 -- roll back, so a NOGROUP met after another key delivered entries would
--- leave them pending with nobody told. The group's last delivered id is
--- kept for a blocking wait.
-local last_delivered = {}
+-- leave them pending with nobody told. One XREADGROUP of the consumer's
+-- own history after the highest id but one checks them all (the server
+-- looks up every key's group before it reads any) and delivers nothing.
+-- Not the highest id itself: the server takes that one for '>'.
+local check = {'XREADGROUP', 'GROUP', group, consumer, 'COUNT', 1, 'STREAMS'}
 for i = 1, n do
-  local groups = redis.pcall('XINFO', 'GROUPS', KEYS[i])
-  if type(groups) ~= 'table' or groups.err then
-    return nogroup(KEYS[i])
-  end
-  for _, g in ipairs(groups) do
-    if field_of(g, 'name') == group then
-      last_delivered[i] = field_of(g, 'last-delivered-id')
+  check[#check + 1] = KEYS[i]
+end
+for _ = 1, n do
+  check[#check + 1] = '18446744073709551615-18446744073709551614'
+end
+local checked = redis.pcall(unpack(check))
+if type(checked) == 'table' and checked.err then
+  return redis.error_reply(checked.err)
+end
+
+-- The group's last delivered id per key, for a blocking wait: asked only
+-- when nothing was read.
+local function last_delivered()
+  local ids = {}
+  for i = 1, n do
+    local groups = redis.pcall('XINFO', 'GROUPS', KEYS[i])
+    if type(groups) == 'table' and groups.err and not missing(groups) then
+      return redis.error_reply(groups.err)
+    end
+    if type(groups) ~= 'table' or groups.err then
+      return nogroup(KEYS[i])
+    end
+    for _, g in ipairs(groups) do
+      if field_of(g, 'name') == group then
+        ids[i] = field_of(g, 'last-delivered-id')
+      end
+    end
+    if not ids[i] then
+      return nogroup(KEYS[i])
     end
   end
-  if not last_delivered[i] then
-    return nogroup(KEYS[i])
-  end
+  return ids
 end
 
 local function read(i, want)
@@ -116,4 +138,8 @@ end
 if #out > 0 then
   return {out, {}}
 end
-return {out, last_delivered}
+local ids = last_delivered()
+if ids.err then
+  return ids
+end
+return {out, ids}
