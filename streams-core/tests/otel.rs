@@ -24,8 +24,16 @@ fn tracing_to_memory() -> (
     let subscriber = tracing_subscriber::registry()
         .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("otel-test")));
     let guard = tracing::subscriber::set_default(subscriber);
+    // Callsites first seen by a test without this subscriber cached that
+    // no one wants them; ask again now that one does.
+    tracing::callsite::rebuild_interest_cache();
     (provider, exporter, guard)
 }
+
+/// The tests of this file run one at a time: a callsite's interest is
+/// cached process-wide, and a test registering it on another thread while
+/// this one installs its subscriber could leave it disabled here.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn span<'a>(spans: &'a [SpanData], name: &str) -> &'a SpanData {
     spans
@@ -38,6 +46,7 @@ fn span<'a>(spans: &'a [SpanData], name: &str) -> &'a SpanData {
 // sees every span of the test.
 #[tokio::test]
 async fn a_handler_continues_the_senders_trace() {
+    let _serial = SERIAL.lock().await;
     let (provider, exporter, _guard) = tracing_to_memory();
     let backend = MemoryBackend::new();
     let sender = Manager::new(
@@ -131,6 +140,7 @@ async fn a_handler_continues_the_senders_trace() {
 
 #[tokio::test]
 async fn no_traceparent_without_a_trace() {
+    let _serial = SERIAL.lock().await;
     // The feature is on, but no subscriber has an OpenTelemetry layer.
     let backend = MemoryBackend::new();
     let manager = Manager::new(backend.clone(), ManagerConfig::default()).unwrap();
@@ -157,6 +167,7 @@ async fn no_traceparent_without_a_trace() {
 // handler does (its acknowledgement here) is part of it.
 #[tokio::test]
 async fn the_runners_handler_span_continues_the_senders_trace() {
+    let _serial = SERIAL.lock().await;
     use streams_core::StreamManagerExt;
     use streams_core::runner::{CancellationToken, ConsumeOptions, Job};
 
