@@ -17,9 +17,10 @@
 //! `reason`, `failed_at`, `deliveries`, and, for entries that did not follow
 //! this format, a verbatim copy of every original field as `raw:<name>`.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashSet;
 use std::collections::hash_map::RandomState;
+use std::fmt::Write as _;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -76,8 +77,25 @@ pub(crate) fn now_ms() -> u64 {
 }
 
 /// The current time, RFC 3339 UTC with milliseconds.
+///
+/// Formatted once per millisecond and thread: a busy sender asks many
+/// times within one.
 pub(crate) fn now_rfc3339() -> String {
-    humantime::format_rfc3339_millis(SystemTime::now()).to_string()
+    thread_local! {
+        static LAST: RefCell<(u128, String)> = const { RefCell::new((0, String::new())) };
+    }
+    let now = SystemTime::now();
+    let Ok(since_epoch) = now.duration_since(UNIX_EPOCH) else {
+        return rfc3339(now);
+    };
+    let ms = since_epoch.as_millis();
+    LAST.with(|last| {
+        let mut last = last.borrow_mut();
+        if last.0 != ms || last.1.is_empty() {
+            *last = (ms, rfc3339(now));
+        }
+        last.1.clone()
+    })
 }
 
 /// A time as RFC 3339 UTC with milliseconds.
@@ -108,11 +126,15 @@ pub(crate) fn random_u64() -> u64 {
 
 /// A new producer message id: unique per process run and send.
 pub(crate) fn new_mid() -> String {
-    static PROCESS: OnceLock<u64> = OnceLock::new();
+    static PROCESS: OnceLock<String> = OnceLock::new();
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let process = *PROCESS.get_or_init(random_u64);
+    let prefix = PROCESS.get_or_init(|| format!("{:016x}-", random_u64()));
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    format!("{process:016x}-{n}")
+    let mut mid = String::with_capacity(prefix.len() + 20);
+    mid.push_str(prefix);
+    // Writing an integer into a `String` cannot fail.
+    let _ = write!(mid, "{n}");
+    mid
 }
 
 /// The name of a JSON value's type, for error messages.
@@ -181,6 +203,12 @@ pub const MAX_PAYLOAD_DEPTH: usize = 127;
 pub(crate) fn depth(value: &Value) -> usize {
     fn nests(v: &Value) -> bool {
         matches!(v, Value::Array(_) | Value::Object(_))
+    }
+    // The common payload, a flat object, needs no walk.
+    match value {
+        Value::Object(map) if !map.values().any(nests) => return 1,
+        Value::Array(items) if !items.iter().any(nests) => return 1,
+        _ => {}
     }
     let mut deepest = 0;
     let mut stack: Vec<(&Value, usize)> = Vec::new();

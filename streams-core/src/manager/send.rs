@@ -34,7 +34,6 @@ impl<B: StreamBackend> Manager<B> {
             what: "payload".to_owned(),
             message: e.to_string(),
         })?;
-        bytes.shrink_to_fit();
         let limit = self.config().max_message_bytes;
         if bytes.len() > limit {
             return Err(StreamError::PayloadTooLarge {
