@@ -3,12 +3,14 @@
 
 use std::io::Read;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::Args;
 use serde_json::{Map, Value};
+use xnai_streams::{Durability, StreamError};
 
 use crate::output::{Failure, Out, progress};
-use crate::target::Target;
+use crate::target::{CLI_CONSUMER, Target};
 
 /// Messages per round trip when sending a file.
 const BATCH: usize = 100;
@@ -32,6 +34,31 @@ pub(crate) struct SendArgs {
     /// Trim the stream to about this many entries.
     #[arg(long, value_name = "N")]
     max_len: Option<u64>,
+    /// Wait until this many replicas have each message (`WAIT`); fails,
+    /// after printing the ids written, when fewer confirm in time.
+    #[arg(long, value_name = "N")]
+    replicas: Option<u32>,
+    /// Also wait until the messages are fsynced to the append-only file,
+    /// on the server and on those replicas (`WAITAOF`, Redis 7.2+).
+    #[arg(long)]
+    fsync: bool,
+    /// How long to wait for those confirmations.
+    #[arg(long, value_name = "MS", default_value_t = 1000)]
+    durable_timeout: u64,
+}
+
+impl SendArgs {
+    /// The durability asked for, if any.
+    fn durability(&self) -> Option<Durability> {
+        if self.replicas.is_none() && !self.fsync {
+            return None;
+        }
+        Some(
+            Durability::replicas(self.replicas.unwrap_or(0))
+                .with_fsync(self.fsync)
+                .with_timeout(Duration::from_millis(self.durable_timeout)),
+        )
+    }
 }
 
 /// Parses `key=value` and `key:=<json>` fields into a JSON object.
@@ -101,32 +128,55 @@ pub(crate) async fn run(args: SendArgs, target: &Target) -> Result<u8, Failure> 
         }
         (None, None) => vec![Value::Object(parse_fields(&args.fields)?)],
     };
-    let manager = target.manager().await?;
+    let mut config = target.config(CLI_CONSUMER);
+    if let Some(durability) = args.durability() {
+        config = config.with_durability(durability);
+    }
+    let manager = target.manager_with(config).await?;
     let mut ids = Vec::with_capacity(payloads.len());
+    let mut failed = None;
     if payloads.len() == 1 {
         let payload = payloads.into_iter().next().unwrap_or_default();
-        ids.push(
-            manager
-                .send_message(&args.stream, payload, args.max_len)
-                .await?,
-        );
+        match manager
+            .send_message(&args.stream, payload, args.max_len)
+            .await
+        {
+            Ok(id) => ids.push(id),
+            Err(e) => failed = Some(e),
+        }
     } else {
         let bar = progress(payloads.len() as u64, "sending");
         for chunk in payloads.chunks(BATCH) {
-            let sent = manager
+            match manager
                 .send_batch(&args.stream, chunk.to_vec(), args.max_len)
-                .await?;
-            bar.inc(sent.len() as u64);
-            ids.extend(sent);
+                .await
+            {
+                Ok(sent) => {
+                    bar.inc(sent.len() as u64);
+                    ids.extend(sent);
+                }
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            }
         }
         bar.finish_and_clear();
+    }
+    // Written but not confirmed durable: the ids are still printed, so
+    // that what is on the server can be found.
+    if let Some(StreamError::DurabilityNotConfirmed { ids: written, .. }) = &failed {
+        ids.extend(written.iter().cloned());
     }
     manager.close().await?;
     // One id per line, in order: easy to read and to script.
     for id in &ids {
         out.line(id)?;
     }
-    Ok(0)
+    match failed {
+        Some(e) => Err(e.into()),
+        None => Ok(0),
+    }
 }
 
 #[cfg(test)]

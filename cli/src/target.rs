@@ -85,7 +85,15 @@ impl Target {
 
     /// A manager on the server, initialized, for `consumer`.
     pub(crate) async fn manager_as(&self, consumer: &str) -> Result<RedisStreamManager, Failure> {
-        let config = self.config(consumer);
+        self.manager_with(self.config(consumer)).await
+    }
+
+    /// A manager on the server, initialized, with `config` (from
+    /// [`config`](Self::config), adjusted).
+    pub(crate) async fn manager_with(
+        &self,
+        config: ManagerConfig,
+    ) -> Result<RedisStreamManager, Failure> {
         // Bad names fail before anything is contacted.
         config.validate()?;
         let backend = RedisBackend::connect(&self.url()).await?;

@@ -37,6 +37,44 @@ fn help_documents_the_exit_codes() {
 }
 
 #[test]
+fn durable_send_prints_what_it_wrote_when_replicas_do_not_confirm() {
+    let ns = Ns::new("durable");
+    // More replicas than the test server has: written, not confirmed.
+    let out = ns
+        .cmd()
+        .args([
+            "send",
+            "jobs",
+            "n:=1",
+            "--replicas",
+            "9",
+            "--durable-timeout",
+            "100",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let error = one_error_line(&out);
+    assert!(error.contains("not confirmed durable"), "{error}");
+    assert!(error.contains("of 9 replica(s)"), "{error}");
+    let id = stdout(&out).trim().to_owned();
+    let m = ns.manager("t");
+    let sent = ns.run(m.peek_messages(&PeekQuery::new("jobs"))).unwrap();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].id, id, "the id printed is the entry written");
+    // Asking for nothing is refused before anything is sent.
+    let out = ns
+        .cmd()
+        .args(["send", "jobs", "n:=2", "--replicas", "0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(one_error_line(&out).contains("asks for nothing"), "{out:?}");
+    let sent = ns.run(m.peek_messages(&PeekQuery::new("jobs"))).unwrap();
+    assert_eq!(sent.len(), 1);
+}
+
+#[test]
 fn send_prints_ids_and_refuses_bad_input() {
     let ns = Ns::new("send");
     let out = ns

@@ -118,13 +118,18 @@ pub trait StreamManager: Send + Sync + Debug {
     /// `max_len` trims the stream approximately; `None` uses
     /// [`ManagerConfig::default_max_len`](crate::ManagerConfig::default_max_len).
     /// The send is never retried on its own: after a connection error it may or
-    /// may not have happened.
+    /// may not have happened. With
+    /// [`ManagerConfig::durability`](crate::ManagerConfig::durability) set,
+    /// it returns once that is confirmed.
     ///
     /// # Errors
     /// [`StreamError::InvalidName`] (also for the reserved names of the
     /// registry and the dead-letter queue),
     /// [`StreamError::PayloadNotObject`], [`StreamError::PayloadTooLarge`],
-    /// [`StreamError::PayloadTooDeep`], connection errors.
+    /// [`StreamError::PayloadTooDeep`],
+    /// [`StreamError::DurabilityNotConfirmed`] (written, with its id, but
+    /// not confirmed in time), [`StreamError::Unsupported`] (durability the
+    /// backend cannot give; nothing written), connection errors.
     async fn send_message(&self, stream: &str, data: Value, max_len: Option<u64>)
     -> Result<String>;
 

@@ -526,6 +526,10 @@ pub struct ManagerConfig {
     /// When `health` reports degraded. Default: [`HealthThresholds::default`]
     /// (abandoned work waiting to be claimed, nothing else).
     pub health: HealthThresholds,
+    /// How durable a send must be before `send_message` and `send_batch`
+    /// return its ids. Default: none, a send returns once the server has
+    /// the entry. See [`Durability`].
+    pub durability: Option<Durability>,
 }
 
 impl Default for ManagerConfig {
@@ -541,6 +545,7 @@ impl Default for ManagerConfig {
             claim_page_size: 100,
             registry_key: "xnai:groups".to_owned(),
             health: HealthThresholds::default(),
+            durability: None,
         }
     }
 }
@@ -645,6 +650,13 @@ impl ManagerConfig {
         self
     }
 
+    /// Sets [`durability`](Self::durability): every send waits for it.
+    #[must_use]
+    pub fn with_durability(mut self, durability: Durability) -> Self {
+        self.durability = Some(durability);
+        self
+    }
+
     /// Checks every value.
     ///
     /// # Errors
@@ -687,7 +699,110 @@ impl ManagerConfig {
         if self.default_max_len == Some(0) {
             return Err(StreamError::config("default_max_len must be at least 1"));
         }
+        if let Some(durability) = &self.durability {
+            durability.validate()?;
+        }
         self.health.validate()
+    }
+}
+
+/// How durable a send must be before it returns: on how many replicas,
+/// and whether written to disk (fsynced), within how long.
+///
+/// A send that is not confirmed in time fails with
+/// [`StreamError::DurabilityNotConfirmed`], which carries the ids: the
+/// entries are on the server, but a failover before they reach the
+/// replicas may lose them. Sending them again would duplicate them if they
+/// survive; the caller decides.
+///
+/// On Redis, the entries and a `WAIT` (or, with [`fsync`](Self::fsync),
+/// `WAITAOF`, Redis 7.2 and newer; refused before anything is written on
+/// older servers) go in one pipeline on a connection of their own, so a
+/// slow replica holds up only the durable sends. The memory backend has no
+/// replicas and refuses durable sends.
+///
+/// # Example
+/// ```
+/// use std::time::Duration;
+/// use streams_core::{Durability, ManagerConfig};
+///
+/// let config = ManagerConfig::default()
+///     .with_durability(Durability::replicas(1).with_timeout(Duration::from_millis(500)));
+/// assert!(config.validate().is_ok());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct Durability {
+    /// Replicas that must have the entries (`WAIT numreplicas`). Default 1.
+    pub replicas: u32,
+    /// Also fsynced to the append-only file: on the server itself and on
+    /// each of those replicas (`WAITAOF 1 numreplicas`). Default: no.
+    pub fsync: bool,
+    /// How long to wait for the confirmations; at least 1 ms. Default 1 s.
+    /// Serialized as `timeout_ms`.
+    #[serde(rename = "timeout_ms", with = "millis")]
+    pub timeout: Duration,
+}
+
+impl Default for Durability {
+    fn default() -> Self {
+        Self {
+            replicas: 1,
+            fsync: false,
+            timeout: Duration::from_secs(1),
+        }
+    }
+}
+
+impl Durability {
+    /// On `replicas` replicas, not fsynced, within 1 s.
+    pub fn replicas(replicas: u32) -> Self {
+        Self {
+            replicas,
+            ..Self::default()
+        }
+    }
+
+    /// Sets [`fsync`](Self::fsync).
+    #[must_use]
+    pub fn with_fsync(mut self, fsync: bool) -> Self {
+        self.fsync = fsync;
+        self
+    }
+
+    /// Sets [`timeout`](Self::timeout).
+    #[must_use]
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The timeout in whole milliseconds, at least 1 (0 means "forever" to
+    /// Redis).
+    pub fn timeout_ms(&self) -> u64 {
+        u64::try_from(self.timeout.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1)
+    }
+
+    /// Checks the values.
+    ///
+    /// # Errors
+    /// [`StreamError::Config`] when it asks for nothing (no replica and no
+    /// fsync) or its timeout is under 1 ms.
+    pub fn validate(&self) -> Result<()> {
+        if self.replicas == 0 && !self.fsync {
+            return Err(StreamError::config(
+                "durability asks for nothing: set replicas to at least 1, or fsync",
+            ));
+        }
+        if self.timeout < Duration::from_millis(1) {
+            return Err(StreamError::config(
+                "durability timeout must be at least 1 ms",
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -727,6 +842,32 @@ mod seconds {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durability_must_ask_for_something_within_a_timeout() {
+        assert!(Durability::replicas(1).validate().is_ok());
+        assert!(Durability::replicas(0).with_fsync(true).validate().is_ok());
+        assert!(Durability::replicas(0).validate().is_err());
+        assert!(
+            Durability::replicas(1)
+                .with_timeout(Duration::from_micros(10))
+                .validate()
+                .is_err()
+        );
+        let bad = ManagerConfig::default().with_durability(Durability::replicas(0));
+        assert!(bad.validate().is_err());
+        // Redis reads a WAIT timeout of 0 as "forever": never sent.
+        let d = Durability::replicas(1).with_timeout(Duration::from_micros(1500));
+        assert_eq!(d.timeout_ms(), 1);
+        // Configuration files name the timeout in milliseconds.
+        let config: ManagerConfig =
+            serde_json::from_str(r#"{"durability": {"replicas": 2, "timeout_ms": 250}}"#).unwrap();
+        assert_eq!(
+            config.durability,
+            Some(Durability::replicas(2).with_timeout(Duration::from_millis(250)))
+        );
+        assert_eq!(ManagerConfig::default().durability, None);
+    }
 
     #[test]
     fn spec_defaults() {

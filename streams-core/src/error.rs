@@ -245,6 +245,35 @@ pub enum StreamError {
         message: String,
     },
 
+    /// The entries were written, but the [`Durability`](crate::Durability)
+    /// asked for was not confirmed in time: too few replicas acknowledged
+    /// them (or fsynced them). They are on the server and will be
+    /// delivered, unless a failover before they reach a replica loses
+    /// them.
+    ///
+    /// Not [retryable](Self::is_retryable): sending again would duplicate
+    /// entries that survive. The ids say which entries to look for.
+    #[error(
+        "{} message(s) sent to `{stream}` are not confirmed durable: {replicas} of {wanted_replicas} replica(s) confirmed them within {} ms{}; a failover may lose them",
+        .ids.len(), .timeout.as_millis(), fsync_note(*.fsync, *.fsynced_locally)
+    )]
+    DurabilityNotConfirmed {
+        /// The stream written to.
+        stream: String,
+        /// The ids of the entries written, in order.
+        ids: Vec<String>,
+        /// Replicas asked for.
+        wanted_replicas: u32,
+        /// Replicas that confirmed (had them, or with `fsync`, had fsynced them).
+        replicas: u32,
+        /// Whether fsync was asked for.
+        fsync: bool,
+        /// Whether the server itself fsynced them (always `false` without `fsync`).
+        fsynced_locally: bool,
+        /// How long the confirmations were waited for.
+        timeout: std::time::Duration,
+    },
+
     /// The manager was closed.
     #[error("the stream manager is closed")]
     Closed,
@@ -258,6 +287,15 @@ pub enum StreamError {
         #[source]
         source: BoxError,
     },
+}
+
+/// The fsync part of a [`StreamError::DurabilityNotConfirmed`] message.
+fn fsync_note(fsync: bool, fsynced_locally: bool) -> &'static str {
+    match (fsync, fsynced_locally) {
+        (false, _) => "",
+        (true, true) => " (fsynced on the server)",
+        (true, false) => " (not fsynced on the server)",
+    }
 }
 
 /// Why a server refused a write ([`StreamError::WriteRefused`]).
@@ -332,6 +370,21 @@ mod tests {
             owner: Some("b".into()),
         };
         assert!(e.to_string().contains("now owned by `b`"));
+        let e = StreamError::DurabilityNotConfirmed {
+            stream: "jobs".into(),
+            ids: vec!["1-0".into(), "1-1".into()],
+            wanted_replicas: 2,
+            replicas: 1,
+            fsync: true,
+            fsynced_locally: true,
+            timeout: std::time::Duration::from_millis(250),
+        };
+        assert_eq!(
+            e.to_string(),
+            "2 message(s) sent to `jobs` are not confirmed durable: 1 of 2 replica(s) \
+             confirmed them within 250 ms (fsynced on the server); a failover may lose them"
+        );
+        assert!(!e.is_retryable());
         let e = StreamError::WriteRefused {
             backend: "redis",
             operation: "XADD".into(),

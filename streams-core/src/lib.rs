@@ -41,7 +41,8 @@ pub use api::{StreamManager, StreamManagerExt};
 pub use backend::{Entry, EntryId, Fields, StreamBackend};
 pub use codec::{MAX_PAYLOAD_DEPTH, field};
 pub use config::{
-    ConsumerGroupConfig, DlqConfig, DlqLayout, GroupStart, ManagerConfig, RetryConfig, RetryPolicy,
+    ConsumerGroupConfig, DlqConfig, DlqLayout, Durability, GroupStart, ManagerConfig, RetryConfig,
+    RetryPolicy,
 };
 pub use error::{BoxError, Refusal, Result, StreamError};
 pub use manager::{

@@ -11,11 +11,11 @@ use redis::aio::ConnectionManager;
 use redis::{Client, Cmd, Value};
 use streams_core::backend::{
     Ack, Add, AddMany, AutoClaim, AutoClaimPage, Capabilities, ConsumerInfo, ConsumerRef,
-    ConsumerRemoval, CreateGroup, Entry, EntryId, GroupInfo, GroupRegistry, KeyEntries, Lease,
-    Move, MoveOutcome, PendingEntry, PendingQuery, Probe, Promotion, RangeQuery, ReadGroup,
-    ScheduleKeys, ServerInfo, Transfer, TransferOutcome, Trim,
+    ConsumerRemoval, CreateGroup, DurableWrite, Entry, EntryId, GroupInfo, GroupRegistry,
+    KeyEntries, Lease, Move, MoveOutcome, PendingEntry, PendingQuery, Probe, Promotion, RangeQuery,
+    ReadGroup, ScheduleKeys, ServerInfo, Transfer, TransferOutcome, Trim,
 };
-use streams_core::{Result, StreamBackend};
+use streams_core::{Durability, Result, StreamBackend};
 
 use crate::commands;
 use crate::config::RedisConfig;
@@ -376,6 +376,10 @@ impl StreamBackend for RedisBackend {
 
     async fn add_many(&self, many: AddMany<'_>) -> Result<Vec<EntryId>> {
         commands::add_many(self, many).await
+    }
+
+    async fn add_durable(&self, many: AddMany<'_>, durability: Durability) -> Result<DurableWrite> {
+        commands::add_durable(self, many, durability).await
     }
 
     async fn read_group(&self, read: ReadGroup<'_>) -> Result<Vec<KeyEntries>> {

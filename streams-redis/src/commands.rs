@@ -5,13 +5,13 @@ use std::time::Duration;
 
 use redis::{Cmd, Value};
 use streams_core::backend::{
-    Ack, Add, AddMany, ConsumerInfo, CreateGroup, Entry, EntryId, Fields, GroupInfo, PendingEntry,
-    PendingQuery, RangeQuery, ServerInfo, StartAt, Trim,
+    Ack, Add, AddMany, ConsumerInfo, CreateGroup, DurableWrite, Entry, EntryId, Fields, GroupInfo,
+    PendingEntry, PendingQuery, RangeQuery, ServerInfo, StartAt, Trim,
 };
-use streams_core::{Result, StreamError};
+use streams_core::{Durability, Result, StreamError};
 
 use crate::backend::RedisBackend;
-use crate::error::{self, BACKEND, bad_reply};
+use crate::error::{self, BACKEND, Op, bad_reply};
 use crate::reply;
 use crate::scripts::{self, ms};
 
@@ -199,7 +199,15 @@ pub(crate) async fn add_many(b: &RedisBackend, many: AddMany<'_>) -> Result<Vec<
     if count == 0 {
         return Ok(Vec::new());
     }
-    let mut pipe = redis::Pipeline::with_capacity(count + 1);
+    let (pipe, skip) = add_pipeline(&many, 0)?;
+    ids_of(b.pipeline(&pipe, skip, b.op("XADD")).await?, count)
+}
+
+/// The commands of [`add_many`], with room for `extra` more: the entries'
+/// `XADD`s, or a `SCRIPT LOAD` and the `add` script per entry when the
+/// trims need it; with how many replies come before the entries'.
+fn add_pipeline(many: &AddMany<'_>, extra: usize) -> Result<(redis::Pipeline, usize)> {
+    let mut pipe = redis::Pipeline::with_capacity(many.entries.len() + 1 + extra);
     let skip = match inline_trim(many.trim) {
         Some(trim) => {
             for fields in &many.entries {
@@ -215,7 +223,119 @@ pub(crate) async fn add_many(b: &RedisBackend, many: AddMany<'_>) -> Result<Vec<
             1
         }
     };
-    ids_of(b.pipeline(&pipe, skip, b.op("XADD")).await?, count)
+    Ok((pipe, skip))
+}
+
+/// The oldest server with `WAITAOF`.
+const WAITAOF_VERSION: (u32, u32, u32) = (7, 2, 0);
+
+/// [`add_many`], then `WAIT` (or `WAITAOF` with fsync) in the same
+/// pipeline, on a connection of its own: `WAIT` holds its connection until
+/// the replicas answer or the timeout passes, and counts the writes made
+/// on that connection. With fsync, the server is asked first whether it
+/// can (Redis 7.2 or newer, append-only file on), and nothing is written
+/// if it cannot.
+pub(crate) async fn add_durable(
+    b: &RedisBackend,
+    many: AddMany<'_>,
+    durability: Durability,
+) -> Result<DurableWrite> {
+    if durability.fsync {
+        check_fsync(b).await?;
+    }
+    let count = many.entries.len();
+    if count == 0 {
+        // Nothing written, nothing to lose.
+        return Ok(DurableWrite::new(Vec::new(), durability.replicas)
+            .with_fsynced_locally(durability.fsync));
+    }
+    let (mut pipe, skip) = add_pipeline(&many, 1)?;
+    let timeout = durability.timeout_ms();
+    let what = if durability.fsync {
+        pipe.cmd("WAITAOF")
+            .arg(1)
+            .arg(durability.replicas)
+            .arg(timeout);
+        "WAITAOF"
+    } else {
+        pipe.cmd("WAIT").arg(durability.replicas).arg(timeout);
+        "WAIT"
+    };
+    let wait = Duration::from_millis(timeout);
+    let op = Op::new("XADD", b.inner.conns.dedicated_timeout(wait, b.timeout()));
+    let mut replies = b
+        .inner
+        .conns
+        .dedicated_pipe(&pipe, wait)
+        .await
+        .map_err(|e| error::map(e, op))?;
+    if replies.len() != skip + count + 1 {
+        return Err(bad_reply(
+            "XADD",
+            format!("{} replies to {} commands", replies.len(), pipe.len()),
+        ));
+    }
+    let confirmation = replies.pop().unwrap_or(Value::Nil);
+    // A refused `SCRIPT LOAD` or entry fails the call, as in `add_many`.
+    if let Some(Value::ServerError(e)) = replies
+        .iter()
+        .find(|v| matches!(v, Value::ServerError(_)))
+        .cloned()
+    {
+        return Err(error::map(e.into(), op));
+    }
+    let ids = ids_of(replies.split_off(skip), count)?;
+    match confirmation {
+        Value::ServerError(e) => {
+            // Written, but the server would not wait: nothing is confirmed.
+            tracing::warn!(command = what, error = %e.details().unwrap_or_default(), "the server refused to wait for durability");
+            Ok(DurableWrite::new(ids, 0))
+        }
+        Value::Array(parts) if durability.fsync => {
+            let mut parts = parts.into_iter();
+            let (Some(local), Some(replicas), None) = (parts.next(), parts.next(), parts.next())
+            else {
+                return Err(bad_reply(what, "expected [numlocal, numreplicas]"));
+            };
+            let local = reply::int(what, local)?;
+            let replicas = reply::int(what, replicas)?;
+            Ok(DurableWrite::new(ids, u32::try_from(replicas).unwrap_or(0))
+                .with_fsynced_locally(local >= 1))
+        }
+        v => {
+            let replicas = reply::int(what, v)?;
+            Ok(DurableWrite::new(ids, u32::try_from(replicas).unwrap_or(0)))
+        }
+    }
+}
+
+/// Refuses fsync confirmations the server cannot give, before anything is
+/// written: `WAITAOF` needs Redis 7.2, and an append-only file to wait for.
+async fn check_fsync(b: &RedisBackend) -> Result<()> {
+    let mut cmd = redis::cmd("INFO");
+    cmd.arg("server").arg("persistence");
+    let text = reply::string("INFO", b.raw(cmd, b.op("INFO")).await?)?;
+    let version = reply::redis_version(&text)
+        .ok_or_else(|| bad_reply("INFO", "no readable redis_version line"))?;
+    if version < WAITAOF_VERSION {
+        let (a, c, d) = version;
+        let (x, y, z) = WAITAOF_VERSION;
+        return Err(StreamError::Unsupported {
+            feature: "durable sends with fsync (WAITAOF)".to_owned(),
+            reason: format!("they need Redis {x}.{y}.{z} or newer; the server is {a}.{c}.{d}"),
+        });
+    }
+    let aof = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("aof_enabled:"))
+        .map(str::trim);
+    if aof != Some("1") {
+        return Err(StreamError::Unsupported {
+            feature: "durable sends with fsync (WAITAOF)".to_owned(),
+            reason: "the server has no append-only file to fsync (appendonly is off)".to_owned(),
+        });
+    }
+    Ok(())
 }
 
 /// The ids `XADD` replied, one per entry.

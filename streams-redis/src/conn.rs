@@ -169,6 +169,32 @@ impl Conns {
         }
     }
 
+    /// Runs a pipeline that may hold its connection for up to `wait` (a
+    /// `WAIT`) on a connection of its own, so that the command connection
+    /// is not held up. Where blocking reads share the command connection,
+    /// so does this, under its response timeout. Server errors come back
+    /// as values.
+    pub(crate) async fn dedicated_pipe(
+        &self,
+        pipe: &redis::Pipeline,
+        wait: Duration,
+    ) -> RedisResult<Vec<Value>> {
+        match &self.blocking {
+            Blocking::Pool(pool) => pool.run_pipe(pipe, wait).await,
+            Blocking::Shared { .. } => {
+                self.commands()
+                    .req_packed_commands(pipe, 0, pipe.len())
+                    .await
+            }
+        }
+    }
+
+    /// The response timeout [`dedicated_pipe`](Self::dedicated_pipe) runs
+    /// under, for errors.
+    pub(crate) fn dedicated_timeout(&self, wait: Duration, response_timeout: Duration) -> Duration {
+        self.blocking_timeout(wait, response_timeout)
+    }
+
     /// Closes the idle blocking connections. Reads in progress keep theirs
     /// until they end; later reads open new ones.
     pub(crate) fn close_idle(&self) {

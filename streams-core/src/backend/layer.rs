@@ -12,10 +12,11 @@ use futures::future::BoxFuture;
 
 use super::{
     Ack, Add, AddMany, AutoClaim, AutoClaimPage, Capabilities, ConsumerInfo, ConsumerRef,
-    ConsumerRemoval, CreateGroup, Entry, EntryId, GroupInfo, GroupRegistry, KeyEntries, Lease,
-    Move, MoveOutcome, PendingEntry, PendingQuery, Probe, Promotion, RangeQuery, ReadGroup,
-    ScheduleKeys, ServerInfo, StreamBackend, Transfer, TransferOutcome, Trim,
+    ConsumerRemoval, CreateGroup, DurableWrite, Entry, EntryId, GroupInfo, GroupRegistry,
+    KeyEntries, Lease, Move, MoveOutcome, PendingEntry, PendingQuery, Probe, Promotion, RangeQuery,
+    ReadGroup, ScheduleKeys, ServerInfo, StreamBackend, Transfer, TransferOutcome, Trim,
 };
+use crate::config::Durability;
 use crate::error::Result;
 
 /// What a call through a layer is about.
@@ -207,6 +208,13 @@ impl<L: BackendLayer> StreamBackend for Layered<L> {
         let key = many.key;
         let op = self.0.inner().add_many(many);
         let call = Call::new("add_many").on_key(key);
+        self.0.around(call, op).await
+    }
+
+    async fn add_durable(&self, many: AddMany<'_>, durability: Durability) -> Result<DurableWrite> {
+        let key = many.key;
+        let op = self.0.inner().add_durable(many, durability);
+        let call = Call::new("add_durable").on_key(key);
         self.0.around(call, op).await
     }
 

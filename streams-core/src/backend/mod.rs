@@ -24,6 +24,7 @@ use std::time::SystemTime;
 
 use async_trait::async_trait;
 
+use crate::config::Durability;
 use crate::error::Result;
 
 pub use capabilities::{Capabilities, Feature};
@@ -32,9 +33,9 @@ pub use layer::{BackendLayer, Call, Layered};
 pub use registry::GroupRegistry;
 pub use types::{
     Ack, Add, AddMany, AutoClaim, AutoClaimPage, ConsumerInfo, ConsumerRef, ConsumerRemoval,
-    CreateGroup, DeliveredEntry, Entry, Fields, GroupInfo, KeyEntries, Lease, Move, MoveOutcome,
-    MoveTarget, PendingEntry, PendingQuery, Probe, Promotion, RangeQuery, ReadGroup, ScheduleKeys,
-    ServerInfo, StartAt, Transfer, TransferOutcome, Trim,
+    CreateGroup, DeliveredEntry, DurableWrite, Entry, Fields, GroupInfo, KeyEntries, Lease, Move,
+    MoveOutcome, MoveTarget, PendingEntry, PendingQuery, Probe, Promotion, RangeQuery, ReadGroup,
+    ScheduleKeys, ServerInfo, StartAt, Transfer, TransferOutcome, Trim,
 };
 
 /// The primitives of a stream transport.
@@ -147,6 +148,27 @@ pub trait StreamBackend: GroupRegistry + Send + Sync + Debug + 'static {
             })
             .collect();
         self.add_batch(adds).await
+    }
+
+    /// [`add_many`](Self::add_many), then waits until the entries are as
+    /// durable as `durability` asks, or its timeout passes; returns the
+    /// ids with the confirmations the server gave. Falling short is not an
+    /// error here (the manager decides); the entries are written either
+    /// way. The default refuses with
+    /// [`StreamError::Unsupported`](crate::StreamError::Unsupported)
+    /// before writing anything: a backend with no replicas cannot confirm.
+    ///
+    /// # Contract
+    /// `durable_sends_are_confirmed_or_refused`.
+    async fn add_durable(&self, many: AddMany<'_>, durability: Durability) -> Result<DurableWrite> {
+        let _ = (many, durability);
+        Err(crate::StreamError::Unsupported {
+            feature: "durable sends".to_owned(),
+            reason: format!(
+                "the {} backend has no replicas or append-only file to wait for",
+                self.name()
+            ),
+        })
     }
 
     /// Reads entries never delivered to the group, over several keys at
@@ -456,6 +478,13 @@ macro_rules! forward_backend {
             }
             async fn add_many(&self, many: AddMany<'_>) -> Result<Vec<EntryId>> {
                 (**self).add_many(many).await
+            }
+            async fn add_durable(
+                &self,
+                many: AddMany<'_>,
+                durability: Durability,
+            ) -> Result<DurableWrite> {
+                (**self).add_durable(many, durability).await
             }
             async fn read_group(&self, read: ReadGroup<'_>) -> Result<Vec<KeyEntries>> {
                 (**self).read_group(read).await

@@ -168,6 +168,39 @@ impl<'a> AddMany<'a> {
     }
 }
 
+/// What a durable add got: the ids of the entries written, and the
+/// confirmations the server gave within the timeout
+/// ([`StreamBackend::add_durable`](super::StreamBackend::add_durable)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DurableWrite {
+    /// The entries' ids, in order.
+    pub ids: Vec<EntryId>,
+    /// Replicas that acknowledged them (with fsync asked for: that fsynced
+    /// them).
+    pub replicas: u32,
+    /// Whether the server itself fsynced them (`false` when not asked).
+    pub fsynced_locally: bool,
+}
+
+impl DurableWrite {
+    /// The ids, with `replicas` confirmations and no local fsync.
+    pub fn new(ids: Vec<EntryId>, replicas: u32) -> Self {
+        Self {
+            ids,
+            replicas,
+            fsynced_locally: false,
+        }
+    }
+
+    /// Sets [`fsynced_locally`](Self::fsynced_locally).
+    #[must_use]
+    pub fn with_fsynced_locally(mut self, fsynced: bool) -> Self {
+        self.fsynced_locally = fsynced;
+        self
+    }
+}
+
 /// A group read over several keys: entries never delivered to the group.
 #[derive(Debug, Clone)]
 #[non_exhaustive]

@@ -8,6 +8,7 @@ use crate::backend::{Add, AddMany, EntryId, Fields, StreamBackend, Trim};
 use crate::codec::{
     MAX_PAYLOAD_DEPTH, depth, envelope_fields, field, json_type, new_mid, now_rfc3339,
 };
+use crate::config::Durability;
 use crate::error::{Result, StreamError};
 use crate::names::StreamUse;
 use crate::observe::current_traceparent;
@@ -52,6 +53,49 @@ impl<B: StreamBackend> Manager<B> {
         }
     }
 
+    /// Writes durably (see [`Durability`]): the ids once the confirmations
+    /// asked for came, or [`StreamError::DurabilityNotConfirmed`] with the
+    /// ids (counted as sent: they are on the server) when they fell short.
+    async fn add_durable(
+        &self,
+        stream: &str,
+        many: AddMany<'_>,
+        durability: Durability,
+    ) -> Result<Vec<EntryId>> {
+        let count = many.entries.len();
+        let wrote = self.backend().add_durable(many, durability).await?;
+        if wrote.ids.len() != count {
+            return Err(StreamError::backend(
+                self.backend().name(),
+                format!("{} ids for {count} entries added", wrote.ids.len()),
+            ));
+        }
+        let confirmed =
+            wrote.replicas >= durability.replicas && (!durability.fsync || wrote.fsynced_locally);
+        if confirmed {
+            return Ok(wrote.ids);
+        }
+        self.count(Count::Sent, Labels::stream(stream), count as u64);
+        tracing::warn!(
+            stream,
+            entries = count,
+            replicas = wrote.replicas,
+            wanted = durability.replicas,
+            fsync = durability.fsync,
+            fsynced_locally = wrote.fsynced_locally,
+            "sent, but durability was not confirmed in time"
+        );
+        Err(StreamError::DurabilityNotConfirmed {
+            stream: stream.to_owned(),
+            ids: wrote.ids.into_iter().map(EntryId::into_string).collect(),
+            wanted_replicas: durability.replicas,
+            replicas: wrote.replicas,
+            fsync: durability.fsync,
+            fsynced_locally: wrote.fsynced_locally,
+            timeout: durability.timeout,
+        })
+    }
+
     /// Sends a JSON object to a stream; returns the entry id.
     /// See [`StreamManager::send_message`](crate::StreamManager::send_message).
     ///
@@ -84,7 +128,22 @@ impl<B: StreamBackend> Manager<B> {
             ),
         );
         add.trim = trim;
-        let id = self.backend().add(add).await?;
+        let id = match self.config().durability {
+            None => self.backend().add(add).await?,
+            Some(durability) => {
+                let many = AddMany::new(&add.key, vec![add.fields]).with_trim(&add.trim);
+                let mut ids = self.add_durable(stream, many, durability).await?;
+                match ids.pop() {
+                    Some(id) if ids.is_empty() => id,
+                    _ => {
+                        return Err(StreamError::backend(
+                            self.backend().name(),
+                            "a durable add of one entry returned another number of ids",
+                        ));
+                    }
+                }
+            }
+        };
         tracing::debug!(id = %id.as_str(), "sent");
         self.count(Count::Sent, Labels::stream(stream), 1);
         Ok(id.into_string())
@@ -119,10 +178,11 @@ impl<B: StreamBackend> Manager<B> {
         }
         drop(items);
         self.ready().await?;
-        let ids = self
-            .backend()
-            .add_many(AddMany::new(&key, entries).with_trim(&trim))
-            .await?;
+        let many = AddMany::new(&key, entries).with_trim(&trim);
+        let ids = match self.config().durability {
+            None => self.backend().add_many(many).await?,
+            Some(durability) => self.add_durable(stream, many, durability).await?,
+        };
         self.count(Count::Sent, Labels::stream(stream), ids.len() as u64);
         Ok(ids.into_iter().map(EntryId::into_string).collect())
     }
