@@ -16,7 +16,7 @@ use crate::commands::glob_escape;
 ///
 /// A unit test reads the backend's sources and scripts and checks that
 /// this list is exactly what they send.
-pub const COMMANDS: [&str; 35] = [
+pub const COMMANDS: [&str; 36] = [
     "evalsha",
     "exists",
     "hget",
@@ -30,6 +30,7 @@ pub const COMMANDS: [&str; 35] = [
     "time",
     "type",
     "unlink",
+    "wait",
     "xack",
     "xadd",
     "xclaim",
@@ -53,6 +54,13 @@ pub const COMMANDS: [&str; 35] = [
     "zrangebyscore",
     "zrem",
 ];
+
+/// Commands the backend sends only to servers new enough to have them,
+/// with the oldest such version. Older servers refuse to name them in an
+/// ACL rule, so they are not in [`COMMANDS`] and [`AclRules`] does not
+/// grant them: a user that needs one adds it (`+waitaof`, for durable
+/// sends with fsync on Redis 7.2 and newer).
+pub const NEWER_COMMANDS: [(&str, &str); 1] = [("waitaof", "7.2.0")];
 
 /// The Redis ACL rules of a user that runs xnai-streams managers and may
 /// do nothing else: keys of one namespace (or of every namespace starting
@@ -191,6 +199,12 @@ mod tests {
         }
         for lua in ALL {
             sent.extend(lua.commands());
+        }
+        for (newer, _) in NEWER_COMMANDS {
+            assert!(
+                sent.remove(newer),
+                "{newer} is listed as newer but never sent"
+            );
         }
         let listed: BTreeSet<String> = COMMANDS.iter().map(|c| (*c).to_owned()).collect();
         assert_eq!(

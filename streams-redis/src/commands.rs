@@ -251,16 +251,16 @@ pub(crate) async fn add_durable(
     }
     let (mut pipe, skip) = add_pipeline(&many, 1)?;
     let timeout = durability.timeout_ms();
-    let what = if durability.fsync {
-        pipe.cmd("WAITAOF")
-            .arg(1)
-            .arg(durability.replicas)
-            .arg(timeout);
-        "WAITAOF"
+    let (what, wait_cmd) = if durability.fsync {
+        let mut cmd = redis::cmd("WAITAOF");
+        cmd.arg(1).arg(durability.replicas).arg(timeout);
+        ("WAITAOF", cmd)
     } else {
-        pipe.cmd("WAIT").arg(durability.replicas).arg(timeout);
-        "WAIT"
+        let mut cmd = redis::cmd("WAIT");
+        cmd.arg(durability.replicas).arg(timeout);
+        ("WAIT", cmd)
     };
+    pipe.add_command(wait_cmd);
     let wait = Duration::from_millis(timeout);
     let op = Op::new("XADD", b.inner.conns.dedicated_timeout(wait, b.timeout()));
     let mut replies = b
@@ -287,8 +287,14 @@ pub(crate) async fn add_durable(
     let ids = ids_of(replies.split_off(skip), count)?;
     match confirmation {
         Value::ServerError(e) => {
-            // Written, but the server would not wait: nothing is confirmed.
-            tracing::warn!(command = what, error = %e.details().unwrap_or_default(), "the server refused to wait for durability");
+            // Written, but the server would not wait (an ACL without
+            // `wait`, say): nothing is confirmed, and the ids are kept.
+            tracing::error!(
+                command = what,
+                code = e.code(),
+                error = e.details().unwrap_or_default(),
+                "the server refused to wait for durability; the entries are written but not confirmed"
+            );
             Ok(DurableWrite::new(ids, 0))
         }
         Value::Array(parts) if durability.fsync => {

@@ -3,7 +3,7 @@
 use std::time::{Duration, SystemTime};
 
 use serde_json::json;
-use streams_core::{MessageStatus, StreamError};
+use streams_core::{Durability, MessageStatus, StreamError};
 
 use crate::assert_err;
 use crate::support::{TestContext, entries, field, field_str, ids, read_n, rfc3339};
@@ -83,6 +83,59 @@ pub async fn send_batch_preserves_order(ctx: &TestContext) {
         Vec::<String>::new()
     );
     assert_eq!(m.get_stats().await.unwrap().messages_sent, 25);
+}
+
+/// A durable send ends one of three ways, and loses track of nothing:
+/// confirmed (its ids are in the stream), refused before anything is
+/// written (`Unsupported`), or written but not confirmed in time
+/// (`DurabilityNotConfirmed`, carrying exactly the ids written). The
+/// suite's servers have no replicas, so asking for more than exist must
+/// never be confirmed.
+pub async fn durable_sends_are_confirmed_or_refused(ctx: &TestContext) {
+    let wanted = Durability::replicas(64).with_timeout(Duration::from_millis(50));
+    let m = ctx.manager_with(ctx.config("a").with_durability(wanted));
+    for batch in [1usize, 3] {
+        let before = entries(&ctx.backend(), &ctx.key("s")).await;
+        let got = if batch == 1 {
+            m.send_message("s", json!({"i": 0}), None)
+                .await
+                .map(|id| vec![id])
+        } else {
+            let items = (0..batch).map(|i| json!({"i": i})).collect();
+            m.send_batch("s", items, None).await
+        };
+        let after = entries(&ctx.backend(), &ctx.key("s")).await;
+        let added: Vec<String> = after[before.len()..]
+            .iter()
+            .map(|e| e.id.as_str().to_owned())
+            .collect();
+        match got {
+            Ok(ids) => panic!("a send asking for 64 replicas was confirmed: {ids:?}"),
+            Err(StreamError::Unsupported { feature, .. }) => {
+                assert_eq!(feature, "durable sends");
+                assert!(added.is_empty(), "refused, yet written: {added:?}");
+            }
+            Err(StreamError::DurabilityNotConfirmed {
+                stream,
+                ids,
+                wanted_replicas,
+                replicas,
+                ..
+            }) => {
+                assert_eq!(stream, "s");
+                assert_eq!((wanted_replicas, replicas < 64), (64, true));
+                assert_eq!(ids, added, "the error names exactly what was written");
+                assert_eq!(ids.len(), batch);
+            }
+            Err(e) => panic!("unexpected error: {e}"),
+        }
+    }
+    // Without durability the same manager configuration sends as ever.
+    let plain = ctx.manager("b");
+    plain
+        .send_message("s", json!({"i": 9}), None)
+        .await
+        .unwrap();
 }
 
 /// `initialize` is idempotent, reports the consumer id it was given, and

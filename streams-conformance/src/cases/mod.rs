@@ -37,6 +37,7 @@ macro_rules! __for_each_case {
                 send_returns_id,
                 send_round_trips_payload,
                 send_batch_preserves_order,
+                durable_sends_are_confirmed_or_refused,
                 initialize_is_idempotent,
                 dyn_manager_runs_the_whole_api [ExplicitClaims, RetrySchedule, ConsumerListing],
             }
