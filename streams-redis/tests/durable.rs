@@ -110,11 +110,17 @@ async fn a_stalled_replica_fails_the_send_in_bounded_time_with_its_ids() {
             .with_durability(Durability::replicas(1).with_timeout(timeout)),
     )
     .unwrap();
-    let plain = Manager::new(backend, config).unwrap();
-    durable
-        .send_message("jobs", json!({"n": 0}), None)
-        .await
-        .unwrap();
+    let plain = Manager::new(backend.clone(), config.clone()).unwrap();
+    // Replication works before the fault (with time to spare on a busy
+    // machine).
+    Manager::new(
+        backend,
+        config.with_durability(Durability::replicas(1).with_timeout(Duration::from_secs(10))),
+    )
+    .unwrap()
+    .send_message("jobs", json!({"n": 0}), None)
+    .await
+    .unwrap();
 
     replica.pause().unwrap();
     let started = Instant::now();
@@ -180,7 +186,9 @@ async fn more_replicas_than_there_are_is_reported_as_not_confirmed() {
     let (master, _replica) = master_and_replica().await;
     let m = manager(
         &master,
-        Some(Durability::replicas(2).with_timeout(Duration::from_millis(200))),
+        // Long enough for the one replica to answer on a busy machine: the
+        // wait lasts all of it, since a second replica never will.
+        Some(Durability::replicas(2).with_timeout(Duration::from_secs(2))),
     )
     .await;
     let got = m
@@ -256,136 +264,4 @@ async fn fsync_is_confirmed_where_the_server_can_give_it() {
     let m = manager(&server, Some(Durability::replicas(0).with_fsync(true))).await;
     let id = m.send_message("jobs", json!({"n": 1}), None).await.unwrap();
     assert_eq!(ids_on(&server, "jobs").await, vec![id]);
-}
-
-/// What one failover run saw: sends acknowledged before the master was
-/// killed, sends written but not confirmed, and the acknowledged ones the
-/// promoted replica does not have.
-#[derive(Debug)]
-struct Failover {
-    acked: usize,
-    unconfirmed: usize,
-    lost: Vec<String>,
-}
-
-/// Eight producers send batches of [`BATCH`] messages to a master with
-/// one replica; the master is killed with `SIGKILL` mid-stream and the replica
-/// promoted (`REPLICAOF NO ONE`), as a failover does. Counts what the new
-/// master lacks of what was acknowledged.
-/// Messages per send in the failover runs: enough that the replica is
-/// still receiving some when the master dies.
-const BATCH: usize = 200;
-
-async fn failover_run(durability: Option<Durability>) -> Failover {
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::{Arc, Mutex};
-
-    let (mut master, replica) = master_and_replica().await;
-    let m = Arc::new(manager(&master, durability).await);
-    let acked = Arc::new(Mutex::new(Vec::new()));
-    let unconfirmed = Arc::new(Mutex::new(Vec::new()));
-    let killed = Arc::new(AtomicBool::new(false));
-    let producers: Vec<_> = (0..8)
-        .map(|p| {
-            let (m, acked, unconfirmed, killed) = (
-                Arc::clone(&m),
-                Arc::clone(&acked),
-                Arc::clone(&unconfirmed),
-                Arc::clone(&killed),
-            );
-            tokio::spawn(async move {
-                for n in 0u64.. {
-                    let batch = (0..BATCH)
-                        .map(|i| json!({"p": p, "n": n, "i": i}))
-                        .collect();
-                    match m.send_batch("jobs", batch, None).await {
-                        Ok(ids) => acked.lock().unwrap().extend(ids),
-                        Err(StreamError::DurabilityNotConfirmed { ids, .. }) => {
-                            unconfirmed.lock().unwrap().extend(ids);
-                        }
-                        // The master is gone: whether this one was written
-                        // is unknown, and it was not acknowledged.
-                        Err(e) if killed.load(Ordering::SeqCst) => {
-                            let _ = e;
-                            return;
-                        }
-                        Err(e) => panic!("send failed before the fault: {e}"),
-                    }
-                }
-            })
-        })
-        .collect();
-    tokio::time::sleep(Duration::from_millis(800)).await;
-    killed.store(true, Ordering::SeqCst);
-    master.kill().unwrap();
-    for producer in producers {
-        tokio::time::timeout(Duration::from_secs(60), producer)
-            .await
-            .expect("a producer hung after the master died")
-            .unwrap();
-    }
-    let client = redis::Client::open(replica.url()).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    redis::cmd("REPLICAOF")
-        .arg("NO")
-        .arg("ONE")
-        .query_async::<()>(&mut conn)
-        .await
-        .unwrap();
-    let kept: std::collections::HashSet<String> =
-        ids_on(&replica, "jobs").await.into_iter().collect();
-    let acked = std::mem::take(&mut *acked.lock().unwrap());
-    let unconfirmed = unconfirmed.lock().unwrap().len();
-    let lost = acked
-        .iter()
-        .filter(|id| !kept.contains(*id))
-        .cloned()
-        .collect();
-    Failover {
-        acked: acked.len(),
-        unconfirmed,
-        lost,
-    }
-}
-
-/// The failover a durable send is for: every send confirmed by a replica
-/// survives the master's death. The same run without durability is
-/// measured beside it (asynchronous replication may lose the last
-/// acknowledged sends; how many depends on timing) and both figures are
-/// printed, and appended to the file `XNAI_FAILOVER_REPORT` names.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failover_loses_no_send_a_replica_confirmed() {
-    let plain = failover_run(None).await;
-    let durable = failover_run(Some(
-        Durability::replicas(1).with_timeout(Duration::from_secs(2)),
-    ))
-    .await;
-    let report = format!(
-        "| without durability | {} | {} | {} |\n| `Durability::replicas(1)` | {} | {} | {} |\n",
-        plain.acked,
-        plain.lost.len(),
-        plain.unconfirmed,
-        durable.acked,
-        durable.lost.len(),
-        durable.unconfirmed,
-    );
-    println!("acknowledged, lost, not confirmed:\n{report}");
-    if let Ok(path) = std::env::var("XNAI_FAILOVER_REPORT") {
-        use std::io::Write as _;
-        let mut file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .unwrap();
-        file.write_all(report.as_bytes()).unwrap();
-    }
-    assert!(
-        plain.acked > 0 && durable.acked > 0,
-        "{plain:?} {durable:?}"
-    );
-    assert!(
-        durable.lost.is_empty(),
-        "confirmed sends lost in the failover: {:?}",
-        durable.lost
-    );
 }
