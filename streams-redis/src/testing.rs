@@ -15,7 +15,8 @@
 //!
 //! Test data goes under a namespace; [`cleanup`] deletes every key of one.
 //! [`RedisServer`] starts a private server for fault tests (kill it, restart
-//! it on the same port), never touching the shared one.
+//! it on the same port), never touching the shared one; [`RedisCluster`]
+//! starts a private Redis Cluster of them.
 
 use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
@@ -26,10 +27,12 @@ use streams_core::Result;
 
 use crate::RedisBackend;
 
+mod cluster;
 #[cfg(feature = "testcontainers")]
 mod container;
 mod server;
 
+pub use cluster::RedisCluster;
 pub use server::RedisServer;
 
 /// How to get a Redis when none is found.
