@@ -620,10 +620,15 @@ fn ids(what: &'static str, v: Value) -> Result<Vec<EntryId>> {
         .collect()
 }
 
+/// Most claimed entries the claim script returns with their fields (a
+/// larger page is read with `XRANGE` afterwards, in bulk).
+const INLINE_CLAIMED: usize = 8;
+
 /// One page of claiming, with delivery counts; see `scripts/auto_claim.lua`.
-/// The script claims by id; the claimed entries are then read with one
-/// pipeline of `XRANGE`s (an entry deleted in between is reported deleted:
-/// it is pending for the claimer, which acknowledges it).
+/// The script claims by id and returns the fields of a small page itself;
+/// the entries of a larger page are then read with `XRANGE` (an entry
+/// deleted in between is reported deleted: it is pending for the claimer,
+/// which acknowledges it).
 pub(crate) async fn auto_claim(b: &RedisBackend, claim: &AutoClaim<'_>) -> Result<AutoClaimPage> {
     const WHAT: &str = "XAUTOCLAIM";
     let op = b.op("EVALSHA auto_claim").on(claim.key, claim.group);
@@ -635,14 +640,19 @@ pub(crate) async fn auto_claim(b: &RedisBackend, claim: &AutoClaim<'_>) -> Resul
                 .arg(ms(claim.min_idle))
                 .arg(claim.start.as_ref().map_or("0-0", Cursor::as_str))
                 .arg(count_arg(claim.count))
-                .arg(if claim.until_redelivered { "1" } else { "0" });
+                .arg(if claim.until_redelivered { "1" } else { "0" })
+                .arg(INLINE_CLAIMED);
             Ok(cmd)
         })
         .await?;
     let mut parts = reply::array(WHAT, reply)?.into_iter();
-    let (Some(next), Some(taken), Some(deleted), Some(counts)) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
+    let (Some(next), Some(taken), Some(deleted), Some(counts), inline) = (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) else {
         return Err(bad_reply(WHAT, "expected [next, claimed, deleted, counts]"));
     };
     let taken = ids(WHAT, taken)?;
@@ -651,7 +661,13 @@ pub(crate) async fn auto_claim(b: &RedisBackend, claim: &AutoClaim<'_>) -> Resul
         return Err(bad_reply(WHAT, "one delivery count per entry expected"));
     }
     let mut deleted = ids(WHAT, deleted)?;
-    let mut bodies = read_claimed(b, claim, &taken).await?;
+    let mut bodies = match inline {
+        Some(entries) => reply::entries(WHAT, entries)?
+            .into_iter()
+            .map(|entry| (entry.id.clone(), entry))
+            .collect(),
+        None => read_claimed(b, claim, &taken).await?,
+    };
     let mut claimed = Vec::with_capacity(taken.len());
     for (id, n) in taken.into_iter().zip(counts) {
         match bodies.remove(&id) {
