@@ -30,6 +30,12 @@ impl Failure {
         }
     }
 
+    /// A failure with its own exit code.
+    pub(crate) fn with_code(mut self, code: u8) -> Self {
+        self.code = code;
+        self
+    }
+
     /// What went wrong.
     pub(crate) fn message(&self) -> &str {
         &self.message

@@ -34,17 +34,18 @@ pub(crate) struct SendArgs {
     /// Trim the stream to about this many entries.
     #[arg(long, value_name = "N")]
     max_len: Option<u64>,
-    /// Wait until this many replicas have each message (`WAIT`); fails,
-    /// after printing the ids written, when fewer confirm in time.
-    #[arg(long, value_name = "N")]
+    /// Wait until this many replicas have each message (`WAIT`); fails
+    /// with exit code 3, after printing the ids written, when fewer
+    /// confirm in time.
+    #[arg(long, value_name = "N", group = "durability")]
     replicas: Option<u32>,
     /// Also wait until the messages are fsynced to the append-only file,
     /// on the server and on those replicas (`WAITAOF`, Redis 7.2+).
-    #[arg(long)]
+    #[arg(long, group = "durability")]
     fsync: bool,
-    /// How long to wait for those confirmations.
-    #[arg(long, value_name = "MS", default_value_t = 1000)]
-    durable_timeout: u64,
+    /// How long to wait for those confirmations (default 1000).
+    #[arg(long, value_name = "MS", requires = "durability")]
+    durable_timeout: Option<u64>,
 }
 
 impl SendArgs {
@@ -56,7 +57,7 @@ impl SendArgs {
         Some(
             Durability::replicas(self.replicas.unwrap_or(0))
                 .with_fsync(self.fsync)
-                .with_timeout(Duration::from_millis(self.durable_timeout)),
+                .with_timeout(Duration::from_millis(self.durable_timeout.unwrap_or(1000))),
         )
     }
 }
@@ -165,17 +166,21 @@ pub(crate) async fn run(args: SendArgs, target: &Target) -> Result<u8, Failure> 
     }
     // Written but not confirmed durable: the ids are still printed, so
     // that what is on the server can be found.
+    let unconfirmed = matches!(failed, Some(StreamError::DurabilityNotConfirmed { .. }));
     if let Some(StreamError::DurabilityNotConfirmed { ids: written, .. }) = &failed {
         ids.extend(written.iter().cloned());
     }
-    manager.close().await?;
-    // One id per line, in order: easy to read and to script.
+    // One id per line, in order: easy to read and to script. Printed
+    // before anything else can fail.
     for id in &ids {
         out.line(id)?;
     }
+    let closed = manager.close().await;
     match failed {
+        // Exit code 3: sent, but not as durably as asked.
+        Some(e) if unconfirmed => Err(Failure::from(e).with_code(3)),
         Some(e) => Err(e.into()),
-        None => Ok(0),
+        None => closed.map(|()| 0).map_err(Failure::from),
     }
 }
 

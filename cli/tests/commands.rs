@@ -53,7 +53,11 @@ fn durable_send_prints_what_it_wrote_when_replicas_do_not_confirm() {
         ])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "written, not confirmed: {out:?}"
+    );
     let error = one_error_line(&out);
     assert!(error.contains("not confirmed durable"), "{error}");
     assert!(error.contains("of 9 replica(s)"), "{error}");
@@ -72,6 +76,13 @@ fn durable_send_prints_what_it_wrote_when_replicas_do_not_confirm() {
     assert!(one_error_line(&out).contains("asks for nothing"), "{out:?}");
     let sent = ns.run(m.peek_messages(&PeekQuery::new("jobs"))).unwrap();
     assert_eq!(sent.len(), 1);
+    // A timeout alone asks for nothing: the command line is wrong.
+    let out = ns
+        .cmd()
+        .args(["send", "jobs", "n:=3", "--durable-timeout", "100"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
 }
 
 #[test]

@@ -718,8 +718,12 @@ impl ManagerConfig {
 /// On Redis, the entries and a `WAIT` (or, with [`fsync`](Self::fsync),
 /// `WAITAOF`, Redis 7.2 and newer; refused before anything is written on
 /// older servers) go in one pipeline on a connection of their own, so a
-/// slow replica holds up only the durable sends. The memory backend has no
-/// replicas and refuses durable sends.
+/// slow replica holds up only the durable sends. A backend built on the
+/// caller's connection, which cannot open one, and the memory backend,
+/// which has no replicas, refuse durable sends before writing. A batch
+/// the server refuses part-way (out of memory, say) fails with that
+/// refusal, as a plain `send_batch` does: the entries before the refused
+/// one may be written, and their ids are not known.
 ///
 /// # Example
 /// ```
@@ -739,8 +743,9 @@ pub struct Durability {
     /// Also fsynced to the append-only file: on the server itself and on
     /// each of those replicas (`WAITAOF 1 numreplicas`). Default: no.
     pub fsync: bool,
-    /// How long to wait for the confirmations; at least 1 ms. Default 1 s.
-    /// Serialized as `timeout_ms`.
+    /// How long to wait for the confirmations; at least 1 ms, at most
+    /// [`MAX_TIMEOUT`](Self::MAX_TIMEOUT). Default 1 s. Serialized as
+    /// `timeout_ms`.
     #[serde(rename = "timeout_ms", with = "millis")]
     pub timeout: Duration,
 }
@@ -756,6 +761,9 @@ impl Default for Durability {
 }
 
 impl Durability {
+    /// The longest [`timeout`](Self::timeout) accepted: 1 hour.
+    pub const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
+
     /// On `replicas` replicas, not fsynced, within 1 s.
     pub fn replicas(replicas: u32) -> Self {
         Self {
@@ -790,7 +798,7 @@ impl Durability {
     ///
     /// # Errors
     /// [`StreamError::Config`] when it asks for nothing (no replica and no
-    /// fsync) or its timeout is under 1 ms.
+    /// fsync) or its timeout is under 1 ms or over [`MAX_TIMEOUT`](Self::MAX_TIMEOUT).
     pub fn validate(&self) -> Result<()> {
         if self.replicas == 0 && !self.fsync {
             return Err(StreamError::config(
@@ -800,6 +808,11 @@ impl Durability {
         if self.timeout < Duration::from_millis(1) {
             return Err(StreamError::config(
                 "durability timeout must be at least 1 ms",
+            ));
+        }
+        if self.timeout > Self::MAX_TIMEOUT {
+            return Err(StreamError::config(
+                "durability timeout must be at most 1 hour (a send never waits forever)",
             ));
         }
         Ok(())
@@ -851,6 +864,13 @@ mod tests {
         assert!(
             Durability::replicas(1)
                 .with_timeout(Duration::from_micros(10))
+                .validate()
+                .is_err()
+        );
+        // "Forever" is not a timeout: Redis would refuse it after the write.
+        assert!(
+            Durability::replicas(1)
+                .with_timeout(Duration::MAX)
                 .validate()
                 .is_err()
         );

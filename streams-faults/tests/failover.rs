@@ -201,6 +201,11 @@ async fn a_failover_loses_no_send_a_replica_confirmed() {
         plain.messages > 500 && plain.lost > 0,
         "the fault lost nothing without durability, so it proves nothing: {plain}"
     );
-    assert!(durable.messages > 500, "too little was sent: {durable}");
+    // Each durable round waits a replication round trip (60 ms here, more
+    // on a busy machine): one full round of every producer is enough.
+    assert!(
+        durable.messages >= PRODUCERS * BATCH as u64,
+        "too little was sent: {durable}"
+    );
     durable.assert_ok("failover-wait-1");
 }

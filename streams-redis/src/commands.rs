@@ -240,6 +240,19 @@ pub(crate) async fn add_durable(
     many: AddMany<'_>,
     durability: Durability,
 ) -> Result<DurableWrite> {
+    if !b.inner.conns.has_dedicated() {
+        // `WAIT` would hold the caller's connection, and every command
+        // queued behind it, for up to the timeout, and a response timeout
+        // shorter than the wait would report a written entry as a
+        // retryable timeout.
+        return Err(StreamError::Unsupported {
+            feature: "durable sends".to_owned(),
+            reason: "they wait on a connection of their own, and this backend was built on \
+                     the caller's connection (from_connection_manager); connect with a URL \
+                     or a client instead"
+                .to_owned(),
+        });
+    }
     if durability.fsync {
         check_fsync(b).await?;
     }
@@ -285,6 +298,19 @@ pub(crate) async fn add_durable(
         return Err(error::map(e.into(), op));
     }
     let ids = ids_of(replies.split_off(skip), count)?;
+    Ok(confirmed(what, confirmation, durability.fsync, ids))
+}
+
+/// The confirmations of a `WAIT` (a count) or `WAITAOF` (`[local,
+/// replicas]`) reply. A refusal or a reply that cannot be read confirms
+/// nothing; the ids are kept either way: the entries are written.
+fn confirmed(
+    what: &'static str,
+    confirmation: Value,
+    fsync: bool,
+    ids: Vec<EntryId>,
+) -> DurableWrite {
+    let count = |v: Value| reply::int(what, v).ok().and_then(|n| u32::try_from(n).ok());
     match confirmation {
         Value::ServerError(e) => {
             // Written, but the server would not wait (an ACL without
@@ -295,24 +321,41 @@ pub(crate) async fn add_durable(
                 error = e.details().unwrap_or_default(),
                 "the server refused to wait for durability; the entries are written but not confirmed"
             );
-            Ok(DurableWrite::new(ids, 0))
+            DurableWrite::new(ids, 0)
         }
-        Value::Array(parts) if durability.fsync => {
+        Value::Array(parts) if fsync => {
             let mut parts = parts.into_iter();
-            let (Some(local), Some(replicas), None) = (parts.next(), parts.next(), parts.next())
-            else {
-                return Err(bad_reply(what, "expected [numlocal, numreplicas]"));
-            };
-            let local = reply::int(what, local)?;
-            let replicas = reply::int(what, replicas)?;
-            Ok(DurableWrite::new(ids, u32::try_from(replicas).unwrap_or(0))
-                .with_fsynced_locally(local >= 1))
+            match (parts.next(), parts.next(), parts.next()) {
+                (Some(local), Some(replicas), None) => {
+                    let local = count(local);
+                    let replicas = count(replicas);
+                    if local.is_none() || replicas.is_none() {
+                        unreadable(what);
+                    }
+                    DurableWrite::new(ids, replicas.unwrap_or(0))
+                        .with_fsynced_locally(local.unwrap_or(0) >= 1)
+                }
+                _ => {
+                    unreadable(what);
+                    DurableWrite::new(ids, 0)
+                }
+            }
         }
         v => {
-            let replicas = reply::int(what, v)?;
-            Ok(DurableWrite::new(ids, u32::try_from(replicas).unwrap_or(0)))
+            let replicas = count(v);
+            if replicas.is_none() {
+                unreadable(what);
+            }
+            DurableWrite::new(ids, replicas.unwrap_or(0))
         }
     }
+}
+
+fn unreadable(what: &'static str) {
+    tracing::error!(
+        command = what,
+        "unreadable reply to the durability wait; the entries are written but not confirmed"
+    );
 }
 
 /// Refuses fsync confirmations the server cannot give, before anything is

@@ -169,11 +169,18 @@ impl Conns {
         }
     }
 
+    /// Whether connections of its own can be opened (not when the backend
+    /// was built on the caller's connection).
+    pub(crate) fn has_dedicated(&self) -> bool {
+        matches!(self.blocking, Blocking::Pool(_))
+    }
+
     /// Runs a pipeline that may hold its connection for up to `wait` (a
     /// `WAIT`) on a connection of its own, so that the command connection
-    /// is not held up. Where blocking reads share the command connection,
-    /// so does this, under its response timeout. Server errors come back
-    /// as values.
+    /// is not held up; its response timeout is `wait` plus the margin.
+    /// Server errors come back as values. Only with
+    /// [`has_dedicated`](Self::has_dedicated): otherwise it fails before
+    /// sending anything.
     pub(crate) async fn dedicated_pipe(
         &self,
         pipe: &redis::Pipeline,
@@ -181,11 +188,10 @@ impl Conns {
     ) -> RedisResult<Vec<Value>> {
         match &self.blocking {
             Blocking::Pool(pool) => pool.run_pipe(pipe, wait).await,
-            Blocking::Shared { .. } => {
-                self.commands()
-                    .req_packed_commands(pipe, 0, pipe.len())
-                    .await
-            }
+            Blocking::Shared { .. } => Err(redis::RedisError::from((
+                redis::ErrorKind::InvalidClientConfig,
+                "no connection of its own to wait on",
+            ))),
         }
     }
 

@@ -265,3 +265,27 @@ async fn fsync_is_confirmed_where_the_server_can_give_it() {
     let id = m.send_message("jobs", json!({"n": 1}), None).await.unwrap();
     assert_eq!(ids_on(&server, "jobs").await, vec![id]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_on_the_callers_connection_refuses_durable_sends_before_writing() {
+    let (master, _replica) = master_and_replica().await;
+    let client = redis::Client::open(master.url()).unwrap();
+    let conn = client.get_connection_manager().await.unwrap();
+    let backend = RedisBackend::from_connection_manager(conn);
+    let config = ManagerConfig::default()
+        .with_consumer_id("durable")
+        .with_durability(Durability::replicas(1));
+    let m = Manager::new(backend, config).unwrap();
+    let got = m.send_message("jobs", json!({"n": 1}), None).await;
+    match &got {
+        Err(StreamError::Unsupported { feature, reason }) => {
+            assert_eq!(feature, "durable sends");
+            assert!(reason.contains("from_connection_manager"), "{reason}");
+        }
+        other => panic!("expected Unsupported, got {other:?}"),
+    }
+    assert!(
+        ids_on(&master, "jobs").await.is_empty(),
+        "something was written"
+    );
+}
