@@ -47,7 +47,7 @@
 //! | basics | `send_returns_id` | `send_message` returns the new entry's id; the entry holds the JSON payload and a `mid` |
 //! | basics | `send_round_trips_payload` | a read message has the sent payload (nested values), stream, timestamp, retry count 0, status pending |
 //! | basics | `send_batch_preserves_order` | `send_batch` keeps order, ids strictly increase, every message has its own `mid` |
-//! | basics | `durable_sends_are_confirmed_or_refused` | a durable send is confirmed, refused before writing, or fails with exactly the ids it wrote |
+//! | basics | `durable_sends_are_confirmed_or_refused` | without `DurableSends` a durable manager is refused when built; with it, a durable send is confirmed or fails with exactly the ids it wrote |
 //! | basics | `initialize_is_idempotent` | `initialize` twice is fine; consumer id and `initialized` are reported |
 //! | basics | `dyn_manager_runs_the_whole_api` | every method works through `Arc<dyn StreamManager>` |
 //! | groups | `create_group_is_idempotent` | creating a group twice is not an error; `create_group` reports true then false |

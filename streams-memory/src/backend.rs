@@ -7,7 +7,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use streams_core::backend::{
     Ack, Add, AutoClaim, AutoClaimPage, Capabilities, ConsumerInfo, ConsumerRef, ConsumerRemoval,
-    CreateGroup, EntryId, GroupInfo, GroupRegistry, KeyEntries, Lease, Move, MoveOutcome,
+    CreateGroup, EntryId, Feature, GroupInfo, GroupRegistry, KeyEntries, Lease, Move, MoveOutcome,
     PendingEntry, PendingQuery, Probe, Promotion, RangeQuery, ReadGroup, ScheduleKeys, ServerInfo,
     Transfer, TransferOutcome, Trim,
 };
@@ -103,8 +103,9 @@ impl StreamBackend for MemoryBackend {
         BACKEND
     }
 
+    /// Everything but durable sends: there are no replicas to wait for.
     fn capabilities(&self) -> Capabilities {
-        Capabilities::all()
+        Capabilities::all().without(Feature::DurableSends)
     }
 
     /// Ids are `<ms>-<seq>`: the milliseconds are when the entry was added.

@@ -11,7 +11,7 @@ use redis::aio::ConnectionManager;
 use redis::{Client, Cmd, Value};
 use streams_core::backend::{
     Ack, Add, AddMany, AutoClaim, AutoClaimPage, Capabilities, ConsumerInfo, ConsumerRef,
-    ConsumerRemoval, CreateGroup, DurableWrite, Entry, EntryId, GroupInfo, GroupRegistry,
+    ConsumerRemoval, CreateGroup, DurableWrite, Entry, EntryId, Feature, GroupInfo, GroupRegistry,
     KeyEntries, Lease, Move, MoveOutcome, PendingEntry, PendingQuery, Probe, Promotion, RangeQuery,
     ReadGroup, ScheduleKeys, ServerInfo, Transfer, TransferOutcome, Trim,
 };
@@ -311,8 +311,14 @@ impl StreamBackend for RedisBackend {
         BACKEND
     }
 
+    /// Everything; durable sends only with connections of its own (not
+    /// when built on the caller's connection).
     fn capabilities(&self) -> Capabilities {
-        Capabilities::all()
+        if self.inner.conns.has_dedicated() {
+            Capabilities::all()
+        } else {
+            Capabilities::all().without(Feature::DurableSends)
+        }
     }
 
     /// Ids are `<ms>-<seq>`: the milliseconds are when the entry was added.

@@ -8,8 +8,10 @@
 
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use serde_json::json;
-use streams_core::{Durability, Manager, ManagerConfig, StreamError};
+use streams_core::backend::{AddMany, Feature};
+use streams_core::{Durability, Manager, ManagerConfig, StreamBackend, StreamError};
 use streams_redis::RedisBackend;
 use streams_redis::testing::RedisServer;
 
@@ -272,14 +274,19 @@ async fn a_backend_on_the_callers_connection_refuses_durable_sends_before_writin
     let client = redis::Client::open(master.url()).unwrap();
     let conn = client.get_connection_manager().await.unwrap();
     let backend = RedisBackend::from_connection_manager(conn);
+    assert!(!backend.capabilities().supports(Feature::DurableSends));
     let config = ManagerConfig::default()
         .with_consumer_id("durable")
         .with_durability(Durability::replicas(1));
-    let m = Manager::new(backend, config).unwrap();
-    let got = m.send_message("jobs", json!({"n": 1}), None).await;
-    match &got {
-        Err(StreamError::Unsupported { feature, reason }) => {
-            assert_eq!(feature, "durable sends");
+    match Manager::new(backend.clone(), config) {
+        Err(StreamError::Unsupported { feature, .. }) => assert_eq!(feature, "durable sends"),
+        other => panic!("expected Unsupported, got {:?}", other.map(|_| ())),
+    }
+    // Asked of the backend directly, it refuses before writing.
+    let fields = vec![(Bytes::from_static(b"n"), Bytes::from_static(b"1"))];
+    let add = AddMany::new("jobs", vec![fields]);
+    match backend.add_durable(add, Durability::replicas(1)).await {
+        Err(StreamError::Unsupported { reason, .. }) => {
             assert!(reason.contains("from_connection_manager"), "{reason}");
         }
         other => panic!("expected Unsupported, got {other:?}"),

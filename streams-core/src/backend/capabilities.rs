@@ -28,16 +28,22 @@ pub enum Feature {
     /// ([`StreamBackend::consumers`](super::StreamBackend::consumers),
     /// [`StreamBackend::delete_consumer`](super::StreamBackend::delete_consumer)).
     ConsumerListing,
+    /// Sends can wait until replicas have them, or they are fsynced
+    /// ([`StreamBackend::add_durable`](super::StreamBackend::add_durable)).
+    /// Without it, a manager configured with
+    /// [`Durability`](crate::Durability) is refused when it is built.
+    DurableSends,
 }
 
 impl Feature {
     /// Every feature, in declaration order.
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 6] = [
         Self::Redelivery,
         Self::ExplicitClaims,
         Self::RetrySchedule,
         Self::GroupLag,
         Self::ConsumerListing,
+        Self::DurableSends,
     ];
 
     const fn bit(self) -> u32 {
@@ -47,6 +53,7 @@ impl Feature {
             Self::RetrySchedule => 1 << 2,
             Self::GroupLag => 1 << 3,
             Self::ConsumerListing => 1 << 4,
+            Self::DurableSends => 1 << 5,
         }
     }
 
@@ -58,6 +65,7 @@ impl Feature {
             Self::RetrySchedule => "retry schedule",
             Self::GroupLag => "group lag",
             Self::ConsumerListing => "consumer listing",
+            Self::DurableSends => "durable sends",
         }
     }
 }

@@ -123,6 +123,15 @@ impl<B: StreamBackend> Manager<B> {
     /// [`StreamError::Config`] or [`StreamError::InvalidName`] for a bad configuration.
     pub fn new(backend: B, config: ManagerConfig) -> Result<Self> {
         config.validate()?;
+        if config.durability.is_some() && !backend.capabilities().supports(Feature::DurableSends) {
+            return Err(StreamError::Unsupported {
+                feature: "durable sends".to_owned(),
+                reason: format!(
+                    "this {} backend cannot wait for replicas or fsync",
+                    backend.name()
+                ),
+            });
+        }
         let keys = KeyLayout::new(
             config.namespace.as_deref(),
             &config.dlq,
