@@ -718,9 +718,12 @@ impl ManagerConfig {
 /// On Redis, the entries and a `WAIT` (or, with [`fsync`](Self::fsync),
 /// `WAITAOF`, Redis 7.2 and newer; refused before anything is written on
 /// older servers) go in one pipeline on a connection of their own, so a
-/// slow replica holds up only the durable sends. A backend built on the
-/// caller's connection, which cannot open one, and the memory backend,
-/// which has no replicas, refuse durable sends before writing. A batch
+/// slow replica holds up only the durable sends. A backend without
+/// [`Feature::DurableSends`](crate::backend::Feature::DurableSends) (the
+/// memory backend, which has no replicas; a Redis backend built on the
+/// caller's connection, which cannot open one) has
+/// [`Manager::new`](crate::Manager::new) refused with
+/// [`StreamError::Unsupported`]. A batch
 /// the server refuses part-way (out of memory, say) fails with that
 /// refusal, as a plain `send_batch` does: the entries before the refused
 /// one may be written, and their ids are not known.
