@@ -5,7 +5,7 @@ use std::io::Read;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::Args;
+use clap::{ArgGroup, Args};
 use serde_json::{Map, Value};
 use xnai_streams::{Durability, StreamError};
 
@@ -17,6 +17,7 @@ const BATCH: usize = 100;
 
 /// Options of `xnai-streams send`.
 #[derive(Debug, Args)]
+#[command(group(ArgGroup::new("durability").multiple(true)))]
 pub(crate) struct SendArgs {
     /// The stream to send to.
     stream: String,

@@ -76,6 +76,19 @@ fn durable_send_prints_what_it_wrote_when_replicas_do_not_confirm() {
     assert!(one_error_line(&out).contains("asks for nothing"), "{out:?}");
     let sent = ns.run(m.peek_messages(&PeekQuery::new("jobs"))).unwrap();
     assert_eq!(sent.len(), 1);
+    // Replicas and fsync together: this server (Redis 7.0) cannot fsync
+    // on request, and says so before writing; a 7.2 one without an
+    // append-only file refuses too.
+    let out = ns
+        .cmd()
+        .args(["send", "jobs", "n:=4", "--replicas", "1", "--fsync"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let error = one_error_line(&out);
+    assert!(error.contains("WAITAOF"), "{error}");
+    let sent = ns.run(m.peek_messages(&PeekQuery::new("jobs"))).unwrap();
+    assert_eq!(sent.len(), 1, "nothing more was written");
     // A timeout alone asks for nothing: the command line is wrong.
     let out = ns
         .cmd()

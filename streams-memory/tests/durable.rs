@@ -13,7 +13,7 @@ async fn durable_sends_are_refused_when_the_manager_is_built() {
     let config = ManagerConfig::default().with_durability(Durability::replicas(1));
     match Manager::new(backend.clone(), config) {
         Err(StreamError::Unsupported { feature, reason }) => {
-            assert_eq!(feature, "durable sends");
+            assert_eq!(feature, "durable send");
             assert!(reason.contains("memory"), "{reason}");
         }
         other => panic!("expected Unsupported, got {:?}", other.map(|_| ())),

@@ -246,8 +246,8 @@ pub(crate) async fn add_durable(
         // shorter than the wait would report a written entry as a
         // retryable timeout.
         return Err(StreamError::Unsupported {
-            feature: "durable sends".to_owned(),
-            reason: "they wait on a connection of their own, and this backend was built on \
+            feature: "durable send".to_owned(),
+            reason: "it waits on a connection of its own, and this backend was built on \
                      the caller's connection (from_connection_manager); connect with a URL \
                      or a client instead"
                 .to_owned(),
@@ -370,8 +370,8 @@ async fn check_fsync(b: &RedisBackend) -> Result<()> {
         let (a, c, d) = version;
         let (x, y, z) = WAITAOF_VERSION;
         return Err(StreamError::Unsupported {
-            feature: "durable sends with fsync (WAITAOF)".to_owned(),
-            reason: format!("they need Redis {x}.{y}.{z} or newer; the server is {a}.{c}.{d}"),
+            feature: "durable send with fsync (WAITAOF)".to_owned(),
+            reason: format!("it needs Redis {x}.{y}.{z} or newer; the server is {a}.{c}.{d}"),
         });
     }
     let aof = text
@@ -380,7 +380,7 @@ async fn check_fsync(b: &RedisBackend) -> Result<()> {
         .map(str::trim);
     if aof != Some("1") {
         return Err(StreamError::Unsupported {
-            feature: "durable sends with fsync (WAITAOF)".to_owned(),
+            feature: "durable send with fsync (WAITAOF)".to_owned(),
             reason: "the server has no append-only file to fsync (appendonly is off)".to_owned(),
         });
     }

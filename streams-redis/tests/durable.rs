@@ -279,7 +279,7 @@ async fn a_backend_on_the_callers_connection_refuses_durable_sends_before_writin
         .with_consumer_id("durable")
         .with_durability(Durability::replicas(1));
     match Manager::new(backend.clone(), config) {
-        Err(StreamError::Unsupported { feature, .. }) => assert_eq!(feature, "durable sends"),
+        Err(StreamError::Unsupported { feature, .. }) => assert_eq!(feature, "durable send"),
         other => panic!("expected Unsupported, got {:?}", other.map(|_| ())),
     }
     // Asked of the backend directly, it refuses before writing.

@@ -98,7 +98,7 @@ pub async fn durable_sends_are_confirmed_or_refused(ctx: &TestContext) {
     if !ctx.supports(Feature::DurableSends) {
         // Refused when the manager is built, before anything is sent.
         match Manager::new(ctx.backend(), config) {
-            Err(StreamError::Unsupported { feature, .. }) => assert_eq!(feature, "durable sends"),
+            Err(StreamError::Unsupported { feature, .. }) => assert_eq!(feature, "durable send"),
             other => panic!("expected Unsupported, got {:?}", other.map(|_| ())),
         }
         assert!(entries(&ctx.backend(), &ctx.key("s")).await.is_empty());

@@ -163,7 +163,7 @@ pub trait StreamBackend: GroupRegistry + Send + Sync + Debug + 'static {
     async fn add_durable(&self, many: AddMany<'_>, durability: Durability) -> Result<DurableWrite> {
         let _ = (many, durability);
         Err(crate::StreamError::Unsupported {
-            feature: "durable sends".to_owned(),
+            feature: "durable send".to_owned(),
             reason: format!(
                 "the {} backend has no replicas or append-only file to wait for",
                 self.name()

@@ -125,7 +125,7 @@ impl<B: StreamBackend> Manager<B> {
         config.validate()?;
         if config.durability.is_some() && !backend.capabilities().supports(Feature::DurableSends) {
             return Err(StreamError::Unsupported {
-                feature: "durable sends".to_owned(),
+                feature: "durable send".to_owned(),
                 reason: format!(
                     "this {} backend cannot wait for replicas or fsync",
                     backend.name()
