@@ -107,7 +107,9 @@ pub(crate) fn check_version(version: (u32, u32, u32)) -> Result<()> {
     Ok(())
 }
 
-/// `INFO server`, for the version; refuses servers older than [`MIN_VERSION`].
+/// `INFO server`, for the version; refuses servers older than
+/// [`MIN_VERSION`]. Then `INFO cluster`: refuses a Redis Cluster node,
+/// which would answer `MOVED` for the keys of every other node's slots.
 pub(crate) async fn server_info(b: &RedisBackend) -> Result<ServerInfo> {
     let mut cmd = redis::cmd("INFO");
     cmd.arg("server");
@@ -115,6 +117,18 @@ pub(crate) async fn server_info(b: &RedisBackend) -> Result<ServerInfo> {
     let version = reply::redis_version(&text)
         .ok_or_else(|| bad_reply("INFO", "no readable redis_version line"))?;
     check_version(version)?;
+    let mut cmd = redis::cmd("INFO");
+    cmd.arg("cluster");
+    let cluster = reply::string("INFO", b.raw(cmd, b.op("INFO")).await?)?;
+    if cluster.lines().any(|l| l.trim() == "cluster_enabled:1") {
+        return Err(StreamError::Unsupported {
+            feature: "Redis Cluster".to_owned(),
+            reason: "this server is a cluster node, and the redis backend talks to one \
+                     server: keys in other nodes' slots would be refused (MOVED); see \
+                     docs/scaling.md"
+                .to_owned(),
+        });
+    }
     let (x, y, z) = version;
     Ok(ServerInfo::new(BACKEND, format!("{x}.{y}.{z}")))
 }

@@ -7,6 +7,9 @@
 use std::process::Command;
 use std::time::Duration;
 
+use serde_json::json;
+use streams_core::{Manager, ManagerConfig, StreamError};
+use streams_redis::RedisBackend;
 use streams_redis::testing::{RedisCluster, answers_ping};
 
 /// `redis-cli` on `port` with `args`; its output, trimmed.
@@ -54,6 +57,25 @@ fn a_cluster_of_three_masters_and_three_replicas_serves_every_slot() {
             "node on {port} still runs after the cluster was dropped"
         );
     }
+}
+
+/// The redis backend talks to one server: pointed at a cluster node, a
+/// manager refuses to start rather than fail later on other nodes' keys.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_backend_refuses_a_cluster_node_clearly() {
+    let cluster = RedisCluster::start(3, 0).expect("redis-server and redis-cli on PATH");
+    let port = cluster.nodes()[0].port();
+    let backend = RedisBackend::connect(&cluster.urls()[0]).await.unwrap();
+    let m = Manager::new(backend, ManagerConfig::default()).unwrap();
+    let got = m.send_message("jobs", json!({"n": 1}), None).await;
+    match &got {
+        Err(StreamError::Unsupported { feature, reason }) => {
+            assert_eq!(feature, "Redis Cluster");
+            assert!(reason.contains("MOVED"), "{reason}");
+        }
+        other => panic!("expected Unsupported, got {other:?}"),
+    }
+    assert_eq!(cli(port, &["dbsize"]), "0", "nothing was written");
 }
 
 #[test]
