@@ -33,25 +33,6 @@ const BATCH: usize = 20;
 /// How long the replication link takes, each way.
 const LINK_DELAY: Duration = Duration::from_millis(30);
 
-/// Waits until `server` reports `needle` in `INFO replication`.
-async fn wait_replication(server_url: &str, needle: &str) {
-    let client = redis::Client::open(server_url).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let info: String = redis::cmd("INFO")
-            .arg("replication")
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-        if info.contains(needle) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "no `{needle}` in 30 s:\n{info}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// One failover under load; returns the checker's report and how many
 /// sends were written but not confirmed durable.
 async fn failover(name: &str, durability: Option<Durability>) -> (Report, u64) {
@@ -61,10 +42,11 @@ async fn failover(name: &str, durability: Option<Durability>) -> (Report, u64) {
     let mut s = Scenario::new(name, &["--repl-diskless-sync-delay", "0"]);
     let master_addr = format!("127.0.0.1:{}", s.server.port()).parse().unwrap();
     let link = Proxy::start(master_addr).await.unwrap();
-    let replica_of = link.addr().port().to_string();
-    let replica = RedisServer::start_with_args(&["--replicaof", "127.0.0.1", &replica_of])
-        .expect("a replica redis-server");
-    wait_replication(&s.server.url(), "state=online").await;
+    let replica =
+        RedisServer::start_replica_of(link.addr().port(), &[]).expect("a replica redis-server");
+    s.server
+        .wait_replicas_online(1, Duration::from_secs(30))
+        .expect("the replica links");
     link.delay(LINK_DELAY);
 
     // The group exists before the run, on both servers.

@@ -96,11 +96,16 @@ fn bound(b: &Bound<EntryId>, unbounded: &str) -> Result<String> {
 
 /// Refuses a server older than [`MIN_VERSION`].
 pub(crate) fn check_version(version: (u32, u32, u32)) -> Result<()> {
-    if version < MIN_VERSION {
+    require_version("the redis backend", MIN_VERSION, version)
+}
+
+/// Refuses `feature` on a server older than `needed`.
+fn require_version(feature: &str, needed: (u32, u32, u32), version: (u32, u32, u32)) -> Result<()> {
+    if version < needed {
         let (a, b, c) = version;
-        let (x, y, z) = MIN_VERSION;
+        let (x, y, z) = needed;
         return Err(StreamError::Unsupported {
-            feature: "the redis backend".to_owned(),
+            feature: feature.to_owned(),
             reason: format!("it needs Redis {x}.{y}.{z} or newer; the server is {a}.{b}.{c}"),
         });
     }
@@ -120,7 +125,7 @@ pub(crate) async fn server_info(b: &RedisBackend) -> Result<ServerInfo> {
     let mut cmd = redis::cmd("INFO");
     cmd.arg("cluster");
     let cluster = reply::string("INFO", b.raw(cmd, b.op("INFO")).await?)?;
-    if cluster.lines().any(|l| l.trim() == "cluster_enabled:1") {
+    if reply::info_field(&cluster, "cluster_enabled") == Some("1") {
         return Err(StreamError::Unsupported {
             feature: "Redis Cluster".to_owned(),
             reason: "this server is a cluster node, and the redis backend talks to one \
@@ -380,21 +385,11 @@ async fn check_fsync(b: &RedisBackend) -> Result<()> {
     let text = reply::string("INFO", b.raw(cmd, b.op("INFO")).await?)?;
     let version = reply::redis_version(&text)
         .ok_or_else(|| bad_reply("INFO", "no readable redis_version line"))?;
-    if version < WAITAOF_VERSION {
-        let (a, c, d) = version;
-        let (x, y, z) = WAITAOF_VERSION;
+    const FEATURE: &str = "durable send with fsync (WAITAOF)";
+    require_version(FEATURE, WAITAOF_VERSION, version)?;
+    if reply::info_field(&text, "aof_enabled") != Some("1") {
         return Err(StreamError::Unsupported {
-            feature: "durable send with fsync (WAITAOF)".to_owned(),
-            reason: format!("it needs Redis {x}.{y}.{z} or newer; the server is {a}.{c}.{d}"),
-        });
-    }
-    let aof = text
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("aof_enabled:"))
-        .map(str::trim);
-    if aof != Some("1") {
-        return Err(StreamError::Unsupported {
-            feature: "durable send with fsync (WAITAOF)".to_owned(),
+            feature: FEATURE.to_owned(),
             reason: "the server has no append-only file to fsync (appendonly is off)".to_owned(),
         });
     }

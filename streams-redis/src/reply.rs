@@ -213,11 +213,19 @@ pub(crate) fn consumer_info(v: Value) -> Result<ConsumerInfo> {
     Ok(ConsumerInfo::new(name, pending, idle))
 }
 
+/// The value of `name` in an `INFO` reply (`name:value` lines), trimmed.
+pub(crate) fn info_field<'a>(info: &'a str, name: &str) -> Option<&'a str> {
+    info.lines().find_map(|l| {
+        l.trim()
+            .strip_prefix(name)
+            .and_then(|rest| rest.strip_prefix(':'))
+            .map(str::trim)
+    })
+}
+
 /// `redis_version` of an `INFO server` reply, as `(major, minor, patch)`.
 pub(crate) fn redis_version(info: &str) -> Option<(u32, u32, u32)> {
-    let line = info
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("redis_version:"))?;
+    let line = info_field(info, "redis_version")?;
     let mut parts = line.trim().split('.').map(|p| {
         let digits: String = p.chars().take_while(char::is_ascii_digit).collect();
         digits.parse::<u32>().ok()

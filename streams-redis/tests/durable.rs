@@ -16,30 +16,12 @@ use streams_redis::RedisBackend;
 use streams_redis::testing::RedisServer;
 
 /// A master and a replica of it, linked.
-async fn master_and_replica() -> (RedisServer, RedisServer) {
+fn master_and_replica() -> (RedisServer, RedisServer) {
     let master = RedisServer::start().expect("redis-server on PATH (see the README)");
-    let port = master.port().to_string();
-    let replica = RedisServer::start_with_args(&["--replicaof", "127.0.0.1", &port])
-        .expect("a replica redis-server");
-    let client = redis::Client::open(master.url()).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        // The master counts the replica once it is online and acknowledging.
-        let info: String = redis::cmd("INFO")
-            .arg("replication")
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-        if info.contains("connected_slaves:1") && info.contains("state=online") {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the replica did not link within 20 s:\n{info}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let replica = RedisServer::start_replica_of(master.port(), &[]).expect("a replica");
+    master
+        .wait_replicas_online(1, Duration::from_secs(20))
+        .expect("the replica links");
     (master, replica)
 }
 
@@ -78,7 +60,7 @@ async fn ids_on(server: &RedisServer, key: &str) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sends_wait_until_the_replica_has_them() {
-    let (master, replica) = master_and_replica().await;
+    let (master, replica) = master_and_replica();
     let m = manager(
         &master,
         Some(Durability::replicas(1).with_timeout(Duration::from_secs(5))),
@@ -100,7 +82,7 @@ async fn sends_wait_until_the_replica_has_them() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_replica_fails_the_send_in_bounded_time_with_its_ids() {
-    let (master, replica) = master_and_replica().await;
+    let (master, replica) = master_and_replica();
     let timeout = Duration::from_millis(300);
     // One backend, so one command connection, for both managers.
     let backend = RedisBackend::connect(&master.url()).await.unwrap();
@@ -185,7 +167,7 @@ async fn a_stalled_replica_fails_the_send_in_bounded_time_with_its_ids() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn more_replicas_than_there_are_is_reported_as_not_confirmed() {
-    let (master, _replica) = master_and_replica().await;
+    let (master, _replica) = master_and_replica();
     let m = manager(
         &master,
         // Long enough for the one replica to answer on a busy machine: the
@@ -270,7 +252,7 @@ async fn fsync_is_confirmed_where_the_server_can_give_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backend_on_the_callers_connection_refuses_durable_sends_before_writing() {
-    let (master, _replica) = master_and_replica().await;
+    let (master, _replica) = master_and_replica();
     let client = redis::Client::open(master.url()).unwrap();
     let conn = client.get_connection_manager().await.unwrap();
     let backend = RedisBackend::from_connection_manager(conn);

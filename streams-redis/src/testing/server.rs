@@ -102,6 +102,46 @@ impl RedisServer {
         Ok(())
     }
 
+    /// Starts a server replicating the one on `127.0.0.1:<master_port>`
+    /// (`--replicaof`), with `args` added.
+    ///
+    /// # Errors
+    /// As [`start`](Self::start).
+    pub fn start_replica_of(master_port: u16, args: &[&str]) -> io::Result<Self> {
+        let port = master_port.to_string();
+        let mut all = vec!["--replicaof", "127.0.0.1", &port];
+        all.extend_from_slice(args);
+        Self::start_with_args(&all)
+    }
+
+    /// Waits until this server, a master, counts `replicas` replicas online
+    /// (`INFO replication`, through `redis-cli`).
+    ///
+    /// # Errors
+    /// If they are not online within `limit`; the error quotes the last
+    /// `INFO replication`.
+    pub fn wait_replicas_online(&self, replicas: usize, limit: Duration) -> io::Result<()> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let out = Command::new("redis-cli")
+                .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+                .args(["info", "replication"])
+                .output()?;
+            let info = String::from_utf8_lossy(&out.stdout);
+            let online = info.matches("state=online").count();
+            if info.contains(&format!("connected_slaves:{replicas}")) && online == replicas {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("{replicas} replica(s) not online after {limit:?}:\n{info}"),
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// The server's port.
     pub fn port(&self) -> u16 {
         self.port
