@@ -38,7 +38,7 @@
 //!
 //! # Cases
 //!
-//! 150 cases in 21 areas, plus `capabilities::skipped_cases_are_declared`.
+//! 153 cases in 22 areas, plus `capabilities::skipped_cases_are_declared`.
 //! A case may need backend features (see [`Feature`]); on a backend without
 //! them it is skipped, with the reason printed, and counted. Run one with `cargo test -p <backend> --test conformance <area>::<case>`.
 //!
@@ -124,6 +124,9 @@
 //! | dlq_ops | `dlq_purge_reports_what_it_removed` | purges by id, filter and age report each entry removed and ids not found; a dry run removes nothing |
 //! | dlq_ops | `dlq_entries_without_group` | an entry without a group replays only to a named, registered target group that reads its stream; else it is skipped with the reason |
 //! | dlq_ops | `dlq_ops_per_stream_layout` | with per-stream dead-letter streams, listing, paging, counting, replaying and purging cover them all, or one |
+//! | partitions | `keyed_sends_keep_order_per_key` | keyed sends land on `crc32(key) % n`; a group on the stream's name reads every partition; each key's messages come out in order, once |
+//! | partitions | `round_robin_and_keyed_batches` | round-robin sends take the partitions in turn; a keyed batch returns ids in order, each on its key's partition; an unpartitioned stream is one partition |
+//! | partitions | `partitions_grow_and_groups_follow` | growing a stream creates its groups on the new partitions first; another manager reads them; shrinking, bad counts and reserved names are refused |
 //! | inspect | `list_streams_hides_internal_keys` | `list_streams` lists the namespace's streams with lengths and groups, and no retry, dead-letter or registry key |
 //! | inspect | `list_pending_shows_holders` | `list_pending` lists pending entries with holder, deliveries, retries, by consumer, stream, idle time and limit |
 //! | inspect | `peek_reads_without_consuming` | `peek_messages` reads oldest or newest first and after an id, and delivers nothing |

@@ -146,6 +146,98 @@ pub trait StreamManager: Send + Sync + Debug {
         max_len: Option<u64>,
     ) -> Result<Vec<String>>;
 
+    /// Sends to the partition of `key` of a partitioned stream; returns the
+    /// entry id. The same key always goes to the same partition
+    /// (`crc32(key) % partitions`), so the messages of one key keep their
+    /// order; a stream never partitioned is its own single partition. The
+    /// partition count is read from the backend and remembered for 10 s.
+    /// See [`PartitionedStream`](crate::PartitionedStream) and
+    /// `docs/scaling.md`.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> streams_core::Result<()> {
+    /// use serde_json::json;
+    /// use streams_core::{Manager, ManagerConfig, StreamManager};
+    /// use streams_memory::MemoryBackend;
+    ///
+    /// let manager = Manager::new(MemoryBackend::new(), ManagerConfig::default())?;
+    /// manager.declare_partitions("orders", 4).await?;
+    /// let first = manager.send_keyed("orders", "customer-42", json!({"n": 1}), None).await?;
+    /// let second = manager.send_keyed("orders", "customer-42", json!({"n": 2}), None).await?;
+    /// # let _ = (first, second);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`send_message`](Self::send_message); [`StreamError::Decode`] for
+    /// a partition count another client wrote badly.
+    async fn send_keyed(
+        &self,
+        stream: &str,
+        key: &str,
+        data: Value,
+        max_len: Option<u64>,
+    ) -> Result<String>;
+
+    /// Sends to the partitions of a partitioned stream in turn (per
+    /// manager); returns the entry id. For messages whose order does not
+    /// matter.
+    ///
+    /// # Errors
+    /// As [`send_keyed`](Self::send_keyed).
+    async fn send_round_robin(
+        &self,
+        stream: &str,
+        data: Value,
+        max_len: Option<u64>,
+    ) -> Result<String>;
+
+    /// Sends `(key, data)` pairs, each to its key's partition: one batch per
+    /// partition, keeping the order given within each key; returns the ids
+    /// in the order given.
+    ///
+    /// # Errors
+    /// As [`send_batch`](Self::send_batch). The partitions' batches are sent
+    /// one after another: when one fails, those before it were sent.
+    async fn send_batch_keyed(
+        &self,
+        stream: &str,
+        items: Vec<(String, Value)>,
+        max_len: Option<u64>,
+    ) -> Result<Vec<String>>;
+
+    /// Gives `stream` `partitions` partitions (partition 0 is the stream
+    /// itself, partition `i` the stream `<stream>#<i>`). Every registered
+    /// group that reads the stream is created on the new partitions first,
+    /// then the count is recorded, so nothing sent to a new partition goes
+    /// unread. A running consumer reads the new partitions once it builds
+    /// its group again (a restart); until then its group-mates with the new
+    /// configuration read them. Partitions are only ever added: see
+    /// `docs/scaling.md` for what happens to order while the count changes.
+    ///
+    /// # Errors
+    /// [`StreamError::Config`] for fewer partitions than the stream has, or
+    /// more than [`MAX_PARTITIONS`](crate::MAX_PARTITIONS);
+    /// [`StreamError::InvalidName`]; backend errors.
+    async fn declare_partitions(
+        &self,
+        stream: &str,
+        partitions: u32,
+    ) -> Result<crate::PartitionedStream>;
+
+    /// The stream as partitioned: its declared partition count, or one
+    /// partition when it was never partitioned.
+    ///
+    /// # Errors
+    /// [`StreamError::InvalidName`], [`StreamError::Decode`], backend errors.
+    async fn partitioned_stream(&self, stream: &str) -> Result<crate::PartitionedStream>;
+
+    /// Every stream declared with partitions, sorted by name.
+    ///
+    /// # Errors
+    /// [`StreamError::Decode`], backend errors.
+    async fn partitioned_streams(&self) -> Result<Vec<crate::PartitionedStream>>;
+
     /// Acknowledges a message in `group_name`; returns whether it was pending.
     ///
     /// # Errors
@@ -681,6 +773,55 @@ macro_rules! delegate_manager {
             ) -> $crate::Result<Vec<String>> {
                 let $this = self;
                 $target.send_batch(stream, items, max_len).await
+            }
+            async fn send_keyed(
+                &self,
+                stream: &str,
+                key: &str,
+                data: serde_json::Value,
+                max_len: Option<u64>,
+            ) -> $crate::Result<String> {
+                let $this = self;
+                $target.send_keyed(stream, key, data, max_len).await
+            }
+            async fn send_round_robin(
+                &self,
+                stream: &str,
+                data: serde_json::Value,
+                max_len: Option<u64>,
+            ) -> $crate::Result<String> {
+                let $this = self;
+                $target.send_round_robin(stream, data, max_len).await
+            }
+            async fn send_batch_keyed(
+                &self,
+                stream: &str,
+                items: Vec<(String, serde_json::Value)>,
+                max_len: Option<u64>,
+            ) -> $crate::Result<Vec<String>> {
+                let $this = self;
+                $target.send_batch_keyed(stream, items, max_len).await
+            }
+            async fn declare_partitions(
+                &self,
+                stream: &str,
+                partitions: u32,
+            ) -> $crate::Result<$crate::PartitionedStream> {
+                let $this = self;
+                $target.declare_partitions(stream, partitions).await
+            }
+            async fn partitioned_stream(
+                &self,
+                stream: &str,
+            ) -> $crate::Result<$crate::PartitionedStream> {
+                let $this = self;
+                $target.partitioned_stream(stream).await
+            }
+            async fn partitioned_streams(
+                &self,
+            ) -> $crate::Result<Vec<$crate::PartitionedStream>> {
+                let $this = self;
+                $target.partitioned_streams().await
             }
             async fn acknowledge(
                 &self,

@@ -34,6 +34,7 @@ mod error;
 mod manager;
 mod message;
 mod names;
+mod partition;
 pub mod observe;
 pub mod runner;
 
@@ -53,6 +54,7 @@ pub use manager::{
     StreamHealth, StreamInfo,
 };
 pub use message::{DeadLetter, Delivery, MessageStatus, RawFields, RetryOptions, StreamMessage};
+pub use partition::{MAX_PARTITIONS, PartitionedStream, partition_stream, split_partition};
 pub use names::{
     KeyLayout, MAX_NAME_BYTES, StreamType, StreamUse, validate_name, validate_namespace,
 };

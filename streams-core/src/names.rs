@@ -10,6 +10,9 @@ use crate::error::{Result, StreamError};
 /// Longest accepted stream, group, consumer or namespace name, in bytes.
 pub const MAX_NAME_BYTES: usize = 512;
 
+/// The name whose key holds the partition counts (reserved as a stream name).
+const PARTITIONS_NAME: &str = "xnai:partitions";
+
 /// The predefined streams of the agent bus.
 ///
 /// A `StreamType` is accepted wherever a stream name is taken as
@@ -179,9 +182,10 @@ pub fn validate_namespace(namespace: &str) -> Result<()> {
 /// - A group's retry keys are `[ns:]<retry prefix>:{<stream>}:schedule:<group>`
 ///   and `...:ready:<group>`: the kind comes before the group name, so no
 ///   group name reaches another group's keys.
-/// - The registry (`xnai:groups`) and the shared dead-letter stream
-///   (`xnai:dlq`) take the place of streams of those names, which are
-///   reserved (see [`KeyLayout::reserved`]).
+/// - The registry (`xnai:groups`), the partition counts
+///   (`xnai:partitions`) and the shared dead-letter stream (`xnai:dlq`)
+///   take the place of streams of those names, which are reserved (see
+///   [`KeyLayout::reserved`]).
 ///
 /// ```
 /// use streams_core::{DlqConfig, KeyLayout, RetryConfig};
@@ -192,6 +196,7 @@ pub fn validate_namespace(namespace: &str) -> Result<()> {
 /// assert_eq!(keys.retry_ready("xnai:agent_bus", "g"), "t1:xnai:retry:{xnai:agent_bus}:ready:g");
 /// assert_eq!(keys.dlq("xnai:agent_bus"), "t1:{xnai:dlq}");
 /// assert_eq!(keys.registry(), "t1:{xnai:groups}");
+/// assert_eq!(keys.partitions(), "t1:{xnai:partitions}");
 /// assert_eq!(keys.probe(), "t1:xnai:probe:{}");
 ///
 /// let bare = KeyLayout::new(None, &DlqConfig::default(), &RetryConfig::default(), "xnai:groups").unwrap();
@@ -209,6 +214,7 @@ pub struct KeyLayout {
     dlq_layout: DlqLayout,
     registry_name: String,
     registry: String,
+    partitions: String,
 }
 
 impl KeyLayout {
@@ -228,6 +234,13 @@ impl KeyLayout {
         validate_name("stream", &dlq.dlq_prefix)?;
         validate_name("stream", &retry.key_prefix)?;
         validate_name("stream", registry_key)?;
+        if registry_key == PARTITIONS_NAME {
+            return Err(StreamError::InvalidName {
+                kind: "registry key",
+                name: registry_key.to_owned(),
+                reason: "reserved for the partition counts",
+            });
+        }
         let mut keys = Self {
             prefix: namespace.map(|ns| format!("{ns}:")).unwrap_or_default(),
             namespace: namespace.map(str::to_owned),
@@ -236,8 +249,10 @@ impl KeyLayout {
             dlq_layout: dlq.layout,
             registry_name: registry_key.to_owned(),
             registry: String::new(),
+            partitions: String::new(),
         };
         keys.registry = keys.stream(registry_key);
+        keys.partitions = keys.stream(PARTITIONS_NAME);
         Ok(keys)
     }
 
@@ -327,7 +342,9 @@ impl KeyLayout {
     /// registry, or the shared dead-letter stream) rather than a stream of
     /// messages.
     pub fn is_internal(&self, stream: &str) -> bool {
-        stream == self.registry_name || (self.dlq_is_shared() && stream == self.dlq_prefix)
+        stream == self.registry_name
+            || stream == PARTITIONS_NAME
+            || (self.dlq_is_shared() && stream == self.dlq_prefix)
     }
 
     /// Whether every source stream shares the one dead-letter stream.
@@ -338,6 +355,13 @@ impl KeyLayout {
     /// The key that maps group names to their configuration.
     pub fn registry(&self) -> &str {
         &self.registry
+    }
+
+    /// The key that maps partitioned streams to their partition counts
+    /// (`[ns:]{xnai:partitions}`, or `xnai:partitions` without a namespace;
+    /// see [`PartitionedStream`](crate::PartitionedStream)).
+    pub fn partitions(&self) -> &str {
+        &self.partitions
     }
 
     /// The key readiness probes write a short-lived value at:
@@ -354,6 +378,9 @@ impl KeyLayout {
     pub fn reserved(&self, stream: &str, use_: StreamUse) -> Option<&'static str> {
         if stream == self.registry_name {
             return Some("reserved for the group registry");
+        }
+        if stream == PARTITIONS_NAME {
+            return Some("reserved for the partition counts");
         }
         if use_ == StreamUse::Send && self.dlq_is_shared() && stream == self.dlq_prefix {
             return Some("reserved for the dead-letter queue: only dead letters are written to it");

@@ -17,6 +17,7 @@ pub mod groups;
 pub mod health;
 pub mod inspect;
 pub mod lease;
+pub mod partitions;
 pub mod poison;
 pub mod read;
 pub mod registry;
@@ -132,6 +133,11 @@ macro_rules! __for_each_case {
                 dlq_purge_reports_what_it_removed,
                 dlq_entries_without_group,
                 dlq_ops_per_stream_layout,
+            }
+            partitions {
+                keyed_sends_keep_order_per_key,
+                round_robin_and_keyed_batches,
+                partitions_grow_and_groups_follow,
             }
             inspect {
                 list_streams_hides_internal_keys [RetrySchedule],

@@ -332,6 +332,8 @@ impl<B: StreamBackend> Manager<B> {
     #[tracing::instrument(level = "debug", skip_all, fields(group = %config.name))]
     pub async fn create_consumer_group(&self, config: &ConsumerGroupConfig) -> Result<()> {
         self.ready().await?;
+        let mut config = config.clone();
+        self.expand_partitions(&mut config).await?;
         let group = self.build_group(config.clone())?;
         let json = Self::encode_config(&group.config)?;
         let backend = self.backend();

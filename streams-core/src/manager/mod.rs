@@ -8,6 +8,7 @@ mod dlq_ops;
 mod group;
 mod health;
 mod inspect;
+mod partitions;
 mod read;
 mod readiness;
 mod retry;
@@ -113,6 +114,10 @@ struct Inner<B> {
     dlq_sample: Mutex<Option<status::DlqSample>>,
     /// When each dead-letter stream was last trimmed by age by this manager.
     dlq_trimmed: Mutex<HashMap<String, Instant>>,
+    /// Partition counts read from the backend, and when (see `partitions.rs`).
+    partition_counts: Mutex<HashMap<String, (u32, Instant)>>,
+    /// Whose turn it is in round-robin sends.
+    round_robin: AtomicU64,
 }
 
 impl<B: StreamBackend> Manager<B> {
@@ -165,6 +170,8 @@ impl<B: StreamBackend> Manager<B> {
                 last_dlq_len: AtomicU64::new(0),
                 dlq_sample: Mutex::new(None),
                 dlq_trimmed: Mutex::new(HashMap::new()),
+                partition_counts: Mutex::new(HashMap::new()),
+                round_robin: AtomicU64::new(0),
                 config,
             }),
         })
