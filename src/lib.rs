@@ -67,12 +67,13 @@ pub use streams_core::{
     DlqFilter, DlqLayout, DlqPage, DlqProgress, DlqPurge, DlqQuery, DlqReplay, DlqSelection,
     DlqStats, Durability, Entry, EntryId, EntryState, Fields, GroupHealth, GroupStart,
     HealthReport, HealthStatus, HealthThresholds, KeyLayout, MAX_DELIVERIES_EXCEEDED,
-    MAX_NAME_BYTES, MAX_PAYLOAD_DEPTH, Manager, ManagerConfig, MessageStatus, PeekQuery,
-    PendingFilter, PendingInfo, PruneReport, PurgeReport, PurgedEntry, RawFields, Readiness,
-    Refusal, ReplayDuplicate, ReplayItem, ReplayReport, ReplaySkip, Result, RetryConfig,
-    RetryOptions, RetryPolicy, SkipReason, Stats, StreamBackend, StreamError, StreamHealth,
-    StreamInfo, StreamManager, StreamManagerExt, StreamMessage, StreamType, StreamUse, field,
-    validate_name, validate_namespace,
+    MAX_NAME_BYTES, MAX_PARTITIONS, MAX_PAYLOAD_DEPTH, Manager, ManagerConfig, MessageStatus,
+    PartitionedStream, PeekQuery, PendingFilter, PendingInfo, PruneReport, PurgeReport,
+    PurgedEntry, RawFields, Readiness, Refusal, ReplayDuplicate, ReplayItem, ReplayReport,
+    ReplaySkip, Result, RetryConfig, RetryOptions, RetryPolicy, SkipReason, Stats, StreamBackend,
+    StreamError, StreamHealth, StreamInfo, StreamManager, StreamManagerExt, StreamMessage,
+    StreamType, StreamUse, field, partition_stream, split_partition, validate_name,
+    validate_namespace,
 };
 pub use streams_core::{backend, observe, runner};
 #[cfg(feature = "memory")]

@@ -38,7 +38,7 @@
 //!
 //! # Cases
 //!
-//! 153 cases in 22 areas, plus `capabilities::skipped_cases_are_declared`.
+//! 154 cases in 22 areas, plus `capabilities::skipped_cases_are_declared`.
 //! A case may need backend features (see [`Feature`]); on a backend without
 //! them it is skipped, with the reason printed, and counted. Run one with `cargo test -p <backend> --test conformance <area>::<case>`.
 //!
@@ -171,6 +171,7 @@
 //! | runner | `typed_payloads_that_do_not_fit_are_dead_lettered` | a payload not fitting the handler's type goes to the DLQ, never retried |
 //! | runner | `concurrency_never_exceeds_the_limit` | no more handlers run at once than the limit, and the limit is reached |
 //! | runner | `long_handlers_keep_their_lease_until_their_process_dies` | a live long handler's message is not claimed; it is once the process dies |
+//! | runner | `a_dropped_runner_lets_go_of_its_messages` | a runner whose future is dropped stops renewing leases: its handler's message is claimed after `claim_idle` |
 //! | runner | `shutdown_loses_nothing` | shutdown finishes handlers, flushes acks, leaves nothing pending; every message handled once |
 //! | runner | `handlers_overrunning_the_grace_period_are_reported` | handlers past the grace period are stopped, left pending and named |
 //! | runner | `timeouts_and_panics_are_failures` | the hard timeout and panics retry the message with the reason |

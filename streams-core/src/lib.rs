@@ -34,8 +34,8 @@ mod error;
 mod manager;
 mod message;
 mod names;
-mod partition;
 pub mod observe;
+mod partition;
 pub mod runner;
 
 pub use api::{StreamManager, StreamManagerExt};
@@ -54,10 +54,10 @@ pub use manager::{
     StreamHealth, StreamInfo,
 };
 pub use message::{DeadLetter, Delivery, MessageStatus, RawFields, RetryOptions, StreamMessage};
-pub use partition::{MAX_PARTITIONS, PartitionedStream, partition_stream, split_partition};
 pub use names::{
     KeyLayout, MAX_NAME_BYTES, StreamType, StreamUse, validate_name, validate_namespace,
 };
+pub use partition::{MAX_PARTITIONS, PartitionedStream, partition_stream, split_partition};
 
 /// The dead-letter reason given to poison messages.
 pub use manager::MAX_DELIVERIES_EXCEEDED;

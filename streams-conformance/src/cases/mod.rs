@@ -200,6 +200,7 @@ macro_rules! __for_each_case {
                 typed_payloads_that_do_not_fit_are_dead_lettered,
                 concurrency_never_exceeds_the_limit,
                 long_handlers_keep_their_lease_until_their_process_dies [ExplicitClaims],
+                a_dropped_runner_lets_go_of_its_messages [ExplicitClaims],
                 shutdown_loses_nothing,
                 handlers_overrunning_the_grace_period_are_reported,
                 timeouts_and_panics_are_failures [RetrySchedule],

@@ -20,7 +20,11 @@ pub async fn keyed_sends_keep_order_per_key(ctx: &TestContext) {
     assert_eq!(jobs.streams(), ["jobs", "jobs#1", "jobs#2", "jobs#3"]);
     ctx.create_group(&m, "g", &["jobs"]).await;
     let config = m.group_config("g").await.unwrap();
-    assert_eq!(config.streams, jobs.streams(), "the group reads every partition");
+    assert_eq!(
+        config.streams,
+        jobs.streams(),
+        "the group reads every partition"
+    );
 
     let keys: Vec<String> = (0..12).map(|k| format!("key-{k}")).collect();
     let mut sent = 0;
@@ -171,7 +175,10 @@ pub async fn partitions_grow_and_groups_follow(ctx: &TestContext) {
             .unwrap();
         expected.insert(key);
     }
-    let used: HashSet<u32> = expected.iter().map(|k| grown.partition_for_key(k)).collect();
+    let used: HashSet<u32> = expected
+        .iter()
+        .map(|k| grown.partition_for_key(k))
+        .collect();
     assert!(used.contains(&2) || used.contains(&3), "{used:?}");
     let got = read_n(&b, "g", 40, Duration::from_secs(5)).await;
     let keys: HashSet<String> = got

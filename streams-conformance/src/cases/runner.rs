@@ -349,6 +349,50 @@ pub async fn long_handlers_keep_their_lease_until_their_process_dies(ctx: &TestC
     assert!(thief.acknowledge(&claimed[0], "g").await.unwrap());
 }
 
+/// A runner whose future is dropped (its task aborted, a `select!` that
+/// took another branch) stops renewing leases with it: the message its
+/// handler had is claimed by another consumer once `claim_idle` has passed,
+/// in a process that lives on.
+pub async fn a_dropped_runner_lets_go_of_its_messages(ctx: &TestContext) {
+    let idle = Duration::from_millis(300);
+    let admin = ctx.manager("admin");
+    admin
+        .create_consumer_group(&ctx.group("g", &["s"]).with_claim_idle(idle))
+        .await
+        .unwrap();
+    let sent = send_n(&admin, "s", 1).await;
+    let worker = ctx.second_manager("worker").await;
+    let started = Arc::new(tokio::sync::Notify::new());
+    let signal = Arc::clone(&started);
+    let running = tokio::spawn(async move {
+        let _ = worker
+            .consume("g", move |_job: Job<Value>| {
+                let signal = Arc::clone(&signal);
+                async move {
+                    signal.notify_one();
+                    tokio::time::sleep(Duration::from_secs(3600)).await;
+                    Ok::<(), String>(())
+                }
+            })
+            .options(quick())
+            .await;
+    });
+    tokio::time::timeout(Duration::from_secs(10), started.notified())
+        .await
+        .expect("the handler starts");
+    running.abort();
+    let _ = running.await;
+    let dropped = Instant::now();
+    let thief = ctx.second_manager("thief").await;
+    let mut claimed = Vec::new();
+    while claimed.is_empty() && dropped.elapsed() < Duration::from_secs(10) {
+        claimed = thief.claim_pending_messages("g", Some(idle)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(ids(&claimed), sent, "claimed once the runner is gone");
+    assert!(thief.acknowledge(&claimed[0], "g").await.unwrap());
+}
+
 /// Shutdown loses nothing: running handlers finish, their acks are sent,
 /// nothing fetched stays pending, and a second run handles the rest; every
 /// message is handled exactly once over the two runs.

@@ -93,7 +93,11 @@ impl<B: StreamBackend> Manager<B> {
         // The groups first: a producer can route to a new partition only
         // once the count is recorded, and by then every group reads it.
         for config in self.registered_groups().await? {
-            if !config.streams.iter().any(|s| split_partition(s).0 == stream) {
+            if !config
+                .streams
+                .iter()
+                .any(|s| split_partition(s).0 == stream)
+            {
                 continue;
             }
             let mut grown = config.clone();
@@ -308,8 +312,17 @@ mod tests {
     #[test]
     fn counts_written_badly_are_refused() {
         assert_eq!(parse_count("s", r#"{"partitions":4}"#).unwrap(), 4);
-        for bad in ["", "4", r#"{"partitions":0}"#, r#"{"partitions":"4"}"#, r#"{"partitions":99999}"#] {
-            assert!(matches!(parse_count("s", bad), Err(StreamError::Decode { .. })), "{bad}");
+        for bad in [
+            "",
+            "4",
+            r#"{"partitions":0}"#,
+            r#"{"partitions":"4"}"#,
+            r#"{"partitions":99999}"#,
+        ] {
+            assert!(
+                matches!(parse_count("s", bad), Err(StreamError::Decode { .. })),
+                "{bad}"
+            );
         }
     }
 }

@@ -232,6 +232,16 @@ where
             stop_chores.clone(),
         ));
 
+        // If this future is dropped midway (its task aborted, a `select!`
+        // that chose another branch), the tickers stop with it: leases kept
+        // alive by a runner that is gone would hold its messages forever.
+        // Handlers stop with the `JoinSet`, and the ack task ends once the
+        // sender is dropped.
+        let _stop_on_drop = (
+            stop_tickers.clone().drop_guard(),
+            stop_chores.clone().drop_guard(),
+        );
+
         let slots = Arc::new(Semaphore::new(concurrency));
         let mut handlers = JoinSet::new();
         let fatal = read_loop(
