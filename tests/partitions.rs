@@ -5,6 +5,8 @@
 //! stay in the order they were sent on their partition. On the memory
 //! backend and on Redis.
 
+#![allow(clippy::unwrap_used)]
+
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -207,33 +209,35 @@ async fn consumers_come_and_go<B: StreamBackend + Clone>(backend: B, namespace: 
 
     // Nothing lost, nothing pending, nothing handled twice that b did not
     // have in hand when it stopped.
-    let log = lock(&log);
-    let mut times: HashMap<(String, u64), usize> = HashMap::new();
-    for handled in log.started.values().flatten() {
-        *times.entry(handled.clone()).or_default() += 1;
-    }
-    assert_eq!(times.len(), TOTAL, "every message handled");
-    let twice: Vec<_> = times
-        .iter()
-        .filter(|&(_, &n)| n > 1)
-        .map(|(m, _)| m)
-        .collect();
-    for m in &twice {
-        assert!(
-            in_hand.contains(*m),
-            "{m:?} handled twice, not in b's hands"
+    {
+        let log = lock(&log);
+        let mut times: HashMap<(String, u64), usize> = HashMap::new();
+        for handled in log.started.values().flatten() {
+            *times.entry(handled.clone()).or_default() += 1;
+        }
+        assert_eq!(times.len(), TOTAL, "every message handled");
+        let twice: Vec<_> = times
+            .iter()
+            .filter(|&(_, &n)| n > 1)
+            .map(|(m, _)| m)
+            .collect();
+        for m in &twice {
+            assert!(
+                in_hand.contains(*m),
+                "{m:?} handled twice, not in b's hands"
+            );
+        }
+        eprintln!(
+            "{TOTAL} messages over {PARTITIONS} partitions: handled by a {}, b {}, c {}; \
+             {} handled twice (b had {} in hand)",
+            log.started.get("a").map_or(0, Vec::len),
+            log.started.get("b").map_or(0, Vec::len),
+            log.started.get("c").map_or(0, Vec::len),
+            twice.len(),
+            in_hand.len()
         );
+        assert!(log.started.get("c").is_some_and(|c| !c.is_empty()));
     }
-    eprintln!(
-        "{TOTAL} messages over {PARTITIONS} partitions: handled by a {}, b {}, c {}; \
-         {} handled twice (b had {} in hand)",
-        log.started.get("a").map_or(0, Vec::len),
-        log.started.get("b").map_or(0, Vec::len),
-        log.started.get("c").map_or(0, Vec::len),
-        twice.len(),
-        in_hand.len()
-    );
-    assert!(log.started.get("c").is_some_and(|c| !c.is_empty()));
     let health = producer.group_health(GROUP).await.unwrap();
     assert_eq!(health.streams.len(), PARTITIONS as usize, "{health:#?}");
     assert!(

@@ -58,8 +58,12 @@ enum Command {
     /// them); with --group, show what that group has done with each. Ctrl-C
     /// stops.
     Tail(tail::TailArgs),
-    /// List the streams, with their lengths and groups.
-    Streams(output::Format),
+    /// List the streams, with their lengths and groups; a partitioned
+    /// stream is one row unless --partitions is given.
+    Streams(streams::StreamsArgs),
+    /// List the partitioned streams, show one (`partitions STREAM`), or give
+    /// a stream partitions (`partitions STREAM COUNT`).
+    Partitions(streams::PartitionsArgs),
     /// List the registered consumer groups and their state on each stream.
     Groups(output::Format),
     /// List a group's consumers, or remove idle ones (`consumers prune`).
@@ -98,7 +102,8 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Demo(args) => Ok(demo::run(args, &target).await.map(|()| 0)?),
         Command::Send(args) => send::run(args, &target).await,
         Command::Tail(args) => tail::run(args, &target).await,
-        Command::Streams(format) => streams::run(&target, format.out()).await,
+        Command::Streams(args) => streams::run(args, &target).await,
+        Command::Partitions(args) => streams::partitions(args, &target).await,
         Command::Groups(format) => groups::run(&target, format.out()).await,
         Command::Consumers(args) => consumers::run(args, &target).await,
         Command::Pending(args) => groups::pending(args, &target).await,

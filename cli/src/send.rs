@@ -18,6 +18,7 @@ const BATCH: usize = 100;
 /// Options of `xnai-streams send`.
 #[derive(Debug, Args)]
 #[command(group(ArgGroup::new("durability").multiple(true)))]
+#[command(group(ArgGroup::new("routing")))]
 pub(crate) struct SendArgs {
     /// The stream to send to.
     stream: String,
@@ -32,6 +33,17 @@ pub(crate) struct SendArgs {
     /// line is checked before anything is sent.
     #[arg(long, value_name = "FILE")]
     file: Option<PathBuf>,
+    /// Send to the partition of this key (a partitioned stream; see
+    /// `partitions`): the same key always goes to the same partition.
+    #[arg(long, value_name = "KEY", group = "routing")]
+    key: Option<String>,
+    /// With --file: route each message by this field of its payload (a
+    /// string or a number), which every line must have.
+    #[arg(long, value_name = "FIELD", group = "routing", requires = "file")]
+    key_field: Option<String>,
+    /// Send to the partitions in turn.
+    #[arg(long, group = "routing")]
+    round_robin: bool,
     /// Trim the stream to about this many entries.
     #[arg(long, value_name = "N")]
     max_len: Option<u64>,
@@ -92,6 +104,43 @@ fn parse_fields(fields: &[String]) -> Result<Map<String, Value>, Failure> {
     Ok(map)
 }
 
+/// Where the messages go.
+enum Route {
+    /// To the stream itself.
+    Stream,
+    /// To the partitions in turn.
+    RoundRobin,
+    /// To the partition of each message's key, in order.
+    Keys(Vec<String>),
+}
+
+impl Route {
+    fn of(args: &SendArgs, payloads: &[Value]) -> Result<Self, Failure> {
+        if args.round_robin {
+            return Ok(Self::RoundRobin);
+        }
+        if let Some(key) = &args.key {
+            return Ok(Self::Keys(vec![key.clone(); payloads.len()]));
+        }
+        let Some(name) = &args.key_field else {
+            return Ok(Self::Stream);
+        };
+        payloads
+            .iter()
+            .enumerate()
+            .map(|(n, payload)| match payload.get(name) {
+                Some(Value::String(key)) => Ok(key.clone()),
+                Some(Value::Number(key)) => Ok(key.to_string()),
+                _ => Err(Failure::new(format!(
+                    "message {} has no string or number field `{name}` to route by; nothing sent",
+                    n + 1
+                ))),
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Self::Keys)
+    }
+}
+
 /// A JSON object, or why not.
 fn object(text: &str, what: &str) -> Result<Value, Failure> {
     let value: Value = serde_json::from_str(text)
@@ -136,23 +185,78 @@ pub(crate) async fn run(args: SendArgs, target: &Target) -> Result<u8, Failure> 
     }
     let manager = target.manager_with(config).await?;
     let mut ids = Vec::with_capacity(payloads.len());
+    let route = Route::of(&args, &payloads)?;
     let mut failed = None;
     if payloads.len() == 1 {
         let payload = payloads.into_iter().next().unwrap_or_default();
-        match manager
-            .send_message(&args.stream, payload, args.max_len)
-            .await
-        {
+        let sent = match &route {
+            Route::Stream => {
+                manager
+                    .send_message(&args.stream, payload, args.max_len)
+                    .await
+            }
+            Route::RoundRobin => {
+                manager
+                    .send_round_robin(&args.stream, payload, args.max_len)
+                    .await
+            }
+            Route::Keys(keys) => {
+                let key = keys.first().map_or("", String::as_str);
+                manager
+                    .send_keyed(&args.stream, key, payload, args.max_len)
+                    .await
+            }
+        };
+        match sent {
             Ok(id) => ids.push(id),
             Err(e) => failed = Some(e),
         }
     } else {
         let bar = progress(payloads.len() as u64, "sending");
-        for chunk in payloads.chunks(BATCH) {
-            match manager
-                .send_batch(&args.stream, chunk.to_vec(), args.max_len)
-                .await
-            {
+        for (n, chunk) in payloads.chunks(BATCH).enumerate() {
+            let sent = match &route {
+                Route::Stream => {
+                    manager
+                        .send_batch(&args.stream, chunk.to_vec(), args.max_len)
+                        .await
+                }
+                Route::RoundRobin => {
+                    let mut sent = Vec::with_capacity(chunk.len());
+                    let mut error = None;
+                    for payload in chunk {
+                        match manager
+                            .send_round_robin(&args.stream, payload.clone(), args.max_len)
+                            .await
+                        {
+                            Ok(id) => sent.push(id),
+                            Err(e) => {
+                                error = Some(e);
+                                break;
+                            }
+                        }
+                    }
+                    match error {
+                        // What was sent before the failure is printed too.
+                        Some(e) => {
+                            ids.extend(sent);
+                            Err(e)
+                        }
+                        None => Ok(sent),
+                    }
+                }
+                Route::Keys(keys) => {
+                    let keyed = keys
+                        .iter()
+                        .skip(n * BATCH)
+                        .cloned()
+                        .zip(chunk.iter().cloned())
+                        .collect();
+                    manager
+                        .send_batch_keyed(&args.stream, keyed, args.max_len)
+                        .await
+                }
+            };
+            match sent {
                 Ok(sent) => {
                     bar.inc(sent.len() as u64);
                     ids.extend(sent);

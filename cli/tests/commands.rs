@@ -511,3 +511,106 @@ fn tail_follows_without_consuming_and_stops_on_ctrl_c() {
     assert_eq!(out.status.code(), Some(1));
     one_error_line(&out);
 }
+
+#[test]
+fn partitioned_streams_are_declared_routed_and_listed_as_one() {
+    let ns = Ns::new("partitions");
+    ns.cmd()
+        .args(["partitions", "orders", "4"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("orders"));
+    let m = ns.manager("check");
+    ns.group(&m, "workers", &["orders"]);
+    // The group reads every partition.
+    let config = ns.run(m.group_config("workers")).unwrap();
+    assert_eq!(
+        config.streams,
+        ["orders", "orders#1", "orders#2", "orders#3"]
+    );
+
+    // By key: the same key, the same partition.
+    let orders = ns.run(m.partitioned_stream("orders")).unwrap();
+    for _ in 0..3 {
+        ns.cmd()
+            .args(["send", "orders", "--key", "customer-7", "n:=1"])
+            .assert()
+            .success();
+    }
+    let home = orders.stream_for_key("customer-7");
+    let lengths = json(
+        &ns.cmd()
+            .args(["streams", "--partitions", "--json"])
+            .output()
+            .unwrap(),
+    );
+    let length_of = |name: &str| {
+        lengths
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == name)
+            .map_or(0, |s| s["length"].as_u64().unwrap())
+    };
+    assert_eq!(length_of(&home), 3, "{lengths}");
+    // By a field of each line of a file; a line without it sends nothing.
+    let dir = std::env::temp_dir().join(format!("xt-partitions-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("orders.jsonl");
+    std::fs::write(&file, "{\"cust\":\"a\"}\n{\"cust\":\"b\"}\n{\"cust\":5}\n").unwrap();
+    let out = stdout(
+        &ns.cmd()
+            .args(["send", "orders", "--key-field", "cust", "--file"])
+            .arg(&file)
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(out.lines().count(), 3, "{out}");
+    std::fs::write(&file, "{\"cust\":\"a\"}\n{\"other\":1}\n").unwrap();
+    let refused = ns
+        .cmd()
+        .args(["send", "orders", "--key-field", "cust", "--file"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        one_error_line(&refused).contains("message 2 has no string or number field `cust`"),
+        "{refused:?}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+
+    // Listed as one stream, its lengths added up; each partition on request.
+    let rows = json(&ns.cmd().args(["streams", "--json"]).output().unwrap());
+    assert_eq!(
+        rows,
+        json!([{"name": "orders", "partitions": 4, "length": 6, "groups": ["workers"]}])
+    );
+    let shown = json(
+        &ns.cmd()
+            .args(["partitions", "orders", "--json"])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(shown[0]["partitions"], 4);
+    assert_eq!(
+        shown[0]["lengths"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l.as_u64().unwrap())
+            .sum::<u64>(),
+        6
+    );
+    // Fewer partitions: refused, one line, exit 1.
+    let shrink = ns
+        .cmd()
+        .args(["partitions", "orders", "2"])
+        .output()
+        .unwrap();
+    assert_eq!(shrink.status.code(), Some(1));
+    assert!(
+        one_error_line(&shrink).contains("never removed"),
+        "{shrink:?}"
+    );
+}

@@ -171,7 +171,12 @@ impl<B: StreamBackend> Manager<B> {
                 dlq_sample: Mutex::new(None),
                 dlq_trimmed: Mutex::new(HashMap::new()),
                 partition_counts: Mutex::new(HashMap::new()),
-                round_robin: AtomicU64::new(0),
+                // A random start: short-lived producers (one send each)
+                // would otherwise all begin on partition 0.
+                round_robin: AtomicU64::new(std::hash::BuildHasher::hash_one(
+                    &std::collections::hash_map::RandomState::new(),
+                    std::process::id(),
+                )),
                 config,
             }),
         })
