@@ -83,3 +83,108 @@ fn fewer_than_three_masters_is_refused() {
     let err = RedisCluster::start(2, 0).unwrap_err();
     assert!(err.to_string().contains("at least 3 masters"), "{err}");
 }
+
+/// The master serving each slot, from `CLUSTER NODES`.
+fn slot_owners(port: u16) -> Vec<(u16, u16, String)> {
+    cli(port, &["cluster", "nodes"])
+        .lines()
+        .filter(|l| l.contains("master"))
+        .flat_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let id = fields[0].to_owned();
+            fields[8..]
+                .iter()
+                .filter_map(|range| {
+                    let (lo, hi) = range.split_once('-').unwrap_or((range, range));
+                    Some((lo.parse().ok()?, hi.parse().ok()?, id.clone()))
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// Hostile names cannot move a stream's keys apart: for any valid name,
+/// with or without a namespace, the stream, its retry schedule and ready
+/// stream and its per-stream dead-letter stream hash to one slot (asked of
+/// the cluster itself, `CLUSTER KEYSLOT`); names with braces, which would
+/// choose another hash tag, are refused. A partitioned stream's partitions
+/// have hash tags of their own, so they spread over the masters.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_names_cannot_move_a_streams_keys_to_another_slot() {
+    use streams_core::{DlqConfig, DlqLayout, KeyLayout, PartitionedStream, RetryConfig};
+
+    let cluster = RedisCluster::start(3, 0).expect("redis-server and redis-cli on PATH");
+    let port = cluster.nodes()[0].port();
+    let slot = |key: &str| -> u16 { cli(port, &["cluster", "keyslot", key]).parse().unwrap() };
+
+    for refused in ["{jobs}", "a{b", "jobs}", "x{}y", "{", "}"] {
+        assert!(
+            matches!(
+                streams_core::validate_name("stream", refused),
+                Err(StreamError::InvalidName { .. })
+            ),
+            "{refused}"
+        );
+        assert!(PartitionedStream::new(refused, 2).is_err(), "{refused}");
+    }
+    let long = "z".repeat(512);
+    let hostile = [
+        "jobs",
+        "xnai:agent_bus",
+        "a:b:c",
+        "jobs#3",
+        "jobs#",
+        "::",
+        "*",
+        "?[a-z]",
+        "\\",
+        "\"quoted\"",
+        "ünïcödé-✓",
+        "schedule:g",
+        "xnai:retry:",
+        long.as_str(),
+    ];
+    let dlq = DlqConfig::default().with_layout(DlqLayout::PerStream);
+    for namespace in [None, Some("t1")] {
+        let keys = KeyLayout::new(namespace, &dlq, &RetryConfig::default(), "xnai:groups").unwrap();
+        for name in hostile {
+            streams_core::validate_name("stream", name).unwrap();
+            let home = slot(&keys.stream(name));
+            for key in [
+                keys.retry_schedule(name, "g"),
+                keys.retry_ready(name, "g"),
+                keys.retry_ready(name, "}{"),
+                keys.dlq(name),
+            ] {
+                assert_eq!(
+                    slot(&key),
+                    home,
+                    "{key} and the stream {name} ({namespace:?})"
+                );
+            }
+        }
+    }
+
+    let owners = slot_owners(port);
+    let owner = |s: u16| {
+        owners
+            .iter()
+            .find(|(lo, hi, _)| (*lo..=*hi).contains(&s))
+            .map(|(_, _, id)| id.clone())
+            .unwrap()
+    };
+    let keys = KeyLayout::new(
+        Some("t1"),
+        &DlqConfig::default(),
+        &RetryConfig::default(),
+        "xnai:groups",
+    )
+    .unwrap();
+    let orders = PartitionedStream::new("orders", 12).unwrap();
+    let masters: std::collections::HashSet<String> = orders
+        .streams()
+        .iter()
+        .map(|p| owner(slot(&keys.stream(p))))
+        .collect();
+    assert_eq!(masters.len(), 3, "12 partitions over 3 masters");
+}
