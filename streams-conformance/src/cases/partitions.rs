@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use serde_json::json;
-use streams_core::{PartitionedStream, StreamError};
+use streams_core::{GroupStart, PartitionedStream, StreamError};
 
 use crate::assert_err;
 use crate::support::{TestContext, entries, read_n};
@@ -135,7 +135,18 @@ pub async fn partitions_grow_and_groups_follow(ctx: &TestContext) {
         m.group_config("g").await.unwrap().streams,
         ["jobs", "jobs#1", "other"]
     );
+    // A group that starts at new entries still reads a new partition from
+    // its beginning: what was sent there by name before it grew is read.
+    m.create_consumer_group(&ctx.group("late", &["jobs"]).with_start(GroupStart::New))
+        .await
+        .unwrap();
+    let early = m
+        .send_message("jobs#3", json!({"key": "early"}), None)
+        .await
+        .unwrap();
     let grown = m.declare_partitions("jobs", 4).await.unwrap();
+    let late = read_n(&m, "late", 1, Duration::from_secs(5)).await;
+    assert_eq!(crate::support::ids(&late), [early]);
     assert_eq!(
         m.group_config("g").await.unwrap().streams,
         ["jobs", "jobs#1", "jobs#2", "jobs#3", "other"]
@@ -167,7 +178,8 @@ pub async fn partitions_grow_and_groups_follow(ctx: &TestContext) {
     // partitions.
     let b = ctx.second_manager("b").await;
     assert_eq!(b.partitioned_stream("jobs").await.unwrap(), grown);
-    let mut expected = HashSet::new();
+    // Group `g` reads the early one too.
+    let mut expected = HashSet::from(["early".to_owned()]);
     for n in 0..40 {
         let key = format!("k{n}");
         b.send_keyed("jobs", &key, json!({"key": key}), None)
@@ -180,7 +192,10 @@ pub async fn partitions_grow_and_groups_follow(ctx: &TestContext) {
         .map(|k| grown.partition_for_key(k))
         .collect();
     assert!(used.contains(&2) || used.contains(&3), "{used:?}");
-    let got = read_n(&b, "g", 40, Duration::from_secs(5)).await;
+    let got = read_n(&b, "g", 41, Duration::from_secs(5)).await;
+    for msg in &got {
+        assert!(msg.data.contains_key("key"), "{msg:?}");
+    }
     let keys: HashSet<String> = got
         .iter()
         .map(|msg| msg.data["key"].as_str().unwrap().to_owned())

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use super::Manager;
-use crate::backend::StreamBackend;
+use crate::backend::{CreateGroup, StartAt, StreamBackend};
 use crate::config::ConsumerGroupConfig;
 use crate::error::{Result, StreamError};
 use crate::names::StreamUse;
@@ -102,10 +102,23 @@ impl<B: StreamBackend> Manager<B> {
             }
             let mut grown = config.clone();
             add_partitions(&mut grown.streams, &wanted);
-            if grown.streams != config.streams {
-                tracing::info!(group = %config.name, stream, partitions, "the group reads the new partitions");
-                self.create_consumer_group(&grown).await?;
+            if grown.streams == config.streams {
+                continue;
             }
+            // A new partition is read from its beginning whatever the
+            // group's `start`: anything already on it (sent there by
+            // name) was sent to the stream the group reads.
+            for added in grown.streams.iter().filter(|s| !config.streams.contains(s)) {
+                self.backend()
+                    .create_group(CreateGroup::new(
+                        &self.keys().stream(added),
+                        &config.name,
+                        StartAt::Beginning,
+                    ))
+                    .await?;
+            }
+            tracing::info!(group = %config.name, stream, partitions, "the group reads the new partitions");
+            self.create_consumer_group(&grown).await?;
         }
         let record = serde_json::json!({ PARTITIONS: partitions }).to_string();
         self.backend()
