@@ -38,7 +38,7 @@
 //!
 //! # Cases
 //!
-//! 154 cases in 22 areas, plus `capabilities::skipped_cases_are_declared`.
+//! 155 cases in 22 areas, plus `capabilities::skipped_cases_are_declared`.
 //! A case may need backend features (see [`Feature`]); on a backend without
 //! them it is skipped, with the reason printed, and counted. Run one with `cargo test -p <backend> --test conformance <area>::<case>`.
 //!
@@ -127,6 +127,7 @@
 //! | partitions | `keyed_sends_keep_order_per_key` | keyed sends land on `crc32(key) % n`; a group on the stream's name reads every partition; each key's messages come out in order, once |
 //! | partitions | `round_robin_and_keyed_batches` | round-robin sends take the partitions in turn; a keyed batch returns ids in order, each on its key's partition; an unpartitioned stream is one partition |
 //! | partitions | `partitions_grow_and_groups_follow` | growing a stream creates its groups on the new partitions first; another manager reads them; shrinking, bad counts and reserved names are refused |
+//! | partitions | `running_consumers_follow_grown_partitions` | a consumer already reading the group takes in partitions another process added, within `refresh_interval`, keeping what it holds |
 //! | inspect | `list_streams_hides_internal_keys` | `list_streams` lists the namespace's streams with lengths and groups, and no retry, dead-letter or registry key |
 //! | inspect | `list_pending_shows_holders` | `list_pending` lists pending entries with holder, deliveries, retries, by consumer, stream, idle time and limit |
 //! | inspect | `peek_reads_without_consuming` | `peek_messages` reads oldest or newest first and after an id, and delivers nothing |

@@ -521,6 +521,12 @@ pub struct ManagerConfig {
     pub promote_interval: Duration,
     /// `COUNT` of each `XAUTOCLAIM` page. Default 100.
     pub claim_page_size: usize,
+    /// How long a manager relies on what other processes may change before
+    /// reading it again: a group's registered configuration (a stream added,
+    /// partitions grown) and partition counts. Default 10 s. Serialized as
+    /// `refresh_interval_ms`.
+    #[serde(rename = "refresh_interval_ms", with = "millis")]
+    pub refresh_interval: Duration,
     /// The hash holding every group's configuration. Default `"xnai:groups"`.
     pub registry_key: String,
     /// When `health` reports degraded. Default: [`HealthThresholds::default`]
@@ -543,6 +549,7 @@ impl Default for ManagerConfig {
             max_message_bytes: 1024 * 1024,
             promote_interval: Duration::from_millis(500),
             claim_page_size: 100,
+            refresh_interval: Duration::from_secs(10),
             registry_key: "xnai:groups".to_owned(),
             health: HealthThresholds::default(),
             durability: None,
@@ -626,6 +633,13 @@ impl ManagerConfig {
     #[must_use]
     pub fn with_promote_interval(mut self, interval: Duration) -> Self {
         self.promote_interval = interval;
+        self
+    }
+
+    /// Sets [`refresh_interval`](Self::refresh_interval).
+    #[must_use]
+    pub fn with_refresh_interval(mut self, interval: Duration) -> Self {
+        self.refresh_interval = interval;
         self
     }
 

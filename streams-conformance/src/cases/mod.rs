@@ -138,6 +138,7 @@ macro_rules! __for_each_case {
                 keyed_sends_keep_order_per_key,
                 round_robin_and_keyed_batches,
                 partitions_grow_and_groups_follow,
+                running_consumers_follow_grown_partitions,
             }
             inspect {
                 list_streams_hides_internal_keys [RetrySchedule],

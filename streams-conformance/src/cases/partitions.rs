@@ -214,3 +214,44 @@ pub async fn partitions_grow_and_groups_follow(ctx: &TestContext) {
     }
     assert!(!listed.contains("xnai:partitions"), "{listed:?}");
 }
+
+/// A consumer that is already reading a group follows partitions added by
+/// another process, without a restart: within
+/// `ManagerConfig::refresh_interval` (zero here) its reads take in the new
+/// partitions, and what it had in hand stays its own.
+pub async fn running_consumers_follow_grown_partitions(ctx: &TestContext) {
+    let admin = ctx.manager("admin");
+    admin.declare_partitions("jobs", 2).await.unwrap();
+    ctx.create_group(&admin, "g", &["jobs"]).await;
+    let worker = ctx
+        .second_manager_with(ctx.config("worker").with_refresh_interval(Duration::ZERO))
+        .await;
+    admin
+        .send_keyed("jobs", "first", json!({"key": "first"}), None)
+        .await
+        .unwrap();
+    let held = read_n(&worker, "g", 1, Duration::from_secs(5)).await;
+
+    let grown = admin.declare_partitions("jobs", 6).await.unwrap();
+    let mut expected = HashSet::new();
+    for n in 0..30 {
+        let key = format!("k{n}");
+        admin
+            .send_keyed("jobs", &key, json!({"key": key}), None)
+            .await
+            .unwrap();
+        expected.insert(key);
+    }
+    assert!(
+        expected.iter().any(|k| grown.partition_for_key(k) >= 2),
+        "some keys land on the new partitions"
+    );
+    let got = read_n(&worker, "g", 30, Duration::from_secs(5)).await;
+    let keys: HashSet<String> = got
+        .iter()
+        .map(|m| m.data["key"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(keys, expected);
+    assert!(worker.acknowledge(&held[0], "g").await.unwrap());
+    assert_eq!(worker.acknowledge_many(&got, "g").await.unwrap(), 30);
+}

@@ -49,6 +49,8 @@ pub(crate) struct Group {
     /// `(schedule, ready)` of every stream.
     pub(crate) schedules: Vec<ScheduleKeys>,
     pub(crate) read: Mutex<ReadState>,
+    /// When this configuration was last compared with the registry's.
+    pub(crate) checked: Mutex<Instant>,
     /// The entries this consumer held when this manager first read the
     /// group, delivered again one per read before anything new.
     pub(crate) backlog: tokio::sync::Mutex<Backlog>,
@@ -239,6 +241,7 @@ impl<B: StreamBackend> Manager<B> {
                 ready_quiet_since: None,
                 claim_from: None,
             }),
+            checked: Mutex::new(Instant::now()),
         })
     }
 
@@ -302,6 +305,9 @@ impl<B: StreamBackend> Manager<B> {
     pub(crate) async fn group(&self, name: &str) -> Result<Arc<Group>> {
         validate_name("group", name)?;
         if let Some(g) = self.cached_group(name) {
+            if self.due_for_check(&g) {
+                return Ok(self.refresh_group(g).await);
+            }
             return Ok(g);
         }
         let Some(Registered::Group(config)) = self.registered(name).await? else {
@@ -315,6 +321,56 @@ impl<B: StreamBackend> Manager<B> {
             return Ok(g);
         }
         Ok(self.cache_group(group))
+    }
+
+    /// Whether `group`'s configuration is due to be compared with the
+    /// registry's (every [`ManagerConfig::refresh_interval`](crate::ManagerConfig::refresh_interval)); marks it checked, so that one
+    /// caller does it.
+    fn due_for_check(&self, group: &Group) -> bool {
+        let mut checked = group.checked.lock().unwrap_or_else(PoisonError::into_inner);
+        if checked.elapsed() < self.config().refresh_interval {
+            return false;
+        }
+        *checked = Instant::now();
+        true
+    }
+
+    /// Follows a configuration another process registered since this
+    /// manager built `group` (a stream added, partitions grown, a new
+    /// batch size): the group is built again from it, keeping this
+    /// consumer's backlog and read progress. Anything else (the registry
+    /// unreadable, the group deleted or gone from it) keeps `group` as it
+    /// is; reads deal with those as before.
+    async fn refresh_group(&self, group: Arc<Group>) -> Arc<Group> {
+        let name = group.config.name.clone();
+        let config = match self.registered(&name).await {
+            // Compared as stored: a value that does not round-trip exactly
+            // (a block of 1.5 ms) is no change.
+            Ok(Some(Registered::Group(config)))
+                if Self::encode_config(&config).ok() != Self::encode_config(&group.config).ok() =>
+            {
+                config
+            }
+            Ok(_) => return group,
+            Err(e) => {
+                tracing::debug!(group = %name, error = %e, "cannot compare the group's configuration with the registry's");
+                return group;
+            }
+        };
+        let mut fresh = match self.build_group(config) {
+            Ok(fresh) => fresh,
+            Err(e) => {
+                tracing::warn!(group = %name, error = %e, "the registered configuration is not valid here; keeping the one in use");
+                return group;
+            }
+        };
+        tracing::info!(group = %name, streams = ?fresh.config.streams, "following the group's registered configuration");
+        adopt_backlog(&group, &mut fresh);
+        std::mem::swap(
+            &mut *group.read.lock().unwrap_or_else(PoisonError::into_inner),
+            fresh.read.get_mut().unwrap_or_else(PoisonError::into_inner),
+        );
+        self.cache_group(fresh)
     }
 
     fn encode_config(config: &ConsumerGroupConfig) -> Result<String> {

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::PoisonError;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use serde_json::Value;
 
@@ -15,10 +15,6 @@ use crate::config::ConsumerGroupConfig;
 use crate::error::{Result, StreamError};
 use crate::names::StreamUse;
 use crate::partition::{PartitionedStream, split_partition};
-
-/// How long a manager routes sends by a partition count it read, before it
-/// reads the count again (so a producer follows a stream that grew).
-pub(crate) const COUNT_TTL: Duration = Duration::from_secs(10);
 
 /// The registry field that holds a stream's partition count.
 const PARTITIONS: &str = "partitions";
@@ -221,7 +217,7 @@ impl<B: StreamBackend> Manager<B> {
     }
 
     /// The stream with the partition count to route by: remembered for
-    /// [`COUNT_TTL`], then read again.
+    /// [`ManagerConfig::refresh_interval`](crate::ManagerConfig::refresh_interval), then read again.
     async fn routing(&self, stream: &str) -> Result<PartitionedStream> {
         let remembered = self
             .inner
@@ -229,7 +225,7 @@ impl<B: StreamBackend> Manager<B> {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .get(stream)
-            .filter(|(_, at)| at.elapsed() < COUNT_TTL)
+            .filter(|(_, at)| at.elapsed() < self.config().refresh_interval)
             .map(|(count, _)| *count);
         match remembered {
             Some(count) => PartitionedStream::new(stream, count),
