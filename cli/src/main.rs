@@ -28,6 +28,7 @@ Exit codes:
   1  an error (bad input, unknown group, no such entry, Redis unreachable);
      for `health`: degraded
   2  the command line is wrong; for `health`: unhealthy (unreachable included)
+  3  `send --replicas`/`--fsync`: written (ids printed), not confirmed durable
 
 Every command but `demo` and `send` takes --json and prints one JSON
 document (`tail`: one JSON object per line). Errors are one line on stderr,

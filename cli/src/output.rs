@@ -91,7 +91,7 @@ pub(crate) fn one_line(text: &str) -> String {
 /// The output option every command that prints results takes.
 #[derive(Debug, Clone, Copy, Default, clap::Args)]
 pub(crate) struct Format {
-    /// Print JSON instead of tables (stable shapes: see the README).
+    /// Print JSON instead of tables (stable shapes: see docs/cli.md).
     #[arg(long)]
     pub(crate) json: bool,
 }

@@ -37,9 +37,9 @@ pub(crate) struct SendArgs {
     /// `partitions`): the same key always goes to the same partition.
     #[arg(long, value_name = "KEY", group = "routing")]
     key: Option<String>,
-    /// With --file: route each message by this field of its payload (a
-    /// string or a number), which every line must have.
-    #[arg(long, value_name = "FIELD", group = "routing", requires = "file")]
+    /// Route each message by this field of its payload (a string or a
+    /// number), which every message must have (with --file, every line).
+    #[arg(long, value_name = "FIELD", group = "routing")]
     key_field: Option<String>,
     /// Send to the partitions in turn.
     #[arg(long, group = "routing")]

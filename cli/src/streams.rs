@@ -51,9 +51,11 @@ fn logical(streams: &[StreamInfo], declared: &[PartitionedStream]) -> Vec<Logica
     // A partition with nothing in it and no group yet has no key: the
     // declared count says how many there are.
     for p in declared {
-        if let Some(row) = by_name.get_mut(p.name()) {
-            row.partitions = row.partitions.max(p.partitions() as usize);
-        }
+        let row = by_name.entry(p.name()).or_insert_with(|| Logical {
+            name: p.name().to_owned(),
+            ..Logical::default()
+        });
+        row.partitions = row.partitions.max(p.partitions() as usize);
     }
     by_name.into_values().collect()
 }
@@ -61,7 +63,9 @@ fn logical(streams: &[StreamInfo], declared: &[PartitionedStream]) -> Vec<Logica
 pub(crate) async fn run(args: StreamsArgs, target: &Target) -> Result<u8, Failure> {
     let out = args.format.out();
     let manager = target.manager().await?;
-    let streams = manager.list_streams().await?;
+    let mut streams = manager.list_streams().await?;
+    // By stream, each stream's partitions in order.
+    streams.sort_by(|a, b| split_partition(&a.name).cmp(&split_partition(&b.name)));
     if args.partitions {
         if out.json {
             out.json(&streams)?;
@@ -195,7 +199,10 @@ mod tests {
                 info("alerts", 1, &[]),
                 info("jobs#2", 5, &["g"]),
             ],
-            &[PartitionedStream::new("jobs", 4).unwrap()],
+            &[
+                PartitionedStream::new("jobs", 4).unwrap(),
+                PartitionedStream::new("empty", 2).unwrap(),
+            ],
         );
         let rows: Vec<_> = rows
             .iter()
@@ -205,6 +212,7 @@ mod tests {
             rows,
             [
                 ("alerts", 1, 1, String::new()),
+                ("empty", 2, 0, String::new()),
                 ("jobs", 4, 12, "g,h".to_owned())
             ]
         );

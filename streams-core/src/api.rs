@@ -150,7 +150,8 @@ pub trait StreamManager: Send + Sync + Debug {
     /// entry id. The same key always goes to the same partition
     /// (`crc32(key) % partitions`), so the messages of one key keep their
     /// order; a stream never partitioned is its own single partition. The
-    /// partition count is read from the backend and remembered for 10 s.
+    /// partition count is read from the backend and remembered for
+    /// [`ManagerConfig::refresh_interval`](crate::ManagerConfig::refresh_interval).
     /// See [`PartitionedStream`](crate::PartitionedStream) and
     /// `docs/scaling.md`.
     ///
@@ -210,9 +211,9 @@ pub trait StreamManager: Send + Sync + Debug {
     /// itself, partition `i` the stream `<stream>#<i>`). Every registered
     /// group that reads the stream is created on the new partitions first,
     /// then the count is recorded, so nothing sent to a new partition goes
-    /// unread. A running consumer reads the new partitions once it builds
-    /// its group again (a restart); until then its group-mates with the new
-    /// configuration read them. Partitions are only ever added: see
+    /// unread. Running consumers read the new partitions within
+    /// [`ManagerConfig::refresh_interval`](crate::ManagerConfig::refresh_interval)
+    /// (10 s), and producers route to them as soon. Partitions are only ever added: see
     /// `docs/scaling.md` for what happens to order while the count changes.
     ///
     /// # Errors

@@ -45,17 +45,20 @@ impl PartitionedStream {
     ///
     /// # Errors
     /// [`StreamError::InvalidName`] when `name` is not a valid stream name,
-    /// is itself the name of a partition (`jobs#2`), or leaves no room for
+    /// ends in `#<digits>` like the name of a partition (`jobs#2`), or leaves no room for
     /// the partition suffix; [`StreamError::Config`] when `partitions` is 0
     /// or more than [`MAX_PARTITIONS`].
     pub fn new(name: impl Into<String>, partitions: u32) -> Result<Self> {
         let name = name.into();
         validate_name("stream", &name)?;
-        if split_partition(&name).1 != 0 {
+        let digit_suffix = name
+            .rsplit_once(SEPARATOR)
+            .is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+        if digit_suffix {
             return Err(StreamError::InvalidName {
                 kind: "stream",
                 name,
-                reason: "it names a partition (`<stream>#<n>`); partition the stream before `#`",
+                reason: "it ends in `#<digits>`, the form of partition names (`<stream>#<n>`)",
             });
         }
         if partitions == 0 || partitions > MAX_PARTITIONS {
@@ -173,8 +176,10 @@ mod tests {
         let long = "x".repeat(crate::names::MAX_NAME_BYTES - 2);
         assert!(PartitionedStream::new(long.clone(), 10).is_ok());
         assert!(PartitionedStream::new(long, 11).is_err());
-        // A name ending in a non-canonical suffix is a stream of its own.
-        assert!(PartitionedStream::new("jobs#0", 2).is_ok());
+        // Nor a name that only looks like one.
+        assert!(PartitionedStream::new("jobs#0", 2).is_err());
+        assert!(PartitionedStream::new("jobs#07", 2).is_err());
+        assert!(PartitionedStream::new("jobs#a", 2).is_ok());
     }
 
     #[test]

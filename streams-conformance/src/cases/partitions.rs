@@ -5,6 +5,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use serde_json::json;
+use streams_core::backend::Add;
 use streams_core::{GroupStart, PartitionedStream, StreamError};
 
 use crate::assert_err;
@@ -140,10 +141,22 @@ pub async fn partitions_grow_and_groups_follow(ctx: &TestContext) {
     m.create_consumer_group(&ctx.group("late", &["jobs"]).with_start(GroupStart::New))
         .await
         .unwrap();
-    let early = m
-        .send_message("jobs#3", json!({"key": "early"}), None)
+    // Sent there by name is refused: no group reads it yet.
+    assert_err!(
+        m.send_message("jobs#3", json!({"key": "early"}), None)
+            .await,
+        StreamError::InvalidName { .. }
+    );
+    // Another client may write there all the same.
+    let early = ctx
+        .backend()
+        .add(Add::new(
+            ctx.key("jobs#3"),
+            crate::support::fields(&[("data", br#"{"key":"early"}"#)]),
+        ))
         .await
-        .unwrap();
+        .unwrap()
+        .into_string();
     let grown = m.declare_partitions("jobs", 4).await.unwrap();
     let late = read_n(&m, "late", 1, Duration::from_secs(5)).await;
     assert_eq!(crate::support::ids(&late), [early]);

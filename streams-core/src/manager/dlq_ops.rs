@@ -71,7 +71,13 @@ impl<B: StreamBackend> Manager<B> {
         }
         if let Some(stream) = stream {
             validate_name("stream", stream)?;
-            return Ok(vec![keys.dlq(stream)]);
+            let partitions = match crate::partition::split_partition(stream) {
+                (_, 0) => self.read_count(stream).await?.unwrap_or(1),
+                _ => 1,
+            };
+            return Ok((0..partitions)
+                .map(|p| keys.dlq(&crate::partition::partition_stream(stream, p)))
+                .collect());
         }
         let mut all: BTreeSet<String> = self.dlq_keys().await?;
         all.extend(self.backend().stream_keys(&keys.dlq_key_prefix()).await?);

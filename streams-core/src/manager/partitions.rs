@@ -196,6 +196,28 @@ impl<B: StreamBackend> Manager<B> {
         Ok(ids)
     }
 
+    /// Refuses a send to a partition past its stream's partition count
+    /// (`orders#7` of a stream of 4): no group would read it. Streams
+    /// without a partition suffix cost nothing here.
+    pub(crate) async fn check_partition(&self, stream: &str) -> Result<()> {
+        let (base, partition) = split_partition(stream);
+        if partition == 0 {
+            return Ok(());
+        }
+        if partition < self.routing(base).await?.partitions() {
+            return Ok(());
+        }
+        // The remembered count may be older than the stream's growth.
+        if partition < self.partitioned_stream(base).await?.partitions() {
+            return Ok(());
+        }
+        Err(StreamError::InvalidName {
+            kind: "stream",
+            name: stream.to_owned(),
+            reason: "it names a partition its stream does not have (see `declare_partitions`)",
+        })
+    }
+
     /// Adds the partitions of the declared partitioned streams that
     /// `config` lists by name (partition 0) and does not list yet, each
     /// after its stream. One registry read.
@@ -241,7 +263,7 @@ impl<B: StreamBackend> Manager<B> {
             .insert(stream.to_owned(), (count, Instant::now()));
     }
 
-    async fn read_count(&self, stream: &str) -> Result<Option<u32>> {
+    pub(crate) async fn read_count(&self, stream: &str) -> Result<Option<u32>> {
         match self
             .backend()
             .registry_get(self.keys().partitions(), stream)

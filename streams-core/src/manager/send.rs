@@ -112,6 +112,7 @@ impl<B: StreamBackend> Manager<B> {
     ) -> Result<String> {
         let stream = stream.as_ref();
         self.keys().check_stream(stream, StreamUse::Send)?;
+        self.check_partition(stream).await?;
         let payload = self.encode_payload(&data)?;
         let trim = self.send_trim(max_len)?;
         self.ready().await?;
@@ -167,6 +168,7 @@ impl<B: StreamBackend> Manager<B> {
         if items.is_empty() {
             return Ok(Vec::new());
         }
+        self.check_partition(stream).await?;
         let key = self.keys().stream(stream);
         // One time and trace context for the whole batch, shared by its entries.
         let ts = Bytes::from(now_rfc3339());

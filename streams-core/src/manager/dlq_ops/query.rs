@@ -25,7 +25,9 @@ use crate::message::StreamMessage;
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct DlqFilter {
-    /// Only entries dead-lettered from this stream (`origin_stream`, exact).
+    /// Only entries dead-lettered from this stream (`origin_stream`), or
+    /// from one of its partitions (`orders` takes in `orders#3`; a
+    /// partition's own name, only that partition).
     pub stream: Option<String>,
     /// Only entries dead-lettered by this group (`group`, exact).
     pub group: Option<String>,
@@ -104,7 +106,12 @@ impl DlqFilter {
     ) -> bool {
         let dead = entry.dead_letter.as_ref();
         if let Some(stream) = &self.stream {
-            if dead.is_none_or(|d| &d.origin_stream != stream) {
+            // A stream's partitions are the stream (`orders` takes in
+            // `orders#3`); a partition's name is that partition alone.
+            if dead.is_none_or(|d| {
+                &d.origin_stream != stream
+                    && crate::partition::split_partition(&d.origin_stream).0 != stream
+            }) {
                 return false;
             }
         }
