@@ -288,3 +288,29 @@ async fn redis_partitions_lose_nothing_as_consumers_come_and_go() {
     consumers_come_and_go(backend.clone(), &namespace).await;
     backend.delete_namespace(&namespace).await.unwrap();
 }
+
+/// A group created while its stream is partitioned from another process
+/// ends up reading every partition, whichever finishes first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn groups_created_while_a_stream_grows_read_every_partition() {
+    for round in 0..200 {
+        let backend = MemoryBackend::new();
+        let config = ManagerConfig::default().with_namespace(format!("xt-race-{round}"));
+        let a = Manager::new(backend.clone(), config.clone().with_consumer_id("a")).unwrap();
+        let b = Manager::new(backend.clone(), config.clone().with_consumer_id("b")).unwrap();
+        // What any process finds in the registry (`b` itself follows it
+        // within its refresh interval).
+        let c = Manager::new(backend, config.with_consumer_id("c")).unwrap();
+        let (grown, created) = tokio::join!(
+            tokio::spawn(async move { a.declare_partitions(STREAM, 4).await }),
+            tokio::spawn(async move {
+                b.create_consumer_group(&ConsumerGroupConfig::new(GROUP, [STREAM]))
+                    .await
+            }),
+        );
+        let grown = grown.unwrap().unwrap();
+        created.unwrap().unwrap();
+        let streams = c.group_config(GROUP).await.unwrap().streams;
+        assert_eq!(streams, grown.streams(), "round {round}");
+    }
+}

@@ -37,8 +37,9 @@ pub(crate) struct SendArgs {
     /// `partitions`): the same key always goes to the same partition.
     #[arg(long, value_name = "KEY", group = "routing")]
     key: Option<String>,
-    /// Route each message by this field of its payload (a string or a
-    /// number), which every message must have (with --file, every line).
+    /// Route each message by this field of its payload (a string, or an
+    /// integer routed by its decimal text), which every message must have
+    /// (with --file, every line).
     #[arg(long, value_name = "FIELD", group = "routing")]
     key_field: Option<String>,
     /// Send to the partitions in turn.
@@ -130,9 +131,11 @@ impl Route {
             .enumerate()
             .map(|(n, payload)| match payload.get(name) {
                 Some(Value::String(key)) => Ok(key.clone()),
-                Some(Value::Number(key)) => Ok(key.to_string()),
+                // Integers only: a fraction's text differs between
+                // languages (`1e2`, `100.0`), and so would its partition.
+                Some(Value::Number(key)) if key.is_i64() || key.is_u64() => Ok(key.to_string()),
                 _ => Err(Failure::new(format!(
-                    "message {} has no string or number field `{name}` to route by; nothing sent",
+                    "message {} has no string or integer field `{name}` to route by; nothing sent",
                     n + 1
                 ))),
             })

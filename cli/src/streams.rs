@@ -35,7 +35,18 @@ struct Logical {
 fn logical(streams: &[StreamInfo], declared: &[PartitionedStream]) -> Vec<Logical> {
     let mut by_name: BTreeMap<&str, Logical> = BTreeMap::new();
     for s in streams {
-        let (base, _) = split_partition(&s.name);
+        // Only the partitions of a declared stream are taken in: an
+        // undeclared `x#2` is a stream of its own.
+        let base = match split_partition(&s.name) {
+            (base, p)
+                if declared
+                    .iter()
+                    .any(|d| d.name() == base && p < d.partitions()) =>
+            {
+                base
+            }
+            _ => s.name.as_str(),
+        };
         let row = by_name.entry(base).or_insert_with(|| Logical {
             name: base.to_owned(),
             ..Logical::default()
@@ -198,6 +209,7 @@ mod tests {
                 info("jobs#1", 4, &["g", "h"]),
                 info("alerts", 1, &[]),
                 info("jobs#2", 5, &["g"]),
+                info("other#2", 1, &[]),
             ],
             &[
                 PartitionedStream::new("jobs", 4).unwrap(),
@@ -213,7 +225,8 @@ mod tests {
             [
                 ("alerts", 1, 1, String::new()),
                 ("empty", 2, 0, String::new()),
-                ("jobs", 4, 12, "g,h".to_owned())
+                ("jobs", 4, 12, "g,h".to_owned()),
+                ("other#2", 1, 1, String::new())
             ]
         );
     }

@@ -575,7 +575,7 @@ fn partitioned_streams_are_declared_routed_and_listed_as_one() {
         .unwrap();
     assert_eq!(refused.status.code(), Some(1));
     assert!(
-        one_error_line(&refused).contains("message 2 has no string or number field `cust`"),
+        one_error_line(&refused).contains("message 2 has no string or integer field `cust`"),
         "{refused:?}"
     );
     std::fs::remove_dir_all(&dir).unwrap();

@@ -10,8 +10,13 @@ use crate::error::{Result, StreamError};
 /// Longest accepted stream, group, consumer or namespace name, in bytes.
 pub const MAX_NAME_BYTES: usize = 512;
 
-/// The name whose key holds the partition counts (reserved as a stream name).
+/// The name whose key holds the partition counts with the default registry
+/// (reserved as a stream name); with another registry key `r`, it is
+/// `r:partitions`, so that each registry has its own counts.
 const PARTITIONS_NAME: &str = "xnai:partitions";
+
+/// The default registry key.
+const REGISTRY_NAME: &str = "xnai:groups";
 
 /// The predefined streams of the agent bus.
 ///
@@ -214,6 +219,7 @@ pub struct KeyLayout {
     dlq_layout: DlqLayout,
     registry_name: String,
     registry: String,
+    partitions_name: String,
     partitions: String,
 }
 
@@ -234,12 +240,23 @@ impl KeyLayout {
         validate_name("stream", &dlq.dlq_prefix)?;
         validate_name("stream", &retry.key_prefix)?;
         validate_name("stream", registry_key)?;
-        if registry_key == PARTITIONS_NAME {
-            return Err(StreamError::InvalidName {
-                kind: "registry key",
-                name: registry_key.to_owned(),
-                reason: "reserved for the partition counts",
-            });
+        let partitions_name = if registry_key == REGISTRY_NAME {
+            PARTITIONS_NAME.to_owned()
+        } else {
+            format!("{registry_key}:partitions")
+        };
+        for (kind, name) in [
+            ("registry key", registry_key),
+            ("dead-letter prefix", dlq.dlq_prefix.as_str()),
+            ("retry prefix", retry.key_prefix.as_str()),
+        ] {
+            if name == partitions_name || name == PARTITIONS_NAME {
+                return Err(StreamError::InvalidName {
+                    kind,
+                    name: name.to_owned(),
+                    reason: "reserved for the partition counts",
+                });
+            }
         }
         let mut keys = Self {
             prefix: namespace.map(|ns| format!("{ns}:")).unwrap_or_default(),
@@ -250,9 +267,10 @@ impl KeyLayout {
             registry_name: registry_key.to_owned(),
             registry: String::new(),
             partitions: String::new(),
+            partitions_name,
         };
         keys.registry = keys.stream(registry_key);
-        keys.partitions = keys.stream(PARTITIONS_NAME);
+        keys.partitions = keys.stream(&keys.partitions_name);
         Ok(keys)
     }
 
@@ -343,7 +361,7 @@ impl KeyLayout {
     /// messages.
     pub fn is_internal(&self, stream: &str) -> bool {
         stream == self.registry_name
-            || stream == PARTITIONS_NAME
+            || stream == self.partitions_name
             || (self.dlq_is_shared() && stream == self.dlq_prefix)
     }
 
@@ -359,7 +377,8 @@ impl KeyLayout {
 
     /// The key that maps partitioned streams to their partition counts
     /// (`[ns:]{xnai:partitions}`, or `xnai:partitions` without a namespace;
-    /// see [`PartitionedStream`](crate::PartitionedStream)).
+    /// with a registry key `r` other than `xnai:groups`, `r:partitions` in
+    /// its place; see [`PartitionedStream`](crate::PartitionedStream)).
     pub fn partitions(&self) -> &str {
         &self.partitions
     }
@@ -379,7 +398,7 @@ impl KeyLayout {
         if stream == self.registry_name {
             return Some("reserved for the group registry");
         }
-        if stream == PARTITIONS_NAME {
+        if stream == self.partitions_name {
             return Some("reserved for the partition counts");
         }
         if use_ == StreamUse::Send && self.dlq_is_shared() && stream == self.dlq_prefix {

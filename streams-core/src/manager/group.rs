@@ -409,6 +409,16 @@ impl<B: StreamBackend> Manager<B> {
         backend
             .registry_put(self.keys().registry(), name, &json)
             .await?;
+        // A stream partitioned (or grown) while this ran: its new
+        // partitions are read from their beginning, and the group is
+        // registered again with them.
+        let mut again = group.config.clone();
+        self.expand_partitions(&mut again).await?;
+        if again.streams != group.config.streams {
+            self.create_from_beginning(name, &group.config.streams, &again.streams)
+                .await?;
+            return Box::pin(self.create_consumer_group(&again)).await;
+        }
         match self.cached_group(&config.name) {
             Some(existing) if existing.config == group.config => {}
             Some(existing) => {

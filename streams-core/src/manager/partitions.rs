@@ -86,42 +86,79 @@ impl<B: StreamBackend> Manager<B> {
             self.remember_count(stream, partitions);
             return Ok(wanted);
         }
+        // A partition past the count that already holds entries is some
+        // other stream of that name (written by another client): taking it
+        // over would hand its entries to every group of this stream.
+        for added in have..partitions {
+            let name = wanted.stream(added);
+            self.keys().check_stream(&name, StreamUse::Send)?;
+            let found = self
+                .peek_messages(&crate::PeekQuery::new(&name).with_count(1))
+                .await?;
+            if !found.is_empty() {
+                return Err(StreamError::Config {
+                    message: format!(
+                        "stream `{name}` already exists with entries: it would become partition \
+                         {added} of `{stream}`; move or delete it first"
+                    ),
+                });
+            }
+        }
         // The groups first: a producer can route to a new partition only
         // once the count is recorded, and by then every group reads it.
-        for config in self.registered_groups().await? {
-            if !config
-                .streams
-                .iter()
-                .any(|s| split_partition(s).0 == stream)
-            {
-                continue;
-            }
-            let mut grown = config.clone();
-            add_partitions(&mut grown.streams, &wanted);
-            if grown.streams == config.streams {
-                continue;
-            }
-            // A new partition is read from its beginning whatever the
-            // group's `start`: anything already on it (sent there by
-            // name) was sent to the stream the group reads.
-            for added in grown.streams.iter().filter(|s| !config.streams.contains(s)) {
-                self.backend()
-                    .create_group(CreateGroup::new(
-                        &self.keys().stream(added),
-                        &config.name,
-                        StartAt::Beginning,
-                    ))
-                    .await?;
-            }
-            tracing::info!(group = %config.name, stream, partitions, "the group reads the new partitions");
-            self.create_consumer_group(&grown).await?;
-        }
+        self.widen_groups(&wanted).await?;
         let record = serde_json::json!({ PARTITIONS: partitions }).to_string();
         self.backend()
             .registry_put(self.keys().partitions(), stream, &record)
             .await?;
+        // Again: a group registered meanwhile by a process that read the
+        // old count.
+        self.widen_groups(&wanted).await?;
         self.remember_count(stream, partitions);
         Ok(wanted)
+    }
+
+    /// Makes every registered group that lists `stream` by name read all
+    /// its partitions; the ones it lacked are read from their beginning,
+    /// whatever the group's `start` (anything on them was sent to the stream
+    /// the group reads). A group that lists only some partitions by their
+    /// own names is left as it is.
+    async fn widen_groups(&self, stream: &PartitionedStream) -> Result<()> {
+        for config in self.registered_groups().await? {
+            if !config.streams.iter().any(|s| s == stream.name()) {
+                continue;
+            }
+            let mut grown = config.clone();
+            add_partitions(&mut grown.streams, stream);
+            if grown.streams == config.streams {
+                continue;
+            }
+            self.create_from_beginning(&config.name, &config.streams, &grown.streams)
+                .await?;
+            tracing::info!(group = %config.name, stream = stream.name(), partitions = stream.partitions(), "the group reads the new partitions");
+            self.create_consumer_group(&grown).await?;
+        }
+        Ok(())
+    }
+
+    /// Creates `group` from the beginning of each stream of `now` not in
+    /// `before`.
+    pub(crate) async fn create_from_beginning(
+        &self,
+        group: &str,
+        before: &[String],
+        now: &[String],
+    ) -> Result<()> {
+        for added in now.iter().filter(|s| !before.contains(s)) {
+            self.backend()
+                .create_group(CreateGroup::new(
+                    &self.keys().stream(added),
+                    group,
+                    StartAt::Beginning,
+                ))
+                .await?;
+        }
+        Ok(())
     }
 
     /// Sends to the partition of `key`; returns the entry id.
