@@ -183,6 +183,19 @@ fn streams_groups_and_stats_show_what_is_there() {
     assert_eq!(
         streams,
         json!([
+            {"name": "s1", "partitions": 1, "length": 2, "groups": ["g"]},
+            {"name": "s2", "partitions": 1, "length": 1, "groups": ["g"]},
+        ])
+    );
+    let each = json(
+        &ns.cmd()
+            .args(["streams", "--partitions", "--json"])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(
+        each,
+        json!([
             {"name": "s1", "length": 2, "groups": ["g"]},
             {"name": "s2", "length": 1, "groups": ["g"]},
         ])
