@@ -205,13 +205,57 @@ pub mod checker;
 pub mod support;
 
 pub use streams_core::backend::Feature;
-pub use support::{DynBackend, TestBackend, TestContext, TestManager, check_skips, run_case};
+pub use support::{
+    CaseFn, DynBackend, SuiteCase, TestBackend, TestContext, TestManager, check_skips, run_all,
+    run_case,
+};
 
 /// Expands the whole suite into `#[tokio::test]`s, one module per area.
 #[macro_export]
 macro_rules! conformance_suite {
     ($harness:expr) => {
         $crate::__for_each_case!($crate::__conformance_tests, $harness);
+    };
+}
+
+/// Defines `fn suite_cases() -> Vec<SuiteCase>`: the whole suite, for
+/// [`run_all`], so that one test runs every case on a harness started once.
+///
+/// ```ignore
+/// streams_conformance::suite_cases!();
+///
+/// #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+/// async fn whole_suite() {
+///     let harness = std::sync::Arc::new(MyHarness::start());
+///     streams_conformance::run_all(harness, suite_cases(), 4).await;
+/// }
+/// ```
+#[macro_export]
+macro_rules! suite_cases {
+    () => {
+        $crate::__for_each_case!($crate::__suite_cases, ());
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __suite_cases {
+    ($harness:expr; $( $area:ident { $( $case:ident $([ $($feature:ident),* ])? ),* $(,)? } )*) => {
+        /// Every case of the conformance suite.
+        fn suite_cases() -> ::std::vec::Vec<$crate::SuiteCase> {
+        vec![
+            $($(
+                (
+                    concat!(stringify!($area), "::", stringify!($case)),
+                    &[$($($crate::Feature::$feature),*)?] as &'static [$crate::Feature],
+                    (|ctx: ::std::sync::Arc<$crate::TestContext>| {
+                        ::std::boxed::Box::pin(async move { $crate::cases::$area::$case(&ctx).await })
+                            as ::std::pin::Pin<::std::boxed::Box<dyn ::std::future::Future<Output = ()>>>
+                    }) as $crate::CaseFn,
+                ),
+            )*)*
+        ]
+        }
     };
 }
 

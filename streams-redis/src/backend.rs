@@ -102,6 +102,14 @@ impl RedisBackend {
     /// As [`connect`](Self::connect).
     pub async fn from_config(config: RedisConfig) -> Result<Self> {
         let connect = Op::new("connect", config.connect_timeout);
+        if config.is_cluster() {
+            let conns = Conns::open_cluster(&config)
+                .await
+                .map_err(|e| error::map(e, connect))?;
+            let addr = crate::config::redact_url(&config.seeds().join(","));
+            tracing::debug!(%addr, "connected to redis cluster");
+            return Ok(Self::build(conns, config, addr));
+        }
         let client = Client::open(config.url.as_str()).map_err(|e| error::map(e, connect))?;
         Self::from_client_with_config(client, config).await
     }
@@ -170,6 +178,21 @@ impl RedisBackend {
         &self.inner.config
     }
 
+    /// Whether this backend talks to a Redis Cluster
+    /// ([`RedisConfig::is_cluster`]).
+    pub fn is_cluster(&self) -> bool {
+        self.inner.conns.is_cluster()
+    }
+
+    /// On a cluster, refuses a command whose keys span slots before it is
+    /// sent.
+    pub(crate) fn check_slot(&self, cmd: &Cmd) -> Result<()> {
+        if self.is_cluster() {
+            crate::cluster::slot_of(cmd)?;
+        }
+        Ok(())
+    }
+
     /// Deletes every key of a namespace (`<namespace>:*`: its streams, retry
     /// schedules, dead-letter streams and group registry) with `SCAN` and
     /// `UNLINK`; returns how many keys were deleted. Keys written while it
@@ -207,6 +230,7 @@ impl RedisBackend {
 
     /// [`call`](Self::call), with the error mapped.
     pub(crate) async fn raw(&self, cmd: Cmd, op: Op<'_>) -> Result<Value> {
+        self.check_slot(&cmd)?;
         self.call(cmd).await.map_err(|e| error::map(e, op))
     }
 
@@ -265,7 +289,9 @@ impl RedisBackend {
         build: impl Fn() -> Result<Cmd>,
     ) -> Result<Value> {
         let op = op.script(lua);
-        match self.call(build()?).await {
+        let cmd = build()?;
+        self.check_slot(&cmd)?;
+        match self.call(cmd).await {
             Err(e) if scripts::is_noscript(&e) => {
                 self.raw(scripts::load(lua.source), op).await?;
                 self.raw(build()?, op).await
@@ -312,13 +338,17 @@ impl StreamBackend for RedisBackend {
     }
 
     /// Everything; durable sends only with connections of its own (not
-    /// when built on the caller's connection).
+    /// when built on the caller's connection); on a cluster, moves to
+    /// another stream's slot copy first, then acknowledge.
     fn capabilities(&self) -> Capabilities {
-        if self.inner.conns.has_dedicated() {
-            Capabilities::all()
-        } else {
-            Capabilities::all().without(Feature::DurableSends)
+        let mut caps = Capabilities::all();
+        if !self.inner.conns.has_dedicated() {
+            caps = caps.without(Feature::DurableSends);
         }
+        if self.is_cluster() {
+            caps = caps.without(Feature::AtomicCrossStreamMoves);
+        }
+        caps
     }
 
     /// Ids are `<ms>-<seq>`: the milliseconds are when the entry was added.

@@ -11,6 +11,7 @@ use streams_core::backend::{
 use streams_core::{Durability, Result, StreamError};
 
 use crate::backend::RedisBackend;
+use crate::conn::Commands;
 use crate::error::{self, BACKEND, Op, bad_reply};
 use crate::reply;
 use crate::scripts::{self, ms};
@@ -125,12 +126,13 @@ pub(crate) async fn server_info(b: &RedisBackend) -> Result<ServerInfo> {
     let mut cmd = redis::cmd("INFO");
     cmd.arg("cluster");
     let cluster = reply::string("INFO", b.raw(cmd, b.op("INFO")).await?)?;
-    if reply::info_field(&cluster, "cluster_enabled") == Some("1") {
+    if !b.is_cluster() && reply::info_field(&cluster, "cluster_enabled") == Some("1") {
         return Err(StreamError::Unsupported {
-            feature: "Redis Cluster".to_owned(),
-            reason: "this server is a cluster node, and the redis backend talks to one \
-                     server: keys in other nodes' slots would be refused (MOVED); see \
-                     docs/scaling.md"
+            feature: "Redis Cluster through a single-server connection".to_owned(),
+            reason: "this server is a cluster node, and the backend was configured for one \
+                     server: keys in other nodes' slots would be refused (MOVED); list the \
+                     seed nodes in the URL (`redis://a:7000,redis://b:7000`) or set \
+                     RedisConfig::with_cluster(true); see docs/scaling.md"
                 .to_owned(),
         });
     }
@@ -177,9 +179,7 @@ pub(crate) async fn delete_keys(b: &RedisBackend, keys: &[String]) -> Result<u64
     if keys.is_empty() {
         return Ok(0);
     }
-    let mut cmd = redis::cmd("UNLINK");
-    cmd.arg(keys);
-    reply::count("UNLINK", b.raw(cmd, b.op("UNLINK")).await?)
+    unlink(b, keys).await
 }
 
 /// Every add in one pipelined round trip, in order.
@@ -520,32 +520,70 @@ pub(crate) async fn delete_entries(
 /// `SCAN ... MATCH <prefix>* TYPE stream`, every page, sorted.
 pub(crate) async fn stream_keys(b: &RedisBackend, prefix: &str) -> Result<Vec<String>> {
     let pattern = format!("{}*", glob_escape(prefix));
-    let mut cursor = "0".to_owned();
-    let mut keys = std::collections::BTreeSet::new();
-    loop {
+    let keys: std::collections::BTreeSet<String> = scan(b, &pattern, Some("stream"))
+        .await?
+        .into_iter()
+        // Keys this library writes are UTF-8; another program's binary
+        // key cannot be a stream name here.
+        .filter_map(|key| String::from_utf8(key).ok())
+        .collect();
+    Ok(keys.into_iter().collect())
+}
+
+/// Every key matching `pattern` (of type `kind`, when given), by `SCAN`;
+/// on a cluster, on every master. Keys written while it runs may be
+/// missed, and one may come twice.
+async fn scan(b: &RedisBackend, pattern: &str, kind: Option<&str>) -> Result<Vec<Vec<u8>>> {
+    let page = |cursor: &str| {
         let mut scan = redis::cmd("SCAN");
-        scan.arg(&cursor)
+        scan.arg(cursor)
             .arg("MATCH")
-            .arg(&pattern)
+            .arg(pattern)
             .arg("COUNT")
-            .arg(1000)
-            .arg("TYPE")
-            .arg("stream");
-        let (next, page): (String, Vec<Vec<u8>>) =
-            redis::from_redis_value(b.raw(scan, b.op("SCAN")).await?)
-                .map_err(|e| bad_reply("SCAN", e.to_string()))?;
-        for key in page {
-            // Keys this library writes are UTF-8; another program's binary
-            // key cannot be a stream name here.
-            if let Ok(key) = String::from_utf8(key) {
-                keys.insert(key);
+            .arg(1000);
+        if let Some(kind) = kind {
+            scan.arg("TYPE").arg(kind);
+        }
+        scan
+    };
+    let decode = |v: Value| -> Result<(String, Vec<Vec<u8>>)> {
+        redis::from_redis_value(v).map_err(|e| bad_reply("SCAN", e.to_string()))
+    };
+    let mut keys = Vec::new();
+    match b.inner.conns.commands() {
+        Commands::Cluster(conn) => {
+            let op = b.op("SCAN");
+            let masters = crate::cluster::masters(&conn)
+                .await
+                .map_err(|e| error::map(e, op))?;
+            for (host, port) in masters {
+                let mut cursor = "0".to_owned();
+                loop {
+                    let reply = crate::cluster::on_node(&conn, &host, port, page(&cursor))
+                        .await
+                        .map_err(|e| error::map(e, op))?;
+                    let (next, found) = decode(reply)?;
+                    keys.extend(found);
+                    if next == "0" {
+                        break;
+                    }
+                    cursor = next;
+                }
             }
         }
-        if next == "0" {
-            return Ok(keys.into_iter().collect());
+        Commands::Single(_) => {
+            let mut cursor = "0".to_owned();
+            loop {
+                let (next, found) = decode(b.raw(page(&cursor), b.op("SCAN")).await?)?;
+                keys.extend(found);
+                if next == "0" {
+                    break;
+                }
+                cursor = next;
+            }
         }
-        cursor = next;
     }
+    Ok(keys)
 }
 
 /// `XINFO GROUPS`; a missing stream has none.
@@ -597,29 +635,38 @@ pub(crate) async fn add(b: &RedisBackend, add: &Add) -> Result<EntryId> {
 /// `UNLINK`; returns how many were deleted.
 pub(crate) async fn delete_namespace(b: &RedisBackend, namespace: &str) -> Result<u64> {
     let pattern = format!("{}:*", glob_escape(namespace));
-    let mut cursor = "0".to_owned();
+    let mut keys = scan(b, &pattern, None).await?;
+    keys.sort_unstable();
+    keys.dedup();
     let mut deleted = 0;
-    loop {
-        let mut scan = redis::cmd("SCAN");
-        scan.arg(&cursor)
-            .arg("MATCH")
-            .arg(&pattern)
-            .arg("COUNT")
-            .arg(1000);
-        let (next, keys): (String, Vec<Vec<u8>>) =
-            redis::from_redis_value(b.raw(scan, b.op("SCAN")).await?)
-                .map_err(|e| bad_reply("SCAN", e.to_string()))?;
-        if !keys.is_empty() {
-            let mut unlink = redis::cmd("UNLINK");
-            unlink.arg(&keys);
-            let n = reply::int("UNLINK", b.raw(unlink, b.op("UNLINK")).await?)?;
-            deleted += u64::try_from(n).unwrap_or(0);
-        }
-        if next == "0" {
-            return Ok(deleted);
-        }
-        cursor = next;
+    for page in keys.chunks(1000) {
+        deleted += unlink(b, page).await?;
     }
+    Ok(deleted)
+}
+
+/// `UNLINK` of `keys`: one command on one server; on a cluster, one per
+/// key, in one pipeline split by slot. How many existed.
+async fn unlink<K: redis::ToRedisArgs>(b: &RedisBackend, keys: &[K]) -> Result<u64> {
+    if keys.is_empty() {
+        return Ok(0);
+    }
+    if !b.is_cluster() {
+        let mut cmd = redis::cmd("UNLINK");
+        cmd.arg(keys);
+        return reply::count("UNLINK", b.raw(cmd, b.op("UNLINK")).await?);
+    }
+    let mut pipe = redis::Pipeline::with_capacity(keys.len());
+    for key in keys {
+        let mut cmd = redis::cmd("UNLINK");
+        cmd.arg(key);
+        pipe.add_command(cmd);
+    }
+    let mut deleted = 0;
+    for reply in b.pipeline(&pipe, 0, b.op("UNLINK")).await? {
+        deleted += reply::count("UNLINK", reply)?;
+    }
+    Ok(deleted)
 }
 
 /// Escapes the glob characters of `SCAN MATCH` and ACL key patterns.

@@ -32,6 +32,10 @@ pub struct RedisConfig {
     /// for TLS (feature `tls`), or `redis+unix:///path`. Default
     /// `redis://127.0.0.1:6379`; [`RedisConfig::from_env`] reads `REDIS_URL`.
     /// Serialized without its password.
+    ///
+    /// Several URLs separated by commas are the seed nodes of a Redis
+    /// Cluster (`redis://10.0.0.1:7000,redis://10.0.0.2:7000`): the backend
+    /// then talks to the cluster, as with [`cluster`](Self::cluster).
     #[serde(serialize_with = "redacted")]
     pub url: String,
 
@@ -86,6 +90,13 @@ pub struct RedisConfig {
     /// noise, and it would delay the second of two back-to-back commands
     /// by a round trip on a real network.
     pub tcp_nodelay: bool,
+
+    /// Talk to a Redis Cluster through the given seed node(s): commands go
+    /// to the node that serves their keys' slot, and the client follows
+    /// the cluster's topology as it changes (failover, resharding). Also
+    /// implied by a [`url`](Self::url) listing several nodes. Default
+    /// `false`. See `docs/scaling.md`, "Redis Cluster".
+    pub cluster: bool,
 }
 
 impl Default for RedisConfig {
@@ -99,6 +110,7 @@ impl Default for RedisConfig {
             shared_block_slice: Duration::from_millis(50),
             reconnect_retries: 3,
             tcp_nodelay: true,
+            cluster: false,
         }
     }
 }
@@ -177,6 +189,39 @@ impl RedisConfig {
         self
     }
 
+    /// Sets [`cluster`](Self::cluster).
+    ///
+    /// ```
+    /// use streams_redis::RedisConfig;
+    ///
+    /// let one_seed = RedisConfig::new("redis://10.0.0.1:7000").with_cluster(true);
+    /// assert!(one_seed.is_cluster());
+    /// let seeds = RedisConfig::new("redis://10.0.0.1:7000,redis://10.0.0.2:7000");
+    /// assert!(seeds.is_cluster());
+    /// assert_eq!(seeds.seeds().len(), 2);
+    /// assert!(!RedisConfig::default().is_cluster());
+    /// ```
+    #[must_use]
+    pub fn with_cluster(mut self, cluster: bool) -> Self {
+        self.cluster = cluster;
+        self
+    }
+
+    /// Whether the backend talks to a Redis Cluster: [`cluster`](Self::cluster)
+    /// is set or [`url`](Self::url) lists several nodes.
+    pub fn is_cluster(&self) -> bool {
+        self.cluster || self.seeds().len() > 1
+    }
+
+    /// The URLs listed in [`url`](Self::url), trimmed, empty ones left out.
+    pub fn seeds(&self) -> Vec<&str> {
+        self.url
+            .split(',')
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .collect()
+    }
+
     /// The URL with its password replaced by `***`, for logs.
     pub fn redacted_url(&self) -> String {
         redact_url(&self.url)
@@ -194,6 +239,7 @@ impl fmt::Debug for RedisConfig {
             .field("shared_block_slice", &self.shared_block_slice)
             .field("reconnect_retries", &self.reconnect_retries)
             .field("tcp_nodelay", &self.tcp_nodelay)
+            .field("cluster", &self.cluster)
             .finish()
     }
 }
@@ -201,6 +247,9 @@ impl fmt::Debug for RedisConfig {
 /// Hides the password in `scheme://user:password@host` and in a `pass=`
 /// query parameter (the form used by `redis+unix://` URLs).
 pub(crate) fn redact_url(url: &str) -> String {
+    if url.contains(',') {
+        return url.split(',').map(redact_url).collect::<Vec<_>>().join(",");
+    }
     let mut out = url.to_owned();
     if let Some(scheme_end) = out.find("://") {
         let auth_start = scheme_end + 3;
@@ -266,6 +315,10 @@ mod tests {
                 "redis+unix:///tmp/r.sock?db=1&pass=***",
             ),
             ("not a url", "not a url"),
+            (
+                "redis://:a@h1:7000,redis://:b@h2:7000",
+                "redis://:***@h1:7000,redis://:***@h2:7000",
+            ),
         ] {
             assert_eq!(redact_url(url), want);
         }

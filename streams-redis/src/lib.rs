@@ -70,6 +70,7 @@
 
 pub mod acl;
 mod backend;
+mod cluster;
 mod coalesce;
 mod commands;
 mod config;

@@ -31,6 +31,12 @@ pub(crate) async fn read_group(b: &RedisBackend, read: ReadGroup<'_>) -> Result<
     if read.keys.is_empty() {
         return Ok(Vec::new());
     }
+    if b.is_cluster() {
+        let slots = crate::cluster::by_slot(read.keys);
+        if slots.len() > 1 {
+            return across_slots(b, &read, &slots).await;
+        }
+    }
     if read.count >= read.keys.len() {
         let got = equal_shares(b, &read).await?;
         if !got.is_empty() {
@@ -90,6 +96,146 @@ pub(crate) async fn read_group(b: &RedisBackend, read: ReadGroup<'_>) -> Result<
             return Ok(Vec::new());
         }
     }
+}
+
+/// A group read over keys in several cluster slots (`slots`: indexes of
+/// `read.keys` per slot), with the same shares as on one server: each
+/// round gives every key still in play its share of what is left, the
+/// remainder to the keys that have had the least so far (the first listed
+/// first), and a key that cannot fill its share leaves the next round to
+/// the others; each key is read with an `XREADGROUP` of its own (all of a
+/// round at once), so the total never exceeds `read.count`. When nothing
+/// is found and the read may block, the `read_group` script runs on each
+/// slot in turn with what is left of the count (it reads what arrived
+/// meanwhile, or reports where each key's group stands), then one
+/// `XREAD BLOCK` per slot (each on a connection of its own; they deliver
+/// nothing) waits for the first entry anywhere; the others are dropped,
+/// and the keys are read again.
+async fn across_slots(
+    b: &RedisBackend,
+    read: &ReadGroup<'_>,
+    slots: &[Vec<usize>],
+) -> Result<Vec<KeyEntries>> {
+    let deadline = read.block.map(|block| {
+        Instant::now()
+            .checked_add(block)
+            .unwrap_or_else(|| Instant::now() + crate::conn::FAR)
+    });
+    let groups: Vec<Vec<String>> = slots
+        .iter()
+        .map(|g| g.iter().map(|&i| read.keys[i].clone()).collect())
+        .collect();
+    loop {
+        let got = fair_rounds(b, read).await?;
+        if !got.is_empty() {
+            return Ok(got);
+        }
+        let Some(deadline) = deadline else {
+            return Ok(got);
+        };
+        // What arrived since, or where each group stands, slot by slot.
+        let mut got: Vec<KeyEntries> = Vec::new();
+        let mut remaining = read.count;
+        let mut waits: Vec<(&[String], Vec<String>)> = Vec::new();
+        for keys in &groups {
+            if remaining == 0 {
+                break;
+            }
+            let sub = ReadGroup::new(read.group, read.consumer, keys, remaining);
+            let (round, wait) = match scripts::read_group(b, &sub).await {
+                Ok(r) => r,
+                Err(e) if got.is_empty() => return Err(e),
+                Err(e) => {
+                    tracing::debug!(group = read.group, error = %e, "reading a later slot of a group failed; returning what was read");
+                    break;
+                }
+            };
+            remaining -= round.iter().map(|k| k.entries.len()).sum::<usize>();
+            if wait.len() == keys.len() {
+                waits.push((keys, wait));
+            }
+            merge(&mut got, round);
+        }
+        if !got.is_empty() {
+            got.sort_by_key(|k| read.keys.iter().position(|key| *key == k.key));
+            return Ok(got);
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || waits.len() != groups.len() {
+            return Ok(got);
+        }
+        let after = b.inner.conns.blocking_timeout(left, b.timeout());
+        let op = Op::new("XREAD", after).on(&read.keys[0], read.group);
+        let sleeps = waits.iter().map(|(keys, after)| {
+            Box::pin(
+                b.inner
+                    .conns
+                    .blocking(left, move |slice| xread_after(keys, after, slice)),
+            )
+        });
+        // The first to wake wins; dropping the others closes their
+        // connections, which ends their `BLOCK` on the servers.
+        let (woke, _, _) = futures::future::select_all(sleeps).await;
+        let woke = woke
+            .and_then(Value::extract_error)
+            .map_err(|e| error::map(e, op))?;
+        if woke == Value::Nil {
+            return Ok(Vec::new());
+        }
+    }
+}
+
+/// The rounds of [`across_slots`], one `XREADGROUP` per key with a
+/// share; empty when no key had anything.
+async fn fair_rounds(b: &RedisBackend, read: &ReadGroup<'_>) -> Result<Vec<KeyEntries>> {
+    let n = read.keys.len();
+    let mut received = vec![0usize; n];
+    let mut active: Vec<usize> = (0..n).collect();
+    let mut remaining = read.count;
+    let mut got: Vec<KeyEntries> = Vec::new();
+    while remaining > 0 && !active.is_empty() {
+        let share = remaining / active.len();
+        let mut by_need = active.clone();
+        by_need.sort_by_key(|&i| (received[i], i));
+        let extra: Vec<usize> = by_need.into_iter().take(remaining % active.len()).collect();
+        let asks: Vec<(usize, usize)> = active
+            .iter()
+            .map(|&i| (i, share + usize::from(extra.contains(&i))))
+            .filter(|&(_, ask)| ask > 0)
+            .collect();
+        let reads = asks.iter().map(|&(i, ask)| {
+            let key = std::slice::from_ref(&read.keys[i]);
+            xreadgroup(b, read, key, ask)
+        });
+        let mut failed = None;
+        let mut short: Vec<usize> = Vec::new();
+        for (&(i, ask), outcome) in asks.iter().zip(futures::future::join_all(reads).await) {
+            match outcome {
+                Ok(round) => {
+                    let n: usize = round.iter().map(|k| k.entries.len()).sum();
+                    received[i] += n;
+                    remaining = remaining.saturating_sub(n);
+                    if n < ask {
+                        short.push(i);
+                    }
+                    merge(&mut got, round);
+                }
+                Err(e) => failed = Some(e),
+            }
+        }
+        if let Some(e) = failed {
+            if got.is_empty() {
+                return Err(e);
+            }
+            // What was read is delivered: it is returned, and the next
+            // read meets the error before it delivers anything.
+            tracing::debug!(group = read.group, error = %e, "a key of a group read failed; returning what was read");
+            break;
+        }
+        active.retain(|i| !short.contains(i));
+    }
+    got.sort_by_key(|k| read.keys.iter().position(|key| *key == k.key));
+    Ok(got)
 }
 
 /// Rounds of one `XREADGROUP` each, giving every key still in play the

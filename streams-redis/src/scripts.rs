@@ -159,9 +159,12 @@ pub(crate) static TRANSFER: Lua = lua!("transfer", include_str!("scripts/transfe
 pub(crate) static DELETE_CONSUMER: Lua =
     lua!("delete_consumer", with_lib!("scripts/delete_consumer.lua"));
 
+/// Acknowledges a moved entry whose copy went to another cluster slot.
+pub(crate) static SETTLE: Lua = lua!("settle", with_lib!("scripts/settle.lua"));
+
 /// Every script the backend runs.
 #[cfg(test)]
-pub(crate) static ALL: [&Lua; 13] = [
+pub(crate) static ALL: [&Lua; 14] = [
     &ADD,
     &TRIM,
     &MOVE_ENTRY,
@@ -175,6 +178,7 @@ pub(crate) static ALL: [&Lua; 13] = [
     &ACK_DELETE,
     &TRANSFER,
     &DELETE_CONSUMER,
+    &SETTLE,
 ];
 
 /// The source of [`PROMOTE_DUE`], self-contained: other languages `EVAL`
@@ -389,9 +393,94 @@ fn settled_as(
 
 /// The fenced move; see `scripts/move_entry.lua`.
 pub(crate) async fn move_entry(b: &RedisBackend, mv: &Move) -> Result<MoveOutcome> {
+    if crosses_slots(b, mv) {
+        return copy_then_settle(b, mv).await;
+    }
     let op = b.op("EVALSHA move_entry").on(&mv.source, &mv.group);
     let reply = b.eval(&MOVE_ENTRY, op, || move_cmd(mv)).await?;
     move_outcome(mv, reply)
+}
+
+/// Whether a move's target is in another cluster slot than its source.
+fn crosses_slots(b: &RedisBackend, mv: &Move) -> bool {
+    let (MoveTarget::Stream { key, .. } | MoveTarget::Schedule { key, .. }) = &mv.target else {
+        return false;
+    };
+    b.is_cluster() && !crate::cluster::same_slot(&mv.source, key)
+}
+
+/// A move whose target is in another cluster slot, where no script can
+/// reach both keys: check that the entry is pending (for the fencing
+/// consumer), write the copy, then acknowledge the original if it is
+/// still pending for that consumer (`scripts/settle.lua`). If it no longer
+/// is (claimed in between), the copy is deleted again and the refusal
+/// returned. A crash or a lost connection after the copy leaves the entry
+/// pending and the copy written: a duplicate, never a loss.
+async fn copy_then_settle(b: &RedisBackend, mv: &Move) -> Result<MoveOutcome> {
+    let MoveTarget::Stream { key, fields, trim } = &mv.target else {
+        let key = match &mv.target {
+            MoveTarget::Schedule { key, .. } => key.as_str(),
+            _ => "",
+        };
+        return Err(crate::cluster::cross_slot(
+            mv.source.as_bytes(),
+            key.as_bytes(),
+        ));
+    };
+    check_move(mv)?;
+    let checked = settle(b, mv, false).await?;
+    if !matches!(checked, MoveOutcome::Moved { .. }) {
+        return Ok(checked);
+    }
+    let add = trim
+        .iter()
+        .fold(Add::new(key.clone(), fields.clone()), |add, t| {
+            add.with_trim(*t)
+        });
+    let new_id = crate::commands::add(b, &add).await?;
+    match settle(b, mv, true).await {
+        Ok(MoveOutcome::Moved { .. }) => Ok(MoveOutcome::Moved {
+            new_id: Some(new_id),
+        }),
+        Ok(refused) => {
+            // Taken by another consumer between the check and now: the copy
+            // goes, as an atomic move would not have written it.
+            if let Err(e) =
+                crate::commands::delete_entries(b, key, std::slice::from_ref(&new_id)).await
+            {
+                tracing::warn!(target = %key, id = %new_id, error = %e, "could not delete the copy of a refused move; it stays as a duplicate");
+            }
+            Ok(refused)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// `scripts/settle.lua`: checks (`ack` false) or acknowledges a move's
+/// source entry.
+async fn settle(b: &RedisBackend, mv: &Move, ack: bool) -> Result<MoveOutcome> {
+    let op = b.op("EVALSHA settle").on(&mv.source, &mv.group);
+    let reply = b
+        .eval(&SETTLE, op, || {
+            let mut cmd = evalsha(&SETTLE, &[&mv.source]);
+            cmd.arg(&mv.group)
+                .arg(mv.id.as_str())
+                .arg(mv.consumer.as_deref().unwrap_or(""))
+                .arg(if mv.delete_source { "1" } else { "0" })
+                .arg(if ack { "1" } else { "0" });
+            Ok(cmd)
+        })
+        .await?;
+    const WHAT: &str = "settle";
+    let mut parts = reply::array(WHAT, reply)?.into_iter();
+    let tag = parts.next().map(|v| reply::string(WHAT, v)).transpose()?;
+    let arg = parts.next().map(|v| reply::string(WHAT, v)).transpose()?;
+    match (tag.as_deref(), arg) {
+        (Some("moved"), _) => Ok(MoveOutcome::Moved { new_id: None }),
+        (Some("not_pending"), None) => Ok(MoveOutcome::NotPending),
+        (Some("owned_by"), Some(owner)) => Ok(MoveOutcome::OwnedBy(owner)),
+        _ => Err(bad_reply(WHAT, "unknown outcome")),
+    }
 }
 
 /// Moves per call of the `move_entries` script: enough to spread its cost,
@@ -410,11 +499,32 @@ pub(crate) async fn move_entries(
         .iter()
         .map(|mv| check_move(mv).map(|()| MoveOutcome::NotPending))
         .collect();
-    let valid: Vec<usize> = (0..moves.len()).filter(|&i| outcomes[i].is_ok()).collect();
+    let (across, valid): (Vec<usize>, Vec<usize>) = (0..moves.len())
+        .filter(|&i| outcomes[i].is_ok())
+        .partition(|&i| crosses_slots(b, &moves[i]));
+    // On a cluster, moves to another slot copy first, one by one.
+    let copied =
+        futures::future::join_all(across.iter().map(|&i| copy_then_settle(b, &moves[i]))).await;
+    for (i, outcome) in across.into_iter().zip(copied) {
+        outcomes[i] = outcome;
+    }
     if valid.is_empty() {
         return Ok(outcomes);
     }
-    let calls: Vec<&[usize]> = valid.chunks(MOVES_PER_CALL).collect();
+    // One script call keeps to one slot on a cluster.
+    let slots: Vec<Vec<usize>> = if b.is_cluster() {
+        let sources: Vec<&str> = valid.iter().map(|&i| moves[i].source.as_str()).collect();
+        crate::cluster::by_slot(&sources)
+            .into_iter()
+            .map(|group| group.into_iter().map(|j| valid[j]).collect())
+            .collect()
+    } else {
+        vec![valid.clone()]
+    };
+    let calls: Vec<&[usize]> = slots
+        .iter()
+        .flat_map(|group| group.chunks(MOVES_PER_CALL))
+        .collect();
     let op = b.op("EVALSHA move_entries");
     let replies = eval_many(b, &MOVE_ENTRIES, op, calls.len(), |c| {
         move_entries_cmd(moves, calls[c])
@@ -526,6 +636,9 @@ fn batch_outcome(mv: &Move, reply: Value, op: Op<'_>) -> Result<MoveOutcome> {
 /// The existence-checked transfer; see `scripts/transfer.lua`.
 pub(crate) async fn transfer(b: &RedisBackend, t: &Transfer) -> Result<TransferOutcome> {
     let id = crate::commands::check_id(&t.id)?;
+    if b.is_cluster() && !crate::cluster::same_slot(&t.source, &t.target) {
+        return copy_then_delete(b, t, &id).await;
+    }
     let reply = b
         .eval(&TRANSFER, b.op("EVALSHA transfer"), || {
             let mut cmd = evalsha(&TRANSFER, &[&t.source, &t.target]);
@@ -540,6 +653,28 @@ pub(crate) async fn transfer(b: &RedisBackend, t: &Transfer) -> Result<TransferO
             new_id: EntryId::from(reply::string("transfer", v)?),
         }),
     }
+}
+
+/// A transfer between two cluster slots, where no script reaches both
+/// keys: read the entry (none: `Missing`), add the copy, delete the
+/// original. When the original was already gone (another transfer of the
+/// same entry got there first), the copy is deleted again and the entry
+/// reported `Missing`, so one entry gives one copy. A crash or a lost
+/// connection after the copy leaves both: a duplicate, never a loss.
+async fn copy_then_delete(b: &RedisBackend, t: &Transfer, id: &str) -> Result<TransferOutcome> {
+    let mut range = redis::cmd("XRANGE");
+    range.arg(&t.source).arg(id).arg(id);
+    let found = reply::array("XRANGE", b.raw(range, b.op("XRANGE")).await?)?;
+    if found.is_empty() {
+        return Ok(TransferOutcome::Missing);
+    }
+    let new_id = crate::commands::add(b, &Add::new(t.target.clone(), t.fields.clone())).await?;
+    let deleted = crate::commands::delete_entries(b, &t.source, &[EntryId::from(id)]).await?;
+    if deleted.is_empty() {
+        crate::commands::delete_entries(b, &t.target, &[new_id]).await?;
+        return Ok(TransferOutcome::Missing);
+    }
+    Ok(TransferOutcome::Transferred { new_id })
 }
 
 /// Promotes due retries of every schedule in one round trip (two when the

@@ -547,7 +547,7 @@ pub async fn move_of_acked_entry_is_refused(ctx: &TestContext) {
     let backend = ctx.backend();
     let key = ctx.key("s");
     let target = ctx.key("dead");
-    let schedule = ctx.key("sched");
+    let schedule = ctx.keys().retry_schedule("s", "g");
     group_g(&backend, &key).await;
     let ids = add_n(&backend, &key, 2).await;
     read(&backend, &key, "a", 10).await.unwrap();
@@ -643,8 +643,8 @@ pub async fn move_of_acked_entry_is_refused(ctx: &TestContext) {
 pub async fn promote_due_moves_only_due_entries(ctx: &TestContext) {
     let backend = ctx.backend();
     let key = ctx.key("s");
-    let schedule = ctx.key("sched");
-    let ready = ctx.key("ready");
+    let schedule = ctx.keys().retry_schedule("s", "g");
+    let ready = ctx.keys().retry_ready("s", "g");
     group_g(&backend, &key).await;
     let ids = add_n(&backend, &key, 2).await;
     read(&backend, &key, "a", 10).await.unwrap();
@@ -697,7 +697,10 @@ pub async fn promote_due_moves_only_due_entries(ctx: &TestContext) {
 
     let again = backend.promote_due(&pairs, 10).await.unwrap();
     assert_eq!(again[0].promoted, 0);
-    let empty = [ScheduleKeys::new(ctx.key("no-sched"), ctx.key("no-ready"))];
+    let empty = [ScheduleKeys::new(
+        ctx.keys().retry_schedule("none", "g"),
+        ctx.keys().retry_ready("none", "g"),
+    )];
     let none = backend.promote_due(&empty, 10).await.unwrap();
     assert_eq!(none[0].promoted, 0);
     assert_eq!(none[0].next_due_in, None);
@@ -947,7 +950,7 @@ pub async fn move_entries_report_each_outcome(ctx: &TestContext) {
     let backend = ctx.backend();
     let key = ctx.key("s");
     let target = ctx.key("dead");
-    let schedule = ctx.key("sched");
+    let schedule = ctx.keys().retry_schedule("s", "g");
     group_g(&backend, &key).await;
     let ids = add_n(&backend, &key, 4).await;
     read(&backend, &key, "a", 10).await.unwrap();

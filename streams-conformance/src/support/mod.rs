@@ -8,8 +8,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use futures::FutureExt;
 use futures::future::BoxFuture;
+use futures::{FutureExt, StreamExt};
 use serde_json::json;
 use streams_core::backend::{
     BackendLayer, Call, Feature, Layered, PendingEntry, PendingQuery, RangeQuery,
@@ -95,8 +95,14 @@ pub const CASE_TIMEOUT: Duration = Duration::from_secs(60);
 /// A backend under test, as the suite sees it. One value serves one case.
 #[async_trait]
 pub trait TestBackend: Send + Sync + 'static {
-    /// The backend's name, for messages.
+    /// The configuration's name, for messages (`redis`, `redis-cluster`).
     fn name(&self) -> &'static str;
+
+    /// What [`StreamBackend::name`] of its backends answers. Default:
+    /// [`name`](Self::name).
+    fn backend_name(&self) -> &'static str {
+        self.name()
+    }
 
     /// A connection to this case's data. Each call may open a new connection,
     /// but every connection sees the same streams (two managers on one backend).
@@ -133,7 +139,7 @@ impl std::fmt::Debug for TestContext {
 impl TestContext {
     /// The backend's name.
     pub fn backend_name(&self) -> &'static str {
-        self.harness.name()
+        self.harness.backend_name()
     }
 
     /// The case's backend connection.
@@ -265,6 +271,114 @@ where
             started.elapsed()
         ),
     }
+}
+
+/// A case as [`run_all`] takes it: the case function behind a boxed future.
+pub type CaseFn = fn(Arc<TestContext>) -> std::pin::Pin<Box<dyn Future<Output = ()>>>;
+
+/// One case of the suite for [`run_all`]: `area::case`, the features it
+/// needs, and the case.
+pub type SuiteCase = (&'static str, &'static [Feature], CaseFn);
+
+/// Runs every case on one harness within one test, `concurrency` cases at
+/// a time, each in its own namespace, cleaned up pass or fail: for a
+/// backend whose server is expensive to start (a Redis Cluster), which the
+/// harness starts once. Checks the skips as [`check_skips`] does, prints
+/// each failure with its panic message, and panics at the end naming
+/// every case that failed or hung.
+pub async fn run_all(harness: Arc<dyn TestBackend>, cases: Vec<SuiteCase>, concurrency: usize) {
+    let probe = harness.connect().await;
+    let caps = probe.capabilities();
+    let mut skipped: Vec<String> = Vec::new();
+    let mut runnable = Vec::new();
+    for (name, needs, case) in cases {
+        let missing = caps.missing(needs);
+        if missing.is_empty() {
+            runnable.push((name, case));
+        } else {
+            eprintln!("{}", skip_reason(name, harness.name(), &missing));
+            skipped.push(name.to_owned());
+        }
+    }
+    let total = runnable.len();
+    let started = Instant::now();
+    let outcomes: Vec<(&str, std::result::Result<Duration, String>)> =
+        futures::stream::iter(runnable)
+            .map(|(name, case)| {
+                let harness = Arc::clone(&harness);
+                async move {
+                    let namespace = namespace_for(name);
+                    let ctx = Arc::new(TestContext {
+                        namespace: namespace.clone(),
+                        backend: harness.connect().await,
+                        harness: Arc::clone(&harness),
+                    });
+                    let began = Instant::now();
+                    let outcome = tokio::time::timeout(
+                        CASE_TIMEOUT,
+                        AssertUnwindSafe(case(ctx)).catch_unwind(),
+                    )
+                    .await;
+                    harness.cleanup(&namespace).await;
+                    let result = match outcome {
+                        Ok(Ok(())) => Ok(began.elapsed()),
+                        Ok(Err(panic)) => Err(panic_text(panic.as_ref())),
+                        Err(_) => Err(format!("hung: no result after {:?}", began.elapsed())),
+                    };
+                    if let Err(why) = &result {
+                        eprintln!(
+                            "FAILED conformance case `{name}` on {}: {why}",
+                            harness.name()
+                        );
+                    }
+                    (name, result)
+                }
+            })
+            .buffer_unordered(concurrency.max(1))
+            .collect()
+            .await;
+    let failed: Vec<&str> = outcomes
+        .iter()
+        .filter(|(_, r)| r.is_err())
+        .map(|(name, _)| *name)
+        .collect();
+    eprintln!(
+        "conformance on {}: {} cases run in {:?}, {} failed, {} skipped",
+        harness.name(),
+        total,
+        started.elapsed(),
+        failed.len(),
+        skipped.len()
+    );
+    let mut expected: Vec<String> = harness
+        .expected_skips()
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+    expected.sort();
+    skipped.sort();
+    assert!(
+        failed.is_empty(),
+        "{} conformance case(s) failed on {}: {}",
+        failed.len(),
+        harness.name(),
+        failed.join(", ")
+    );
+    assert_eq!(
+        skipped,
+        expected,
+        "the cases skipped on {} are not the ones its harness declares",
+        harness.name()
+    );
+}
+
+/// The message of a panic payload.
+fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_owned())
 }
 
 /// Why a case does not run on a backend, as printed.

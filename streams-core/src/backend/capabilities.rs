@@ -33,17 +33,28 @@ pub enum Feature {
     /// Without it, a manager configured with
     /// [`Durability`](crate::Durability) is refused when it is built.
     DurableSends,
+    /// A move whose new copy goes to another stream's key (the shared
+    /// dead-letter stream), and a transfer between two streams, are
+    /// atomic. Without it (Redis Cluster, where the two keys may live on
+    /// different nodes) the backend writes the copy first, then
+    /// acknowledges (or deletes) the original, fenced as usual: a refused
+    /// acknowledgement deletes the copy again, and a crash or lost
+    /// connection in between leaves a duplicate, never a loss. Moves whose
+    /// keys share a stream (retry scheduling, a per-stream dead-letter
+    /// stream) are atomic either way.
+    AtomicCrossStreamMoves,
 }
 
 impl Feature {
     /// Every feature, in declaration order.
-    pub const ALL: [Self; 6] = [
+    pub const ALL: [Self; 7] = [
         Self::Redelivery,
         Self::ExplicitClaims,
         Self::RetrySchedule,
         Self::GroupLag,
         Self::ConsumerListing,
         Self::DurableSends,
+        Self::AtomicCrossStreamMoves,
     ];
 
     const fn bit(self) -> u32 {
@@ -54,6 +65,7 @@ impl Feature {
             Self::GroupLag => 1 << 3,
             Self::ConsumerListing => 1 << 4,
             Self::DurableSends => 1 << 5,
+            Self::AtomicCrossStreamMoves => 1 << 6,
         }
     }
 
@@ -66,6 +78,7 @@ impl Feature {
             Self::GroupLag => "group lag",
             Self::ConsumerListing => "consumer listing",
             Self::DurableSends => "durable sends",
+            Self::AtomicCrossStreamMoves => "atomic cross-stream moves",
         }
     }
 }
