@@ -164,15 +164,22 @@ pub(crate) async fn pipeline(
         }
     }
     if groups.len() <= 1 {
-        let mut conn = conn.clone();
         let route = groups
             .first()
             .map_or(SingleNodeRoutingInfo::RandomPrimary, |(slot, _)| {
                 SingleNodeRoutingInfo::SpecificNode(Route::with_slot(*slot, SlotAddr::Master))
             });
-        let all = conn
-            .route_pipeline(pipe.clone(), 0, pipe.len(), route)
-            .await?;
+        let all = resending(|| {
+            let mut conn = conn.clone();
+            let route = route.clone();
+            async move {
+                let replies = conn
+                    .route_pipeline(pipe.clone(), 0, pipe.len(), route)
+                    .await?;
+                refused_whole(replies)
+            }
+        })
+        .await?;
         return Ok(all.into_iter().skip(skip).collect());
     }
     let sends = groups.iter().map(|(slot, members)| {
@@ -181,9 +188,12 @@ pub(crate) async fn pipeline(
             sub.add_command(cmds[i].clone());
         }
         let len = sub.len();
-        let mut conn = conn.clone();
         let route = SingleNodeRoutingInfo::SpecificNode(Route::with_slot(*slot, SlotAddr::Master));
-        async move { conn.route_pipeline(sub, 0, len, route).await }
+        resending(move || {
+            let mut conn = conn.clone();
+            let (sub, route) = (sub.clone(), route.clone());
+            async move { refused_whole(conn.route_pipeline(sub, 0, len, route).await?) }
+        })
     });
     let replies = try_join_all(sends).await?;
     let mut out: Vec<Option<Value>> = vec![None; cmds.len()];
@@ -210,6 +220,81 @@ pub(crate) async fn pipeline(
             })
         })
         .collect()
+}
+
+/// Most times a command refused without running (`MOVED`, `TRYAGAIN`,
+/// `CLUSTERDOWN`) is sent again.
+const REDIRECTS: u32 = 5;
+
+/// How long to wait before sending again a command the cluster refused
+/// without running it, or `None` when the error says nothing of the kind.
+/// On `MOVED` the client has begun refreshing its slot map; `TRYAGAIN`,
+/// `CLUSTERDOWN` and `MASTERDOWN` pass once a failover or a migration
+/// settles. Nothing else is sent again: a command whose reply was lost may
+/// have run (an `XADD` would be written twice).
+fn resend_after(e: &RedisError, attempt: u32) -> Option<std::time::Duration> {
+    use redis::ServerErrorKind as K;
+    let ErrorKind::Server(kind) = e.kind() else {
+        return None;
+    };
+    let base = match kind {
+        K::Moved => 10,
+        K::TryAgain | K::ClusterDown | K::MasterDown | K::BusyLoading => 100,
+        _ => return None,
+    };
+    Some(std::time::Duration::from_millis(base << attempt.min(4)))
+}
+
+/// Runs `send` again while the cluster refuses it without running it
+/// (see [`resend_after`]), up to [`REDIRECTS`] times.
+pub(crate) async fn resending<T, F, Fut>(mut send: F) -> RedisResult<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = RedisResult<T>>,
+{
+    let mut attempt = 0;
+    loop {
+        match send().await {
+            Err(e) if attempt < REDIRECTS => match resend_after(&e, attempt) {
+                Some(wait) => {
+                    tracing::debug!(error = %e, ?wait, "the cluster refused a command without running it; sending it again");
+                    tokio::time::sleep(wait).await;
+                    attempt += 1;
+                }
+                None => return Err(e),
+            },
+            other => return other,
+        }
+    }
+}
+
+/// A reply that is a refusal to run ([`resend_after`]) as an error, so
+/// that [`resending`] sees it.
+pub(crate) fn refusal_as_error(v: Value) -> RedisResult<Value> {
+    match v {
+        Value::ServerError(e) => {
+            let err: RedisError = e.clone().into();
+            if resend_after(&err, 0).is_some() {
+                Err(err)
+            } else {
+                Ok(Value::ServerError(e))
+            }
+        }
+        v => Ok(v),
+    }
+}
+
+/// The replies of a one-slot pipeline, or the refusal that sends it
+/// again: a slot that moved refuses every command of the pipeline, so
+/// none of them ran.
+fn refused_whole(replies: Vec<Value>) -> RedisResult<Vec<Value>> {
+    if let Some(e) = replies
+        .iter()
+        .find_map(|v| refusal_as_error(v.clone()).err())
+    {
+        return Err(e);
+    }
+    Ok(replies)
 }
 
 /// The masters serving slots, as `(host, port)`, from `CLUSTER NODES`.

@@ -101,7 +101,13 @@ impl Writer {
                 );
                 conn.clone().route_command(cmd, route).await
             }
-            Self::Cluster(conn) => conn.clone().req_packed_command(&cmd).await,
+            Self::Cluster(conn) => {
+                crate::cluster::resending(|| async {
+                    let reply = conn.clone().req_packed_command(&cmd).await?;
+                    crate::cluster::refusal_as_error(reply)
+                })
+                .await
+            }
         }
     }
 }
@@ -375,9 +381,14 @@ impl Pool {
         let mut link = self.take(limit).await?;
         let result = match &mut link {
             Link::Single(conn) => cmd.query_async::<Value>(conn).await,
-            Link::Cluster(conn) => bounded(limit, conn.req_packed_command(cmd))
-                .await
-                .and_then(|v| v.extract_error()),
+            Link::Cluster(conn) => bounded(
+                limit,
+                crate::cluster::resending(|| async {
+                    crate::cluster::refusal_as_error(conn.clone().req_packed_command(cmd).await?)
+                }),
+            )
+            .await
+            .and_then(|v| v.extract_error()),
         };
         match &result {
             Ok(_) => self.give_back(link),

@@ -95,7 +95,11 @@ pub(crate) fn map(err: RedisError, op: Op<'_>) -> StreamError {
             ServerErrorKind::BusyLoading
             | ServerErrorKind::TryAgain
             | ServerErrorKind::MasterDown
-            | ServerErrorKind::ClusterDown,
+            | ServerErrorKind::ClusterDown
+            // A cluster slot moving (a failover, a resharding): the command
+            // did not run, and the client is refreshing its slot map.
+            | ServerErrorKind::Moved
+            | ServerErrorKind::Ask,
         ) => StreamError::Connection {
             backend: BACKEND,
             message: format!("server not ready for {}: {err}", op.name),

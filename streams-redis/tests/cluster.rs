@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use serde_json::json;
 use streams_core::{Manager, ManagerConfig, StreamError};
-use streams_redis::RedisBackend;
 use streams_redis::testing::{RedisCluster, answers_ping};
+use streams_redis::{RedisBackend, RedisConfig};
 
 /// `redis-cli` on `port` with `args`; its output, trimmed.
 fn cli(port: u16, args: &[&str]) -> String {
@@ -59,10 +59,11 @@ fn a_cluster_of_three_masters_and_three_replicas_serves_every_slot() {
     }
 }
 
-/// The redis backend talks to one server: pointed at a cluster node, a
-/// manager refuses to start rather than fail later on other nodes' keys.
+/// Configured for one server but pointed at a cluster node, a manager
+/// refuses to start rather than fail later on other nodes' keys, and says
+/// how to talk to the cluster.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_backend_refuses_a_cluster_node_clearly() {
+async fn a_single_server_backend_refuses_a_cluster_node_clearly() {
     let cluster = RedisCluster::start(3, 0).expect("redis-server and redis-cli on PATH");
     let port = cluster.nodes()[0].port();
     let backend = RedisBackend::connect(&cluster.urls()[0]).await.unwrap();
@@ -70,8 +71,9 @@ async fn the_backend_refuses_a_cluster_node_clearly() {
     let got = m.send_message("jobs", json!({"n": 1}), None).await;
     match &got {
         Err(StreamError::Unsupported { feature, reason }) => {
-            assert_eq!(feature, "Redis Cluster");
+            assert!(feature.contains("Redis Cluster"), "{feature}");
             assert!(reason.contains("MOVED"), "{reason}");
+            assert!(reason.contains("with_cluster(true)"), "{reason}");
         }
         other => panic!("expected Unsupported, got {other:?}"),
     }
@@ -187,4 +189,117 @@ async fn hostile_names_cannot_move_a_streams_keys_to_another_slot() {
         .map(|p| owner(slot(&keys.stream(p))))
         .collect();
     assert_eq!(masters.len(), 3, "12 partitions over 3 masters");
+}
+
+/// Connects a manager of `namespace` to the cluster.
+async fn cluster_manager(
+    cluster: &RedisCluster,
+    namespace: &str,
+    consumer: &str,
+) -> Manager<RedisBackend> {
+    let backend = RedisBackend::from_config(RedisConfig::new(cluster.urls().join(",")))
+        .await
+        .unwrap();
+    assert!(backend.is_cluster());
+    Manager::new(
+        backend,
+        ManagerConfig::default()
+            .with_namespace(namespace)
+            .with_consumer_id(consumer),
+    )
+    .unwrap()
+}
+
+/// A group over streams on every master: a read shares its count over
+/// them, a blocking read wakes as soon as any of them gets a message, and
+/// listing and deleting reach every master.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_over_every_master_reads_wakes_lists_and_deletes() {
+    use std::time::Instant;
+    use streams_core::ConsumerGroupConfig;
+    use streams_core::backend::{Feature, StreamBackend};
+
+    let cluster = RedisCluster::start(3, 0).expect("redis-server and redis-cli on PATH");
+    let port = cluster.nodes()[0].port();
+    let ns = "xt-cluster-group";
+    let m = cluster_manager(&cluster, ns, "c1").await;
+    assert!(
+        !m.backend()
+            .capabilities()
+            .supports(Feature::AtomicCrossStreamMoves)
+    );
+    // Streams whose slots are on three different masters.
+    let owners = slot_owners(port);
+    let owner = |key: &str| -> String {
+        let slot: u16 = cli(port, &["cluster", "keyslot", key]).parse().unwrap();
+        owners
+            .iter()
+            .find(|(lo, hi, _)| (*lo..=*hi).contains(&slot))
+            .map(|(_, _, id)| id.clone())
+            .unwrap()
+    };
+    let mut streams: Vec<String> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for i in 0.. {
+        let name = format!("s{i}");
+        if seen.insert(owner(&m.keys().stream(&name))) {
+            streams.push(name);
+        }
+        if streams.len() == 3 {
+            break;
+        }
+    }
+    m.create_consumer_group(&ConsumerGroupConfig::new("g", streams.clone()))
+        .await
+        .unwrap();
+    for s in &streams {
+        for n in 0..4 {
+            m.send_message(s.as_str(), json!({"n": n}), None)
+                .await
+                .unwrap();
+        }
+    }
+    let got = m.read_messages("g", Some(6), None).await.unwrap();
+    assert_eq!(got.len(), 6, "the count is kept over the slots");
+    for s in &streams {
+        let n = got.iter().filter(|x| &x.stream == s).count();
+        assert_eq!(n, 2, "each stream gets its share: {got:?}");
+    }
+    let rest = m.read_messages("g", Some(100), None).await.unwrap();
+    assert_eq!(rest.len(), 6);
+    for x in got.iter().chain(&rest) {
+        assert!(m.acknowledge(x, "g").await.unwrap());
+    }
+
+    // A blocking read wakes on the last stream's message.
+    let reader = cluster_manager(&cluster, ns, "c2").await;
+    let last = streams[2].clone();
+    let waiting = tokio::spawn(async move {
+        let started = Instant::now();
+        let got = reader
+            .read_messages("g", Some(10), Some(Duration::from_secs(10)))
+            .await
+            .unwrap();
+        (got, started.elapsed())
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    m.send_message(last.as_str(), json!({"wake": true}), None)
+        .await
+        .unwrap();
+    let (got, waited) = waiting.await.unwrap();
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].stream, last);
+    assert!(waited < Duration::from_secs(5), "woke after {waited:?}");
+
+    // Listing and deleting reach every master.
+    let listed = m.list_streams().await.unwrap();
+    for s in &streams {
+        assert!(listed.iter().any(|l| l.name == *s), "{s} in {listed:?}");
+    }
+    let deleted = m.backend().delete_namespace(ns).await.unwrap();
+    assert!(deleted >= 4, "streams and registry: {deleted}");
+    for node in cluster.nodes() {
+        let keys = cli(node.port(), &["--scan", "--pattern", &format!("{ns}:*")]);
+        assert!(keys.is_empty(), "left on {}: {keys}", node.port());
+    }
 }

@@ -143,6 +143,20 @@ impl<B: StreamBackend> Manager<B> {
             &config.retry,
             &config.registry_key,
         )?;
+        if config.dlq.enabled
+            && keys.dlq_is_shared()
+            && !backend
+                .capabilities()
+                .supports(Feature::AtomicCrossStreamMoves)
+        {
+            tracing::info!(
+                backend = backend.name(),
+                "dead-letter moves to the shared dead-letter stream copy first, then \
+                 acknowledge (this backend cannot move across streams atomically): a crash \
+                 in between leaves a duplicate dead letter, never a loss; \
+                 DlqLayout::PerStream keeps every move atomic"
+            );
+        }
         let (consumer_id, default_suffix) = match &config.consumer_id {
             Some(id) => (id.clone(), None),
             None => {

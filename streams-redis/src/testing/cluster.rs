@@ -63,6 +63,11 @@ impl RedisCluster {
                 "2000",
                 "--cluster-port",
                 &bus,
+                // Replicas sync at once (Redis waits 5 s by default for
+                // more replicas to share a sync): a replica that never
+                // synced cannot be promoted.
+                "--repl-diskless-sync-delay",
+                "0",
             ])?);
         }
         let cluster = Self {
@@ -155,7 +160,9 @@ impl RedisCluster {
     }
 
     /// Waits until every node reports the cluster `ok`, with every slot
-    /// assigned, every node known and every replica replicating its master.
+    /// assigned, every node known, and every replica known to all and in
+    /// sync with its master (`master_link_status:up`), so that it can take
+    /// over when its master fails.
     ///
     /// # Errors
     /// If that does not happen within `limit`; the error quotes a node's
@@ -174,13 +181,18 @@ impl RedisCluster {
                     .lines()
                     .filter(|l| l.contains("slave"))
                     .count();
+                let replication =
+                    Self::cli(node.port(), &["info", "replication"]).unwrap_or_default();
+                let synced = !replication.contains("role:slave")
+                    || replication.contains("master_link_status:up");
                 if !(info.contains("cluster_state:ok")
                     && info.contains(&known)
                     && info.contains(&slots)
-                    && replicas == self.masters * self.replicas)
+                    && replicas == self.masters * self.replicas
+                    && synced)
                 {
                     all_ok = false;
-                    last = format!("{info}replicas known: {replicas}");
+                    last = format!("{info}replicas known: {replicas}\n{replication}");
                     break;
                 }
             }
