@@ -17,8 +17,9 @@ pub(crate) const CLI_CONSUMER: &str = "xnai-streams-cli";
 /// shows the URL without its password.
 #[derive(Args)]
 pub(crate) struct Target {
-    /// Redis server URL. Default: REDIS_URL, then redis://127.0.0.1:6379
-    /// (`demo` runs in-process unless this is given).
+    /// Redis server URL, or the comma-separated URLs of a Redis Cluster's
+    /// nodes. Default: REDIS_URL, then redis://127.0.0.1:6379 (`demo` runs
+    /// in-process unless this is given).
     #[arg(long, global = true, value_name = "URL")]
     pub(crate) redis: Option<String>,
     /// Key namespace: the prefix the managers of the application use

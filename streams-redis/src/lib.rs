@@ -50,9 +50,13 @@
 //! - Moves in bulk ([`move_entries`](streams_core::StreamBackend::move_entries))
 //!   are one pipeline of move scripts. Scripts are sent as `EVALSHA` and
 //!   loaded when the server answers `NOSCRIPT`.
-//! - Scripts touch keys of different streams (a shared dead-letter stream),
-//!   so the backend targets a standalone server (or a primary with
-//!   replicas), not Redis Cluster.
+//! - Redis Cluster: several seed URLs (`redis://a:7000,redis://b:7000`) or
+//!   [`RedisConfig::with_cluster`] select the cluster client. Each script
+//!   keeps to one stream's slot (the key layout tags a stream's keys with
+//!   its name), a command whose keys would span slots is refused before it
+//!   is sent, pipelines and group reads are split by slot, and a move to
+//!   the shared dead-letter stream copies first, then acknowledges (see
+//!   `docs/scaling.md`, "Redis Cluster").
 //! - The server must be Redis 7.0 or newer; older servers are refused by
 //!   [`server_info`](streams_core::StreamBackend::server_info). The scripts
 //!   rely on 7.0: errors raised inside them keep their code (`NOGROUP`), and
