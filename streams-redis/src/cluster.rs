@@ -42,11 +42,26 @@ pub(crate) fn keys_of(cmd: &Cmd) -> Vec<&[u8]> {
             args.iter().skip(3).take(n).copied().collect()
         }
         b"XREAD" | b"XREADGROUP" => {
-            let Some(at) = args.iter().position(|a| a.eq_ignore_ascii_case(b"STREAMS")) else {
-                return Vec::new();
+            // Past `GROUP <group> <consumer>` and the options' values, so
+            // a group or consumer named `streams` is not taken for the
+            // keyword.
+            let mut at = if name.as_slice() == b"XREADGROUP" {
+                4
+            } else {
+                1
             };
-            let rest = &args[at + 1..];
-            rest[..rest.len() / 2].to_vec()
+            while let Some(arg) = args.get(at) {
+                if arg.eq_ignore_ascii_case(b"STREAMS") {
+                    let rest = &args[at + 1..];
+                    return rest[..rest.len() / 2].to_vec();
+                }
+                at += if arg.eq_ignore_ascii_case(b"COUNT") || arg.eq_ignore_ascii_case(b"BLOCK") {
+                    2
+                } else {
+                    1
+                };
+            }
+            Vec::new()
         }
         b"XINFO" | b"XGROUP" | b"OBJECT" => args.get(2).copied().into_iter().collect(),
         b"DEL" | b"UNLINK" | b"EXISTS" | b"TOUCH" => args[1..].to_vec(),
@@ -141,6 +156,14 @@ pub(crate) async fn pipeline(
     skip: usize,
 ) -> RedisResult<Vec<Value>> {
     let cmds: Vec<&Cmd> = pipe.cmd_iter().collect();
+    // The cluster client turns a pipeline with one refused command into
+    // that refusal, though the commands before it may have run: only
+    // pipelines that add no entries are sent again.
+    let again = if cmds.iter().any(|c| adds_entries(c)) {
+        0
+    } else {
+        REDIRECTS
+    };
     let mut prefix: Vec<usize> = Vec::new();
     let mut groups: Vec<(Slot, Vec<usize>)> = Vec::new();
     let mut last: Option<usize> = None;
@@ -169,7 +192,7 @@ pub(crate) async fn pipeline(
             .map_or(SingleNodeRoutingInfo::RandomPrimary, |(slot, _)| {
                 SingleNodeRoutingInfo::SpecificNode(Route::with_slot(*slot, SlotAddr::Master))
             });
-        let all = resending(|| {
+        let all = resending(again, || {
             let mut conn = conn.clone();
             let route = route.clone();
             async move {
@@ -189,7 +212,7 @@ pub(crate) async fn pipeline(
         }
         let len = sub.len();
         let route = SingleNodeRoutingInfo::SpecificNode(Route::with_slot(*slot, SlotAddr::Master));
-        resending(move || {
+        resending(again, move || {
             let mut conn = conn.clone();
             let (sub, route) = (sub.clone(), route.clone());
             async move { refused_whole(conn.route_pipeline(sub, 0, len, route).await?) }
@@ -224,7 +247,7 @@ pub(crate) async fn pipeline(
 
 /// Most times a command refused without running (`MOVED`, `TRYAGAIN`,
 /// `CLUSTERDOWN`) is sent again.
-const REDIRECTS: u32 = 5;
+pub(crate) const REDIRECTS: u32 = 5;
 
 /// How long to wait before sending again a command the cluster refused
 /// without running it, or `None` when the error says nothing of the kind.
@@ -245,9 +268,23 @@ fn resend_after(e: &RedisError, attempt: u32) -> Option<std::time::Duration> {
     Some(std::time::Duration::from_millis(base << attempt.min(4)))
 }
 
+/// Whether `cmd` adds entries (`XADD`, the `add` script): sent twice, it
+/// would add them twice.
+fn adds_entries(cmd: &Cmd) -> bool {
+    let mut args = cmd.args_iter().filter_map(|a| match a {
+        Arg::Simple(b) => Some(b),
+        _ => None,
+    });
+    match args.next().map(<[u8]>::to_ascii_uppercase).as_deref() {
+        Some(b"XADD") => true,
+        Some(b"EVALSHA") => args.next() == Some(crate::scripts::ADD.get_hash().as_bytes()),
+        _ => false,
+    }
+}
+
 /// Runs `send` again while the cluster refuses it without running it
-/// (see [`resend_after`]), up to [`REDIRECTS`] times.
-pub(crate) async fn resending<T, F, Fut>(mut send: F) -> RedisResult<T>
+/// (see [`resend_after`]), up to `times` times.
+pub(crate) async fn resending<T, F, Fut>(times: u32, mut send: F) -> RedisResult<T>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = RedisResult<T>>,
@@ -255,7 +292,7 @@ where
     let mut attempt = 0;
     loop {
         match send().await {
-            Err(e) if attempt < REDIRECTS => match resend_after(&e, attempt) {
+            Err(e) if attempt < times => match resend_after(&e, attempt) {
                 Some(wait) => {
                     tracing::debug!(error = %e, ?wait, "the cluster refused a command without running it; sending it again");
                     tokio::time::sleep(wait).await;
@@ -309,13 +346,24 @@ pub(crate) async fn masters(conn: &ClusterConnection) -> RedisResult<Vec<(String
         )
         .await?,
     )?;
-    Ok(parse_masters(&text))
+    let (masters, covered) = parse_masters(&text);
+    if covered < SLOTS {
+        return Err(RedisError::from((
+            ErrorKind::Server(redis::ServerErrorKind::ClusterDown),
+            "the cluster's masters do not cover every slot (a failover is under way); try again",
+        )));
+    }
+    Ok(masters)
 }
+
+/// Slots of a Redis Cluster.
+const SLOTS: u32 = 16_384;
 
 /// The masters with slots in `CLUSTER NODES` text: lines of
 /// `<id> <host:port@bus[,hostname]> <flags> <master> <ping> <pong> <epoch> <link> <slot>...`.
-fn parse_masters(text: &str) -> Vec<(String, u16)> {
+fn parse_masters(text: &str) -> (Vec<(String, u16)>, u32) {
     let mut out = Vec::new();
+    let mut covered = 0;
     for line in text.lines() {
         let fields: Vec<&str> = line.split_whitespace().collect();
         if fields.len() < 9 {
@@ -331,9 +379,36 @@ fn parse_masters(text: &str) -> Vec<(String, u16)> {
         };
         if let Ok(port) = port.parse::<u16>() {
             out.push((host.to_owned(), port));
+            for range in &fields[8..] {
+                // `[slot->-node]` entries are slots being imported/migrated.
+                if range.starts_with('[') {
+                    continue;
+                }
+                let (lo, hi) = range.split_once('-').unwrap_or((range, range));
+                if let (Ok(lo), Ok(hi)) = (lo.parse::<u32>(), hi.parse::<u32>()) {
+                    covered += hi.saturating_sub(lo) + 1;
+                }
+            }
         }
     }
-    out
+    (out, covered)
+}
+
+/// Runs `cmd` on the master serving `key`'s slot.
+pub(crate) async fn on_master_of(
+    conn: &ClusterConnection,
+    key: &str,
+    cmd: Cmd,
+) -> RedisResult<Value> {
+    let route = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(Route::with_slot(
+        Slot::for_key(key),
+        SlotAddr::Master,
+    )));
+    resending(REDIRECTS, || {
+        let (mut conn, cmd, route) = (conn.clone(), cmd.clone(), route.clone());
+        async move { refusal_as_error(conn.route_command(cmd, route).await?) }
+    })
+    .await
 }
 
 /// Runs `cmd` on the node at `host:port`.
@@ -375,6 +450,16 @@ mod tests {
             .arg(">")
             .arg(">");
         assert_eq!(keys_of(&cmd), vec![b"a".as_slice(), b"b"]);
+        let mut cmd = redis::cmd("XREADGROUP");
+        cmd.arg("GROUP")
+            .arg("streams")
+            .arg("STREAMS")
+            .arg("COUNT")
+            .arg(2)
+            .arg("STREAMS")
+            .arg("k")
+            .arg(">");
+        assert_eq!(keys_of(&cmd), vec![b"k".as_slice()]);
         let mut cmd = redis::cmd("XINFO");
         cmd.arg("GROUPS").arg("s");
         assert_eq!(keys_of(&cmd), vec![b"s".as_slice()]);
@@ -415,11 +500,14 @@ bbbb 127.0.0.1:30010@31010 master - 0 0 1 connected
 ";
         assert_eq!(
             parse_masters(text),
-            vec![
-                ("127.0.0.1".to_owned(), 30002),
-                ("127.0.0.1".to_owned(), 30003),
-                ("127.0.0.1".to_owned(), 30001)
-            ]
+            (
+                vec![
+                    ("127.0.0.1".to_owned(), 30002),
+                    ("127.0.0.1".to_owned(), 30003),
+                    ("127.0.0.1".to_owned(), 30001)
+                ],
+                16_384
+            )
         );
     }
 

@@ -669,6 +669,25 @@ async fn unlink<K: redis::ToRedisArgs>(b: &RedisBackend, keys: &[K]) -> Result<u
     Ok(deleted)
 }
 
+/// How many replicas are connected to the master serving `key`
+/// (`connected_slaves` of `INFO replication`, asked of that master on a
+/// cluster).
+pub(crate) async fn replicas_of(b: &RedisBackend, key: &str) -> Result<u64> {
+    let mut cmd = redis::cmd("INFO");
+    cmd.arg("replication");
+    let op = b.op("INFO");
+    let reply = match b.inner.conns.commands() {
+        Commands::Cluster(conn) => crate::cluster::on_master_of(&conn, key, cmd)
+            .await
+            .map_err(|e| error::map(e, op))?,
+        Commands::Single(_) => b.raw(cmd, op).await?,
+    };
+    let text = reply::string("INFO", reply)?;
+    Ok(reply::info_field(&text, "connected_slaves")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0))
+}
+
 /// Escapes the glob characters of `SCAN MATCH` and ACL key patterns.
 pub(crate) fn glob_escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());

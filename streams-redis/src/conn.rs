@@ -102,7 +102,7 @@ impl Writer {
                 conn.clone().route_command(cmd, route).await
             }
             Self::Cluster(conn) => {
-                crate::cluster::resending(|| async {
+                crate::cluster::resending(crate::cluster::REDIRECTS, || async {
                     let reply = conn.clone().req_packed_command(&cmd).await?;
                     crate::cluster::refusal_as_error(reply)
                 })
@@ -120,7 +120,7 @@ enum Link {
 
 /// What the blocking pool opens connections from.
 enum Opener {
-    Single(Client),
+    Single(Box<Client>),
     Cluster(Box<ClusterClient>),
 }
 
@@ -165,7 +165,7 @@ impl Conns {
             writer: Writer::Coalesce(Coalescer::new(commands.clone())),
             commands: Commands::Single(commands),
             blocking: Blocking::Pool(Box::new(Pool {
-                opener: Opener::Single(client),
+                opener: Opener::Single(Box::new(client)),
                 connect_timeout: config.connect_timeout,
                 margin: config.block_margin,
                 max_idle: config.max_idle_blocking,
@@ -383,7 +383,7 @@ impl Pool {
             Link::Single(conn) => cmd.query_async::<Value>(conn).await,
             Link::Cluster(conn) => bounded(
                 limit,
-                crate::cluster::resending(|| async {
+                crate::cluster::resending(crate::cluster::REDIRECTS, || async {
                     crate::cluster::refusal_as_error(conn.clone().req_packed_command(cmd).await?)
                 }),
             )

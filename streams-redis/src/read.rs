@@ -10,8 +10,8 @@
 use std::time::{Duration, Instant};
 
 use redis::{Cmd, Value};
-use streams_core::Result;
 use streams_core::backend::{DeliveredEntry, Entry, KeyEntries, ReadGroup};
+use streams_core::{Result, StreamError};
 
 use crate::backend::RedisBackend;
 use crate::error::{self, Op, bad_reply};
@@ -224,7 +224,11 @@ async fn fair_rounds(b: &RedisBackend, read: &ReadGroup<'_>) -> Result<Vec<KeyEn
             }
         }
         if let Some(e) = failed {
-            if got.is_empty() {
+            // A missing group is reported even when other keys delivered
+            // (their entries stay pending for this consumer, to be
+            // redelivered or claimed): the manager recreates the group
+            // only when it sees the error.
+            if got.is_empty() || matches!(e, StreamError::NoGroup { .. }) {
                 return Err(e);
             }
             // What was read is delivered: it is returned, and the next

@@ -414,8 +414,11 @@ fn crosses_slots(b: &RedisBackend, mv: &Move) -> bool {
 /// consumer), write the copy, then acknowledge the original if it is
 /// still pending for that consumer (`scripts/settle.lua`). If it no longer
 /// is (claimed in between), the copy is deleted again and the refusal
-/// returned. A crash or a lost connection after the copy leaves the entry
-/// pending and the copy written: a duplicate, never a loss.
+/// returned. The copy is on a replica before the original is acknowledged
+/// ([`replicated_copy`]), so a failover of the target's master cannot take
+/// it after the original is gone. A crash or a lost connection after the
+/// copy leaves the entry pending and the copy written: a duplicate, never
+/// a loss.
 async fn copy_then_settle(b: &RedisBackend, mv: &Move) -> Result<MoveOutcome> {
     let MoveTarget::Stream { key, fields, trim } = &mv.target else {
         let key = match &mv.target {
@@ -437,7 +440,7 @@ async fn copy_then_settle(b: &RedisBackend, mv: &Move) -> Result<MoveOutcome> {
         .fold(Add::new(key.clone(), fields.clone()), |add, t| {
             add.with_trim(*t)
         });
-    let new_id = crate::commands::add(b, &add).await?;
+    let new_id = replicated_copy(b, &add).await?;
     match settle(b, mv, true).await {
         Ok(MoveOutcome::Moved { .. }) => Ok(MoveOutcome::Moved {
             new_id: Some(new_id),
@@ -454,6 +457,44 @@ async fn copy_then_settle(b: &RedisBackend, mv: &Move) -> Result<MoveOutcome> {
         }
         Err(e) => Err(e),
     }
+}
+
+/// How long a copy made across slots waits for a replica of its master.
+const COPY_WAIT: Duration = Duration::from_secs(2);
+
+/// Adds the copy of a move or a transfer across cluster slots and, when
+/// the target's master has replicas, waits until one has it (`WAIT`)
+/// before the original is acknowledged or deleted on another master:
+/// otherwise a failover of the target's master could lose the copy after
+/// the original was settled. When no replica confirms in time, the
+/// original is left alone and the call fails, retryably (the copy stays:
+/// the next attempt makes a duplicate, never a loss).
+async fn replicated_copy(b: &RedisBackend, add: &Add) -> Result<EntryId> {
+    let replicas = crate::commands::replicas_of(b, &add.key).await?;
+    if replicas == 0 {
+        return crate::commands::add(b, add).await;
+    }
+    let many = streams_core::backend::AddMany::new(&add.key, vec![add.fields.clone()])
+        .with_trim(&add.trim);
+    let durability = streams_core::Durability::replicas(1).with_timeout(COPY_WAIT);
+    let written = crate::commands::add_durable(b, many, durability).await?;
+    let id = written
+        .ids
+        .into_iter()
+        .next()
+        .ok_or_else(|| bad_reply("XADD", "no id for the copy"))?;
+    if written.replicas == 0 {
+        return Err(StreamError::Connection {
+            backend: crate::error::BACKEND,
+            message: format!(
+                "no replica of the master of `{}` confirmed the copy {id} within {COPY_WAIT:?}; \
+                 the original was left pending",
+                add.key
+            ),
+            source: None,
+        });
+    }
+    Ok(id)
 }
 
 /// `scripts/settle.lua`: checks (`ack` false) or acknowledges a move's
@@ -502,6 +543,7 @@ pub(crate) async fn move_entries(
     let (across, valid): (Vec<usize>, Vec<usize>) = (0..moves.len())
         .filter(|&i| outcomes[i].is_ok())
         .partition(|&i| crosses_slots(b, &moves[i]));
+    let copies = across.len();
     // On a cluster, moves to another slot copy first, one by one.
     let copied =
         futures::future::join_all(across.iter().map(|&i| copy_then_settle(b, &moves[i]))).await;
@@ -525,6 +567,7 @@ pub(crate) async fn move_entries(
         .iter()
         .flat_map(|group| group.chunks(MOVES_PER_CALL))
         .collect();
+    let calls_len = calls.len();
     let op = b.op("EVALSHA move_entries");
     let replies = eval_many(b, &MOVE_ENTRIES, op, calls.len(), |c| {
         move_entries_cmd(moves, calls[c])
@@ -543,7 +586,7 @@ pub(crate) async fn move_entries(
                 continue;
             }
             // The whole call failed: nothing says which of its moves ran.
-            Err(e) if valid.len() <= MOVES_PER_CALL => return Err(e),
+            Err(e) if calls_len == 1 && copies == 0 => return Err(e),
             Err(e) => {
                 let text = e.to_string();
                 for &i in call {
@@ -656,26 +699,53 @@ pub(crate) async fn transfer(b: &RedisBackend, t: &Transfer) -> Result<TransferO
 }
 
 /// A transfer between two cluster slots, where no script reaches both
-/// keys: read the entry (none: `Missing`), add the copy, delete the
-/// original. When the original was already gone (another transfer of the
-/// same entry got there first), the copy is deleted again and the entry
-/// reported `Missing`, so one entry gives one copy. A crash or a lost
-/// connection after the copy leaves both: a duplicate, never a loss.
+/// keys: take the entry's replay lock (`SET NX PX` on a key in the
+/// source's slot; held by another replay: `Missing`), read the entry
+/// (none: `Missing`), add the copy and wait until a replica has it
+/// ([`replicated_copy`]), delete the original, release the lock. Two
+/// replays at once move an entry once; a crash or a lost connection after
+/// the copy leaves both: a duplicate, never a loss (and the lock expires).
 async fn copy_then_delete(b: &RedisBackend, t: &Transfer, id: &str) -> Result<TransferOutcome> {
-    let mut range = redis::cmd("XRANGE");
-    range.arg(&t.source).arg(id).arg(id);
-    let found = reply::array("XRANGE", b.raw(range, b.op("XRANGE")).await?)?;
-    if found.is_empty() {
+    // One replay of an entry at a time: a lock key in the source's slot.
+    let lock = if t.source.contains('{') {
+        format!("{}:replaying:{id}", t.source)
+    } else {
+        format!("{{{}}}:replaying:{id}", t.source)
+    };
+    let mut take = redis::cmd("SET");
+    take.arg(&lock)
+        .arg("1")
+        .arg("NX")
+        .arg("PX")
+        .arg(ms(REPLAY_LOCK));
+    if b.raw(take, b.op("SET")).await? == Value::Nil {
+        // Another replay has it; it reports the transfer.
         return Ok(TransferOutcome::Missing);
     }
-    let new_id = crate::commands::add(b, &Add::new(t.target.clone(), t.fields.clone())).await?;
-    let deleted = crate::commands::delete_entries(b, &t.source, &[EntryId::from(id)]).await?;
-    if deleted.is_empty() {
-        crate::commands::delete_entries(b, &t.target, &[new_id]).await?;
-        return Ok(TransferOutcome::Missing);
+    let outcome = async {
+        let mut range = redis::cmd("XRANGE");
+        range.arg(&t.source).arg(id).arg(id);
+        let found = reply::array("XRANGE", b.raw(range, b.op("XRANGE")).await?)?;
+        if found.is_empty() {
+            return Ok(TransferOutcome::Missing);
+        }
+        let new_id = replicated_copy(b, &Add::new(t.target.clone(), t.fields.clone())).await?;
+        // Gone already (trimmed since the read): the copy stays.
+        crate::commands::delete_entries(b, &t.source, &[EntryId::from(id)]).await?;
+        Ok(TransferOutcome::Transferred { new_id })
     }
-    Ok(TransferOutcome::Transferred { new_id })
+    .await;
+    let mut release = redis::cmd("DEL");
+    release.arg(&lock);
+    if let Err(e) = b.raw(release, b.op("DEL")).await {
+        tracing::debug!(lock = %lock, error = %e, "could not release a replay lock; it expires on its own");
+    }
+    outcome
 }
+
+/// How long a replay across cluster slots holds its entry's lock at most
+/// (a replay that dies leaves the entry to others after this).
+const REPLAY_LOCK: Duration = Duration::from_secs(60);
 
 /// Promotes due retries of every schedule in one round trip (two when the
 /// server has lost the script); a schedule that cannot be read reports its
