@@ -292,6 +292,17 @@ impl RedisBackend {
         let cmd = build()?;
         self.check_slot(&cmd)?;
         match self.call(cmd).await {
+            // On a cluster the script goes to the master that lacked it
+            // (a promoted replica, say), with the call, in one pipeline.
+            Err(e) if scripts::is_noscript(&e) && self.is_cluster() => {
+                let mut pipe = redis::Pipeline::with_capacity(2);
+                pipe.add_command(scripts::load(lua.source))
+                    .add_command(build()?);
+                let mut replies = self.pipeline(&pipe, 1, op).await?;
+                replies
+                    .pop()
+                    .ok_or_else(|| bad_reply(op.name, "no reply to the script"))
+            }
             Err(e) if scripts::is_noscript(&e) => {
                 self.raw(scripts::load(lua.source), op).await?;
                 self.raw(build()?, op).await

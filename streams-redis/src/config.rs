@@ -35,7 +35,8 @@ pub struct RedisConfig {
     ///
     /// Several URLs separated by commas are the seed nodes of a Redis
     /// Cluster (`redis://10.0.0.1:7000,redis://10.0.0.2:7000`): the backend
-    /// then talks to the cluster, as with [`cluster`](Self::cluster).
+    /// then talks to the cluster, as with [`cluster`](Self::cluster). A
+    /// comma in a password must therefore be written `%2C`.
     #[serde(serialize_with = "redacted")]
     pub url: String,
 

@@ -735,9 +735,9 @@ async fn copy_then_delete(b: &RedisBackend, t: &Transfer, id: &str) -> Result<Tr
         Ok(TransferOutcome::Transferred { new_id })
     }
     .await;
-    let mut release = redis::cmd("DEL");
+    let mut release = redis::cmd("UNLINK");
     release.arg(&lock);
-    if let Err(e) = b.raw(release, b.op("DEL")).await {
+    if let Err(e) = b.raw(release, b.op("UNLINK")).await {
         tracing::debug!(lock = %lock, error = %e, "could not release a replay lock; it expires on its own");
     }
     outcome
