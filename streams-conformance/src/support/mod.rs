@@ -350,13 +350,6 @@ pub async fn run_all(harness: Arc<dyn TestBackend>, cases: Vec<SuiteCase>, concu
         failed.len(),
         skipped.len()
     );
-    let mut expected: Vec<String> = harness
-        .expected_skips()
-        .iter()
-        .map(|s| (*s).to_owned())
-        .collect();
-    expected.sort();
-    skipped.sort();
     assert!(
         failed.is_empty(),
         "{} conformance case(s) failed on {}: {}",
@@ -364,6 +357,19 @@ pub async fn run_all(harness: Arc<dyn TestBackend>, cases: Vec<SuiteCase>, concu
         harness.name(),
         failed.join(", ")
     );
+    assert_declared_skips(harness.as_ref(), skipped);
+}
+
+/// Panics unless `skipped` are exactly the cases the harness declares in
+/// [`TestBackend::expected_skips`].
+fn assert_declared_skips(harness: &dyn TestBackend, mut skipped: Vec<String>) {
+    let mut expected: Vec<String> = harness
+        .expected_skips()
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+    expected.sort();
+    skipped.sort();
     assert_eq!(
         skipped,
         expected,
@@ -412,19 +418,7 @@ pub async fn check_skips<H: TestBackend>(harness: H, cases: &[(&str, &[Feature])
         cases.len() - skipped.len(),
         skipped.len()
     );
-    let mut expected: Vec<String> = harness
-        .expected_skips()
-        .iter()
-        .map(|s| (*s).to_owned())
-        .collect();
-    expected.sort();
-    skipped.sort();
-    assert_eq!(
-        skipped,
-        expected,
-        "the cases skipped on {} are not the ones its harness declares",
-        harness.name()
-    );
+    assert_declared_skips(&harness, skipped);
 }
 
 /// Waits until `check` returns `Some`, polling every 10 ms, or panics after `within`.

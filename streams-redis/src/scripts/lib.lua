@@ -75,3 +75,21 @@ local function missing(reply)
   return string.sub(reply.err, 1, 7) == 'NOGROUP'
     or string.find(reply.err, 'no such key', 1, true) ~= nil
 end
+
+-- Whether entry id is pending in group on source, and for fence when it is
+-- not '': nil when so, else why not: {'not_pending'} (also for a missing
+-- stream or group), {'owned_by', consumer}, or {'error', message} for any
+-- other refusal (a key of another type, an ACL refusal).
+local function refusal_to_settle(source, group, id, fence)
+  local pending = redis.pcall('XPENDING', source, group, id, id, 1)
+  if type(pending) == 'table' and pending.err and not missing(pending) then
+    return {'error', pending.err}
+  end
+  if type(pending) ~= 'table' or pending.err or #pending == 0 then
+    return {'not_pending'}
+  end
+  if fence ~= '' and pending[1][2] ~= fence then
+    return {'owned_by', pending[1][2]}
+  end
+  return nil
+end

@@ -53,15 +53,8 @@ for m = 1, tonumber(ARGV[1]) do
   local fields_at = trims_at + 3 * n
   at = fields_at + 2 * f
 
-  local result
-  local pending = redis.pcall('XPENDING', source, group, id, id, 1)
-  if type(pending) == 'table' and pending.err and not missing(pending) then
-    result = {'error', pending.err}
-  elseif type(pending) ~= 'table' or pending.err or #pending == 0 then
-    result = {'not_pending'}
-  elseif fence ~= '' and pending[1][2] ~= fence then
-    result = {'owned_by', pending[1][2]}
-  else
+  local result = refusal_to_settle(source, group, id, fence)
+  if not result then
     local fields = {}
     for i = fields_at, fields_at + 2 * f - 1 do
       fields[#fields + 1] = ARGV[i]

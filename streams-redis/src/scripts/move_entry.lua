@@ -15,16 +15,11 @@ local source, target = KEYS[1], KEYS[2]
 local group, id, fence = ARGV[1], ARGV[2], ARGV[3]
 
 -- NOGROUP (no stream or no group) means the entry is not pending either.
-local pending = redis.pcall('XPENDING', source, group, id, id, 1)
-if type(pending) == 'table' and pending.err and not missing(pending) then
-  return redis.error_reply(pending.err)
-end
-if type(pending) ~= 'table' or pending.err or #pending == 0 then
-  return {'not_pending'}
-end
-local owner = pending[1][2]
-if fence ~= '' and owner ~= fence then
-  return {'owned_by', owner}
+local refused = refusal_to_settle(source, group, id, fence)
+if refused and refused[1] == 'error' then
+  return redis.error_reply(refused[2])
+elseif refused then
+  return refused
 end
 
 local n = tonumber(ARGV[7])
